@@ -241,7 +241,7 @@ class _Scored:
 def _uncertain_note(interval: tuple[float, float], threshold: float, score: str = "AS") -> str:
     return (
         f"uncertain: the interval [{fmt(interval[0])}, {fmt(interval[1])}] straddles the "
-        f"threshold ({score} = {fmt(threshold)} nats)"
+        f"threshold {score} = {fmt(threshold)} nats"
     )
 
 
@@ -415,13 +415,14 @@ class PreferredReplacement(Detector):
                 msg = (
                     f"Given its own response the model prefers {_cands_text(better)} over {tok}"
                     + (f" (p={fmt(p_orig)})" if p_orig is not None else "")
-                    + f", so the prompt token lowers the response's likelihood (AS = {fmt(a)} nats)"
+                    + f", so the response is less likely with this token than with a typical replacement "
+                    f"(AS = {fmt(a)} nats)"
                 )
                 edit = prompt_with_replacement(generation, s.tokens, k, better[0]["token"])
                 ev["suggested_prompt"] = edit
                 sugg = (
-                    f"Try the prompt with {tok} replaced by {_quote(better[0]['token'])} (or the whole word "
-                    f"it belongs to): {edit}"
+                    f"Try the prompt with {tok} replaced by {_quote(better[0]['token'])} (or reword the "
+                    f"whole word it belongs to): {_quote(edit)}"
                 )
             else:
                 msg = (

@@ -432,3 +432,65 @@ def test_tokens_stay_plain_data() -> None:
     (f,) = NoiseToken().detect(r, gen, NoiseTokenOptions())
     assert f.token == "<img src=x onerror=alert(1)>"  # unescaped data; the renderer escapes
     assert "«<img src=x onerror=alert(1)>»" in f.context
+
+
+# ------------------------------------------------------------------ from a toy Bayes table (oracle)
+
+
+def bayes_position(prior: list[float], lik: list[float], orig: int) -> dict[str, float]:
+    """Closed form at one position: π = prior, ρ ∝ π·P(y|x^(v)); AS = log ρ(x_k) − log π(x_k)."""
+    z = sum(p * q for p, q in zip(prior, lik, strict=True))
+    post = [p * q / z for p, q in zip(prior, lik, strict=True)]
+    ent = lambda d: -sum(p * math.log(p) for p in d if p > 0)  # noqa: E731
+    kl = lambda a, b: sum(p * math.log(p / q) for p, q in zip(a, b, strict=True) if p > 0)  # noqa: E731
+    return {
+        "attribution_score": math.log(post[orig]) - math.log(prior[orig]),
+        "entropy_prompt": ent(prior),
+        "entropy_prompt_response": ent(post),
+        "kl_posterior_prior": kl(post, prior),
+        "kl_prior_posterior": kl(prior, post),
+        "log_prior_original": math.log(prior[orig]),
+        "log_posterior_original": math.log(post[orig]),
+        "post": post,  # type: ignore[dict-item]
+    }
+
+
+ALL = (NoiseToken, PreferredReplacement, ResponseBroadened, KLOutlier, UnstableToken)
+
+
+def test_ignored_token_gives_no_findings() -> None:
+    """Known-answer test 3: P(y|x^(v)) independent of v → AS = 0, ρ = π, KL = 0: nothing to flag."""
+    sc = base_scores()
+    k = POS[" the"]
+    stats = bayes_position([0.4, 0.3, 0.2, 0.1], [0.05] * 4, orig=0)
+    assert stats["attribution_score"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["kl_posterior_prior"] == pytest.approx(0.0, abs=1e-12)
+    for name, v in stats.items():
+        if name != "post":
+            set_score(sc, name, k, v)
+    r = make_result(sc)
+    for cls in ALL:
+        assert [f for f in cls().detect(r, GEN, cls.options_model()) if f.positions == (k,)] == []
+
+
+def test_anomaly3_from_bayes_table() -> None:
+    """The response is far likelier with another token at k: AS < 0 and that token is named."""
+    sc = base_scores()
+    k = POS["age"]
+    toks = ["age", "entence", "ive", "ing"]
+    prior, lik = [0.6, 0.1, 0.2, 0.1], [0.01, 0.2, 0.01, 0.005]
+    stats = bayes_position(prior, lik, orig=0)
+    for name, v in stats.items():
+        if name != "post":
+            set_score(sc, name, k, v)
+    post: list[float] = stats["post"]  # type: ignore[assignment]
+    det = {"candidates": {str(k): {
+        "prior": [{"token": t, "id": 100 + k if i == 0 else i, "p": p} for i, (t, p) in enumerate(zip(toks, prior))],
+        "posterior": [{"token": t, "id": 100 + k if i == 0 else i, "p": p} for i, (t, p) in enumerate(zip(toks, post))],
+    }}}
+    (f,) = PreferredReplacement().detect(make_result(sc, details=det), GEN, PreferredReplacementOptions())
+    assert stats["attribution_score"] < -0.5
+    assert [c["token"] for c in f.evidence["preferred"]] == ["entence"]
+    assert f.evidence["posterior_original"] == pytest.approx(post[0])
+    assert f.evidence["preferred"][0]["p"] == pytest.approx(post[1])
+    assert f.severity == "high"  # post[1] ≈ 0.69 ≥ 2 × post[0] ≈ 0.21
