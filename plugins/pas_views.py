@@ -167,13 +167,14 @@ def as_figure(v: _View) -> go.Figure:
             x=xs,
             y=ys,
             name="AS",
+            showlegend=False,
             marker={
                 "color": ys,
                 "colorscale": RDBU,
                 "cmin": -m,
                 "cmax": m,
                 "cmid": 0,
-                "colorbar": {"title": {"text": "AS (nats)"}},
+                "showscale": False,  # the y axis already reads AS; colour repeats it
                 "line": {"color": ["black" if s else "rgba(0,0,0,0)" for s in strad], "width": 1.5},
                 "pattern": {"shape": ["/" if s else "" for s in strad], "fgcolor": "black"},
             },
@@ -212,6 +213,8 @@ def as_figure(v: _View) -> go.Figure:
         xaxis=v.token_axis(),
         yaxis={"title": {"text": "AS (nats)"}, "zeroline": True},
         showlegend=bool(sx),
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        margin={"l": 60, "r": 20, "t": 80, "b": 90},
         bargap=0.15,
     )
 
@@ -276,6 +279,7 @@ def kl_figure(v: _View) -> go.Figure:
         xaxis=v.token_axis(),
         yaxis={"title": {"text": "KL divergence (nats)"}, "rangemode": "tozero"},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        margin={"l": 60, "r": 20, "t": 80, "b": 90},
     )
 
 
@@ -370,7 +374,7 @@ def candidates_figure(v: _View, positions: list[int]) -> go.Figure:
         barmode="group",
         height=420,
         legend={"orientation": "h", "y": -0.45, "x": 0},
-        margin={"l": 60, "r": 20, "t": 80, "b": 130},
+        margin={"l": 60, "r": 20, "t": 90, "b": 130},
     )
 
 
@@ -420,7 +424,12 @@ def replacement_figure(v: _View) -> go.Figure | None:
         fig.update_xaxes(title_text="AS (nats)", row=1, col=col)
     fig.update_yaxes(title_text="replacement entropy (nats)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="original response (%)", range=[-5, 105], row=1, col=2)
-    return _layout(fig, "Response variability under token replacement", showlegend=False)
+    return _layout(
+        fig,
+        "Response variability under token replacement",
+        showlegend=False,
+        margin={"l": 60, "r": 20, "t": 90, "b": 60},
+    )
 
 
 class PASViews(Visualization):
