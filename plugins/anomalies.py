@@ -634,7 +634,10 @@ class UnstableToken(Detector):
             if e is not None and e > o.entropy_max:
                 reasons.append(f"replacement entropy {fmt(e)} nats")
             if p is not None and p < o.original_pct_min:
-                reasons.append(f"only {p:.0f}% of replacements give the original response")
+                reasons.append(
+                    "no replacement gives the original response" if p == 0
+                    else f"only {p:.0f}% of replacements give the original response"
+                )
             if not reasons:
                 continue
             a = s.as_[k]

@@ -267,3 +267,44 @@ def test_plotly_renders_escaped_tokens_as_literal_text(tmp_path: Any) -> None:
     assert res["imgs"] == 0
     assert res["ticks"][idx] == "<img src=x on…"
     assert any("«<img src=x onerror=alert(1)>»" in h for h in res["hover"]), res["hover"]
+
+
+def test_contract_with_the_probabilistic_method() -> None:
+    """The real ``probabilistic`` plugin on a tiny random Llama: detectors and views accept its
+    results as they are (fast mode: intervals; replacement entropy on)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    prob = pytest.importorskip("reportgen_plugins.probabilistic")
+    from reportgen.cache import Cache
+    from reportgen.plugin_api import AttributionContext, LoadedModel
+    from reportgen_plugins.anomalies import DETECTORS
+
+    torch.manual_seed(1)
+    cfg = transformers.LlamaConfig(
+        vocab_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32, max_position_embeddings=64, initializer_range=0.4, tie_word_embeddings=False,
+        bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    x, y = [0, 5, 9, 3, 12, 7, 4, 8], [4, 11, 2]
+    gen = Generation(
+        model_id="toy", prompt_id="p", input_ids=tuple(x), input_tokens=tuple(str(i) for i in x),
+        input_special=(True,) + (False,) * (len(x) - 1), output_ids=tuple(y),
+        output_tokens=tuple(str(i) for i in y), prompt_text="", response_text="",
+        settings={"max_new_tokens": len(y), "do_sample": False},
+    )
+    loaded = LoadedModel(id="toy", source="toy:", model=model, tokenizer=None)
+    for opts in ({"mode": "fast", "max_candidates": 4, "tail_samples": 4, "replacement_entropy": True,
+                  "replacement_max_candidates": 4},):
+        o = prob.PASOptions(**opts)
+        r = prob.ProbabilisticMethod().attribute(
+            AttributionContext(model=loaded, generation=gen, options=o, seed=0, cache=Cache(None))
+        )
+        assert r.status == "ok", r.reason
+        for cls in DETECTORS:
+            for f in cls().detect(r, gen, cls.options_model()):
+                json.dumps(f.to_json())
+                assert f.positions[0] in range(1, len(x))  # template token 0 not scored
+        figs = PASViews().figures(make_run([r], [gen]))
+        assert [f.id for f in figs] == [f"pas-{k}-toy-p" for k in ORDER]
+        assert len(figs[0].figure.data[0].y) == len(x) - 1
