@@ -1,0 +1,358 @@
+"""The HTML report: structure, self-containment, escaping, determinism, figure helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import jinja2
+import numpy as np
+import pytest
+
+from reportgen import hookimpl
+from reportgen.aggregate import intensity, token_importance
+from reportgen.data import FigureSpec
+from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
+from reportgen.render import make_jinja_env, markdown_html, plotly_div, script_json
+from reportgen_plugins.html import ContextBuilder, HtmlRenderer, render_html
+from report_fixtures import INJECT_IMG, INJECT_SCRIPT, make_figures, make_run
+
+
+class Page(HTMLParser):
+    """Collects every element (tag, attrs), the text of each <script>, and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.text: list[str] = []
+        self._script: dict[str, str | None] | None = None
+        self._buf: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.elements.append((tag, a))
+        if tag == "script":
+            self._script, self._buf = a, []
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._script is not None:
+            self.scripts.append((self._script, "".join(self._buf)))
+            self._script = None
+
+    def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            self._buf.append(data)
+        else:
+            self.text.append(data)
+
+    def ids(self) -> list[str]:
+        return [a["id"] for _, a in self.elements if a.get("id")]
+
+    def visible_text(self) -> str:
+        return "".join(self.text)
+
+
+def parse(html: str) -> Page:
+    p = Page()
+    p.feed(html)
+    p.close()
+    return p
+
+
+@pytest.fixture(scope="module")
+def run() -> Any:
+    return make_run()
+
+
+@pytest.fixture(scope="module")
+def html(run: Any) -> str:
+    return render_html(run, make_figures())
+
+
+@pytest.fixture(scope="module")
+def page(html: str) -> Page:
+    return parse(html)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_one_div_per_heatmap(run: Any, page: Page) -> None:
+    ids = page.ids()
+    expected = [
+        f"heatmap-{slug(r.model_id)}-{slug(r.prompt_id)}-{slug(r.display_name)}"
+        for r in run.results
+        if r.status == "ok" and r.matrix is not None
+    ]
+    assert expected, "fixture has matrices"
+    for e in expected:
+        assert ids.count(e) == 1, e
+    heat_divs = [a["id"] for t, a in page.elements if t == "div" and "plotly-graph-div" in (a.get("class") or "") and a["id"].startswith("heatmap-")]
+    assert sorted(heat_divs) == sorted(expected)
+    assert len(ids) == len(set(ids)), "ids are unique"
+
+
+def test_plotly_js_inlined_exactly_once(html: str, page: Page) -> None:
+    from plotly.offline import get_plotlyjs
+
+    head = get_plotlyjs()[:60]
+    assert html.count(head) == 1
+    bundles = [s for _, s in page.scripts if len(s) > 1_000_000]
+    assert len(bundles) == 1
+    assert html.index(head) < html.index('class="plotly-graph-div"')
+
+
+def test_no_external_src_or_href(page: Page) -> None:
+    for tag, attrs in page.elements:
+        for name in ("src", "href", "action", "formaction", "poster", "data"):
+            v = attrs.get(name)
+            if v is None:
+                continue
+            assert v.startswith("#") or v.startswith("data:"), (tag, name, v)
+    assert not any(t in ("link", "iframe", "object", "embed", "img") for t, _ in page.elements)
+
+
+def test_injected_text_is_escaped(html: str, page: Page) -> None:
+    # No element created from data: no <img>, no event handler attribute, no extra script.
+    assert not any(t == "img" for t, _ in page.elements)
+    assert not any(k.startswith("on") for _, a in page.elements for k in a)
+    for attrs, body in page.scripts:
+        low = body.lower()
+        assert "<script" not in low and "</script" not in low
+        assert "alert(1)" not in body or attrs.get("type") == "application/json" or "\\u003c" in body
+    n_scripts = html.lower().count("<script")
+    assert n_scripts == len(page.scripts)
+    # The literal text is there, escaped, and reads back as text.
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    text = page.visible_text()
+    assert INJECT_SCRIPT in text
+    assert INJECT_IMG in text
+    assert "sampler <b>crashed</b>" in text  # a failed method's reason is data too
+
+
+def test_plotly_json_escapes_script_end() -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Heatmap(z=[[1]], x=["</script><script>alert(1)</script>"], y=["a"]), layout=dict(title=INJECT_SCRIPT))
+    div = str(plotly_div(fig, "x"))
+    p = parse(div)
+    assert len(p.scripts) == 1
+    assert "</script" not in p.scripts[0][1].lower()
+    assert "\\u003c\\u002fscript\\u003e" in div
+
+
+def test_script_json_escapes() -> None:
+    s = str(script_json({"t": "</script><!--&\u2028"}))
+    assert "<" not in s and ">" not in s and "&" not in s and "\u2028" not in s
+    import json
+
+    assert json.loads(s) == {"t": "</script><!--&\u2028"}
+
+
+def test_narrative_markdown(html: str, page: Page) -> None:
+    assert "<strong>two</strong>" in html and "<em>two</em>" in html
+    assert "&lt;script&gt;alert(" in html
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in html
+    assert not any("alert('md')" in body for _, body in page.scripts)
+    assert '<a href="#anomalies">the anomalies</a>' in html
+    assert "[an external site](https://example.com)" in page.visible_text()
+    # placement: "Scope" before the results, "Conclusions" after
+    assert html.index('id="narrative-scope"') < html.index('id="results"') < html.index('id="narrative-conclusions"')
+
+
+def test_markdown_raw_html_not_passed() -> None:
+    out = str(markdown_html('<div onclick="x()">hi</div>\n\n![i](http://h/x.png)'))
+    assert "<div" not in out and "&lt;div" in out
+    assert "<img" not in out
+
+
+def test_findings_sorted_with_evidence(page: Page, html: str) -> None:
+    text = page.visible_text()
+    pos = [html.index(f'id="finding-{k}"') for k in (1, 2, 3)]
+    assert pos == sorted(pos)
+    sevs = re.findall(r'class="finding sev-border-(\w+)" id="finding-\d"', html)
+    assert sevs == ["high", "medium", "info"]
+    assert "2.34568" in text and "nested.z" in text  # evidence numbers, nested keys flattened
+    assert "Check whether the token is redundant." in text
+    assert 'href="#panel-smol-capital"' in html
+
+
+def test_no_findings_says_what_was_checked() -> None:
+    p = parse(render_html(make_run(findings=False), []))
+    t = p.visible_text()
+    assert "No anomalies were found." in t
+    assert "detectors run: kl_outlier, noise_token, preferred_replacement" in t
+
+
+def test_summary_status_and_timings(page: Page) -> None:
+    t = page.visible_text()
+    assert "attention needs attn_implementation='eager'" in t
+    assert "unavailable" in t and "ok 1/2" in t
+    assert "65.0 s" in t  # run timings
+    assert "embedded:smollm2-135m-instruct" in t
+
+
+def test_provenance(page: Page, html: str, run: Any) -> None:
+    t = page.visible_text()
+    for key in ("packages.torch", "models.smol.file_sha256", "spec_sha256", "seed", "device", "python"):
+        assert key in t
+    assert "2025-01-02T03:04:05+00:00" in t and "2025-01-02T03:05:15+00:00" in t
+    pre = re.search(r'<pre class="spec">(.*?)</pre>', html, re.S)
+    assert pre is not None
+    import html as htmlmod
+
+    assert htmlmod.unescape(pre.group(1)) == run.spec_text
+
+
+def test_token_views_mute_special_and_show_exact_scores(run: Any, page: Page) -> None:
+    spans = [a for t, a in page.elements if t == "span" and "tok" in (a.get("class") or "").split()]
+    special = [a for a in spans if "special" in (a.get("class") or "")]
+    assert special and all("style" not in a for a in special)
+    r = next(x for x in run.results if x.method == "saliency" and x.model_id == "smol" and x.prompt_id == "capital")
+    ix, _ = token_importance(r.matrix)
+    titles = [a["title"] for a in spans if a.get("title", "").startswith("input#3 ")]
+    assert any(f"I(x) = {ix[3]:.9g}" in tt for tt in titles)
+
+
+def test_method_switch_and_window_controls(page: Page, html: str) -> None:
+    panel = 'id="panel-smol-capital"'
+    assert panel in html
+    buttons = [a for t, a in page.elements if t == "button" and a.get("data-key")]
+    assert {a["data-key"] for a in buttons} >= {"saliency", "integrated_gradients", "attention", "probabilistic"}
+    ranges = [a for t, a in page.elements if t == "input" and a.get("type") == "range"]
+    assert ranges and all(int(a["max"]) >= 1 for a in ranges)
+    data = [s for a, s in page.scripts if a.get("type") == "application/json"]
+    assert data and all("<" not in s for s in data)
+
+
+def test_model_comparison_and_difference() -> None:
+    run = make_run()
+    ctx = ContextBuilder(run, []).build()
+    comps = [c for s in ctx.sections for c in s.comparisons]
+    assert [c.id for c in comps] == ["compare-capital-smol-vs-tiny", "compare-inject-smol-vs-tiny"]
+    html = render_html(run, [])
+    assert 'id="diff-inject-saliency-smol-minus-tiny"' in html
+    one = render_html(make_run(models=1), [])
+    assert "compare-" not in one and "diff-" not in one
+
+
+def test_plugin_figures_placed_by_section(html: str) -> None:
+    assert html.index('id="summary-overview"') < html.index('id="anomalies"')
+    assert html.index('id="anomalies"') < html.index('id="anomaly-scatter"') < html.index('id="results"')
+    p = html.index('id="panel-smol-inject"')
+    assert p < html.index('id="pas-as-smol-inject"') < html.index('id="panel-tiny-inject"')
+
+
+def test_deterministic(run: Any) -> None:
+    a = render_html(run, make_figures())
+    b = render_html(make_run(), make_figures())
+    assert a == b
+
+
+def test_renderer_writes_file(tmp_path: Any, run: Any) -> None:
+    out = tmp_path / "report.html.tmp"
+    HtmlRenderer(pm=_pm()).render(run, [], str(out))
+    assert out.read_text("utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_downsampled_heatmap_note() -> None:
+    run = make_run()
+    run = dataclasses.replace(run, spec=run.spec.model_copy(update={"report": run.spec.report.model_copy(update={"max_heatmap_cells": 100})}))
+    html = render_html(run, [])
+    assert "exceed report.max_heatmap_cells=100" in html
+
+
+# --------------------------------------------------------------------------- jinja environment
+
+
+def _pm() -> Any:
+    from reportgen.plugins import get_plugin_manager
+
+    return get_plugin_manager(load_entrypoints=False)
+
+
+def test_jinja_env_is_safe() -> None:
+    env = make_jinja_env()
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
+    assert env.get_template("partials/narrative.html").environment.autoescape is not False
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("{{ nope }}").render()
+
+
+def test_prepare_jinja_env_hook_and_registration() -> None:
+    import reportgen_plugins.html as mod
+
+    class Extra:
+        @hookimpl
+        def reportgen_prepare_jinja_env(self, env: jinja2.Environment) -> None:
+            env.filters["shout"] = lambda s: str(s).upper()
+
+    pm = _pm()
+    pm.register(mod, name="html")
+    pm.register(Extra(), name="extra")
+    env = make_jinja_env(pm)
+    assert env.from_string("{{ 'a<'|shout }}").render() == "A&lt;"
+    from reportgen.plugins import Registry
+
+    assert isinstance(Registry(pm).renderers["html"], HtmlRenderer)
+
+
+# --------------------------------------------------------------------------- figure helpers (oracles)
+
+
+def test_token_colours_unsigned_is_eq7_over_user_tokens() -> None:
+    vals = [10.0, 1.0, 3.0, 2.0, None]
+    special = [True, False, False, False, False]
+    cs = token_colours(vals, special, signed=False)
+    ref = intensity(np.array([1.0, 3.0, 2.0]))
+    assert [c.strength for c in cs[1:4]] == pytest.approx(list(ref))
+    assert cs[0].strength == 1.0  # special token clipped into [0, 1]
+    assert cs[4].css == ""
+    assert cs[1].css == ""  # intensity 0: no colour
+
+
+def test_token_colours_signed() -> None:
+    cs = token_colours([2.0, -1.0, 0.0], None, signed=True)
+    assert [c.strength for c in cs] == [1.0, -0.5, 0.0]
+    assert cs[0].css.startswith("rgba(178,24,43,") and cs[1].css.startswith("rgba(33,102,172,")
+
+
+def test_block_mean_matches_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(13, 7))
+    a[2, 3] = np.nan
+    fr, fc = block_factors(13, 7, 20)
+    assert math.ceil(13 / fr) * math.ceil(7 / fc) <= 20
+    got = block_mean(a, fr, fc)
+    for bi in range(got.shape[0]):
+        for bj in range(got.shape[1]):
+            cells = [a[i, j] for i in range(bi * fr, min(13, (bi + 1) * fr)) for j in range(bj * fc, min(7, (bj + 1) * fc))]
+            cells = [c for c in cells if not np.isnan(c)]
+            assert got[bi, bj] == pytest.approx(sum(cells) / len(cells))
+
+
+def test_downsample_noop_and_labels_unique() -> None:
+    a = np.arange(12.0).reshape(4, 3)
+    ds = downsample(a, ["a", "a", "b", "<b>"], ["x", "x", "y"], 100)
+    assert not ds.reduced and np.array_equal(ds.matrix, a)
+    assert len(set(ds.row_labels)) == 4 and ds.row_labels[3] == "3: &lt;b&gt;"
+
+
+def test_heatmap_signed_is_symmetric() -> None:
+    fig, _ = heatmap(np.array([[1.0, -3.0]]), ["a"], ["x", "y"], signed=True)
+    tr = fig.data[0]
+    assert tr.zmid == 0 and tr.zmin == -3 and tr.zmax == 3
+
+
+def test_figure_spec_with_dict_figure_renders() -> None:
+    fs = FigureSpec(id="dict fig!", title="t", caption="c", figure={"data": [{"type": "bar", "y": [1]}], "layout": {}}, section="summary")
+    html = render_html(make_run(models=1), [fs])
+    assert 'id="dict-fig"' in html
