@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from reportgen import hookimpl
-from reportgen.data import AttributionResult, Finding, Generation, Severity
+from reportgen.data import SEVERITY_ORDER, AttributionResult, Finding, Generation, Severity
 from reportgen.plugin_api import Detector, Options
 
 METHOD = "probabilistic"
@@ -264,10 +264,60 @@ def _cands_text(cands: list[dict[str, Any]]) -> str:
     return ", ".join(f"{_quote(c['token'])} (p={fmt(c['p'])})" for c in cands)
 
 
+class CappedOptions(Options):
+    """Options every PAS detector shares."""
+
+    max_findings: int | None = Field(
+        10,
+        ge=1,
+        description="Per result, list at most this many findings (the most severe, then the strongest); "
+        "the rest are summarised in one 'info' finding that names their positions. None lists all.",
+    )
+
+
+def cap_findings(
+    detector: str, findings: list[Finding], limit: int | None, strength: Any
+) -> list[Finding]:
+    """Keep the ``limit`` most severe/strongest findings (in position order) and summarise the rest.
+
+    ``strength(finding) -> float`` orders findings of equal severity (larger first). Nothing is
+    dropped silently: the omitted positions are listed in one extra ``info`` finding.
+    """
+    if limit is None or len(findings) <= limit:
+        return findings
+    ranked = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -strength(f), f.positions))
+    kept, rest = ranked[:limit], ranked[limit:]
+    kept.sort(key=lambda f: f.positions)
+    rest.sort(key=lambda f: f.positions)
+    listed = ", ".join(f"{_quote(f.token)} ({f.positions[0]})" for f in rest[:12])
+    first = rest[0]
+    summary = Finding(
+        detector=detector,
+        severity="info",
+        model_id=first.model_id,
+        prompt_id=first.prompt_id,
+        method=first.method,
+        positions=tuple(p for f in rest for p in f.positions),
+        token="",
+        context=listed + (", …" if len(rest) > 12 else ""),
+        evidence={
+            "omitted": len(rest),
+            "max_findings": limit,
+            "positions": [p for f in rest for p in f.positions],
+            "severities": [f.severity for f in rest],
+        },
+        title=f"{len(rest)} more tokens",
+        message=f"{len(rest)} more tokens also met the thresholds of {detector}; only the {limit} most "
+        "severe are listed.",
+        suggestion=f"Set detectors.{detector}.max_findings in the audit spec to list them all.",
+    )
+    return kept + [summary]
+
+
 # --------------------------------------------------------------------------- detectors
 
 
-class NoiseTokenOptions(Options):
+class NoiseTokenOptions(CappedOptions):
     """Thresholds of ``noise_token``."""
 
     near_zero: float = Field(0.1, ge=0, description="|AS| ≤ this (nats) counts as near zero.")
@@ -345,10 +395,10 @@ class NoiseToken(Detector):
                     evidence=ev,
                 )
             )
-        return out
+        return cap_findings(self.name, out, o.max_findings, lambda f: f.evidence["entropy_prompt"])
 
 
-class PreferredReplacementOptions(Options):
+class PreferredReplacementOptions(CappedOptions):
     """Thresholds of ``preferred_replacement``."""
 
     threshold: float = Field(0.5, gt=0, description="AS < −threshold (nats) counts as clearly negative.")
@@ -439,10 +489,10 @@ class PreferredReplacement(Detector):
                 s.finding(self.name, sev, k, title="Model prefers another token", message=msg + ".",
                           suggestion=sugg, evidence=ev)
             )
-        return out
+        return cap_findings(self.name, out, o.max_findings, lambda f: -f.evidence["attribution_score"])
 
 
-class ResponseBroadenedOptions(Options):
+class ResponseBroadenedOptions(CappedOptions):
     """Thresholds of ``response_broadened``."""
 
     margin: float = Field(0.5, ge=0, description="H_pr > H_p + margin (nats) is flagged.")
@@ -504,10 +554,10 @@ class ResponseBroadened(Detector):
                           "in another sense (dialect, domain); make the intended word unambiguous.",
                           evidence=ev)
             )
-        return out
+        return cap_findings(self.name, out, o.max_findings, lambda f: f.evidence["difference"])
 
 
-class KLOutlierOptions(Options):
+class KLOutlierOptions(CappedOptions):
     """Thresholds of ``kl_outlier``."""
 
     direction: Literal["posterior_prior", "prior_posterior"] = Field(
@@ -595,10 +645,16 @@ class KLOutlier(Detector):
                           "preferred a slight rephrasing here; try the top candidate in the prompt.",
                           evidence=ev)
             )
-        return out
+        return cap_findings(self.name, out, o.max_findings, lambda f: f.evidence["robust_z"])
 
 
-class UnstableTokenOptions(Options):
+def _instability(f: Finding) -> float:
+    """Ranks unstable_token findings: replacement entropy plus the share of changed responses."""
+    e, p = f.evidence.get("replacement_entropy"), f.evidence.get("original_response_pct")
+    return (e or 0.0) + 1.0 - (100.0 if p is None else p) / 100.0
+
+
+class UnstableTokenOptions(CappedOptions):
     """Thresholds of ``unstable_token`` (only where replacement statistics were computed)."""
 
     entropy_max: float = Field(1.0, ge=0, description="Replacement entropy > this (nats) is flagged.")
@@ -678,7 +734,7 @@ class UnstableToken(Detector):
                           "and compare the alternative responses in the evidence.",
                           evidence=ev)
             )
-        return out
+        return cap_findings(self.name, out, o.max_findings, _instability)
 
 
 DETECTORS: tuple[type[Detector], ...] = (

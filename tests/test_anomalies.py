@@ -494,3 +494,28 @@ def test_anomaly3_from_bayes_table() -> None:
     assert f.evidence["posterior_original"] == pytest.approx(post[0])
     assert f.evidence["preferred"][0]["p"] == pytest.approx(post[1])
     assert f.severity == "high"  # post[1] ≈ 0.69 ≥ 2 × post[0] ≈ 0.21
+
+
+def test_max_findings_caps_and_summarises_the_rest() -> None:
+    sc = base_scores()
+    ks = [POS[t] for t in (" When", " was", " the", " Cass", "ini")]
+    for i, k in enumerate(ks):
+        set_score(sc, "attribution_score", k, -1.0 - i)  # more negative → stronger
+    opts = PreferredReplacementOptions(max_findings=2)
+    out = PreferredReplacement().detect(make_result(sc), GEN, opts)
+    assert len(out) == 3
+    kept, summary = out[:2], out[2]
+    assert [f.positions[0] for f in kept] == [ks[3], ks[4]]  # the two most negative, in position order
+    assert summary.severity == "info" and summary.detector == "preferred_replacement"
+    assert summary.positions == tuple(ks[:3]) and summary.evidence["omitted"] == 3
+    assert "3 more tokens" in summary.message and "max_findings" in summary.suggestion
+    assert "“ When” (" in summary.context
+    summary.to_json()
+    # severity beats strength: an uncertain (info) finding is cut before a certain one
+    ivs: dict[str, Any] = {"attribution_score": [None] * N}
+    ivs["attribution_score"][ks[4]] = [-9.0, 0.0]
+    out = PreferredReplacement().detect(make_result(sc, ivs), GEN, opts)
+    assert [f.positions[0] for f in out[:2]] == [ks[2], ks[3]]
+    # None lists everything; the default (10) is not reached here
+    assert len(PreferredReplacement().detect(make_result(sc), GEN, PreferredReplacementOptions(max_findings=None))) == 5
+    assert len(PreferredReplacement().detect(make_result(sc), GEN, PreferredReplacementOptions())) == 5
