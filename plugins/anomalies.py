@@ -221,6 +221,8 @@ class _Scored:
         kind = interval_kind(self.result, k)
         if kind is not None:
             ev["interval_kind"] = kind
+        if self.result.label:
+            ev["label"] = self.result.label  # the spec listed the method more than once
         ev.update(evidence)
         return Finding(
             detector=detector,
