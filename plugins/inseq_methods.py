@@ -1,0 +1,204 @@
+"""inseq attribution methods, each registered as ``inseq.<method>``.
+
+Every method ``inseq.list_feature_attribution_methods()`` offers is registered. Each
+explains the stored generation by forced decoding of its exact token ids; the host
+checks that inseq attributed exactly those ids and fails the job otherwise (never a
+silently misaligned matrix).
+
+Known quirks handled here:
+- inseq drops tokens equal to the pad token from its output, and a tokenizer without
+  a pad token pads with EOS (``<|im_end|>`` for chat models): a chat prompt would lose
+  its template tokens. We point inseq's pad token at a token absent from the sequence.
+- ``attention`` and ``value_zeroing`` need the model loaded with eager attention.
+- ``lime`` needs scikit-learn; ``reagent`` needs nltk data (not downloadable here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import ConfigDict, Field, create_model
+
+from reportgen import hookimpl
+from reportgen.aggregate import dimension_reduce
+from reportgen.data import AttributionResult
+from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
+
+# Options each method forwards to Captum/inseq (name → (type, default, description)).
+_COMMON: dict[str, tuple[Any, Any, str]] = {
+    "dimension": (str | None, None, "Override the spec's dimensional aggregation: l2, sum or mean."),
+}
+_PER_METHOD: dict[str, dict[str, tuple[Any, Any, str]]] = {
+    "integrated_gradients": {
+        "n_steps": (int, 50, "Riemann steps along the path."),
+        "method": (str, "gausslegendre", "Integration rule (riemann_trapezoid, gausslegendre …)."),
+        "internal_batch_size": (int | None, None, "Batch of path points per forward."),
+    },
+    "layer_integrated_gradients": {
+        "n_steps": (int, 50, "Riemann steps along the path."),
+        "internal_batch_size": (int | None, None, "Batch of path points per forward."),
+    },
+    "sequential_integrated_gradients": {"n_steps": (int, 50, "Steps per token path.")},
+    "discretized_integrated_gradients": {"n_steps": (int, 50, "Interpolation steps.")},
+    "gradient_shap": {
+        "n_samples": (int, 5, "Random baselines per input."),
+        "stdevs": (float, 0.0, "Gaussian noise added to each sample."),
+    },
+    "saliency": {"abs": (bool, True, "Absolute value of the gradient.")},
+    "lime": {"n_samples": (int, 50, "Perturbed samples for the surrogate.")},
+    "occlusion": {},
+    "value_zeroing": {},
+    "attention": {},
+    "input_x_gradient": {},
+    "deeplift": {},
+    "layer_deeplift": {},
+    "layer_gradient_x_activation": {},
+    "reagent": {},
+    "dummy": {},
+}
+_DEFAULT_DIMENSION = {"attention": "mean", "value_zeroing": "mean", "dummy": "sum"}
+_DESCRIPTIONS = {
+    "saliency": "Gradient magnitude of the target log-probability w.r.t. input embeddings (Simonyan et al.).",
+    "input_x_gradient": "Gradient × input embedding.",
+    "integrated_gradients": "Path-integrated gradients from a baseline (Sundararajan et al.).",
+    "occlusion": "Change in the target when each token is occluded (perturbation).",
+    "attention": "Attention weights (mean over layers and heads by default).",
+    "lime": "Local linear surrogate over token masks (needs scikit-learn).",
+    "gradient_shap": "Expected gradients over noisy baselines (SHAP approximation).",
+    "deeplift": "DeepLIFT rescale rule.",
+    "value_zeroing": "Change in representations when each token's value vectors are zeroed.",
+    "reagent": "Replacing tokens with a masked language model (needs nltk data).",
+}
+
+
+def _options_model(method: str) -> type[Options]:
+    fields: dict[str, Any] = {}
+    for name, (typ, default, desc) in {**_COMMON, **_PER_METHOD.get(method, {})}.items():
+        fields[name] = (typ, Field(default, description=desc))
+    # Unknown (newer) inseq methods accept any option and pass it through to inseq.
+    config = ConfigDict(extra="forbid" if method in _PER_METHOD else "allow", frozen=True)
+    return create_model(f"Inseq_{method}_Options", __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
+
+
+def _unused_token(tokenizer: Any, used: set[int]) -> str:
+    """A vocabulary token string absent from ``used`` (special tokens first)."""
+    for tid in list(getattr(tokenizer, "all_special_ids", [])) + list(range(len(tokenizer))):
+        if tid not in used:
+            return str(tokenizer.convert_ids_to_tokens(tid))
+    raise RuntimeError("no unused token in the vocabulary")
+
+
+class InseqMethod(AttributionMethod):
+    requires: ClassVar[str] = "weights"
+
+    def __init__(self, inseq_name: str) -> None:
+        self.inseq_name = inseq_name
+        self.name = f"inseq.{inseq_name}"  # type: ignore[misc]
+        self.description = _DESCRIPTIONS.get(inseq_name, f"inseq method {inseq_name!r}")  # type: ignore[misc]
+        self.options_model = _options_model(inseq_name)  # type: ignore[misc]
+        self._wrapped: dict[int, Any] = {}
+
+    def unavailable_reason(self, model: LoadedModel) -> str | None:
+        base = super().unavailable_reason(model)
+        if base:
+            return base
+        name = self.inseq_name
+        attn = getattr(model.model.config, "_attn_implementation", None)
+        if name in ("attention", "value_zeroing") and attn != "eager":
+            return f"{name} needs eager attention; this model uses {attn!r} (set attn_implementation: eager on the model)"
+        if name == "lime" and importlib.util.find_spec("sklearn") is None:
+            return "lime needs scikit-learn (pip install 'reportgen[lime]')"
+        if name == "reagent":
+            try:
+                import nltk
+
+                nltk.data.find("corpora/stopwords")
+            except (ImportError, LookupError):
+                return "reagent needs nltk and its 'stopwords' data, which cannot be downloaded here"
+        if name == "discretized_integrated_gradients":
+            return (
+                "discretized_integrated_gradients builds a k-NN graph over the whole vocabulary "
+                "(sklearn + hours of CPU for a 49k vocabulary); not run"
+            )
+        return None
+
+    def _inseq_model(self, loaded: LoadedModel) -> Any:
+        import inseq
+
+        key = id(loaded.model)
+        if key not in self._wrapped:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._wrapped[key] = inseq.load_model(loaded.model, self.inseq_name, tokenizer=loaded.tokenizer)
+        return self._wrapped[key]
+
+    def attribute(self, ctx: AttributionContext) -> AttributionResult:
+        gen, loaded, opts = ctx.generation, ctx.model, ctx.options
+        tok = loaded.tokenizer
+        t0 = time.perf_counter()
+        im = self._inseq_model(loaded)
+        full_ids = list(gen.input_ids) + list(gen.output_ids)
+        im.pad_token = _unused_token(tok, set(full_ids))
+        kwargs = {k: v for k, v in opts.model_dump().items() if k != "dimension" and v is not None}
+        logging.getLogger("inseq").setLevel(logging.ERROR)
+        t1 = time.perf_counter()
+        out = im.attribute(
+            tok.decode(list(gen.input_ids), skip_special_tokens=False),
+            generated_texts=tok.decode(full_ids, skip_special_tokens=False),
+            skip_special_tokens=False,
+            show_progress=False,
+            **kwargs,
+        )
+        t2 = time.perf_counter()
+        seq = out.sequence_attributions[0]
+        got = [t.id for t in seq.target]
+        if got != full_ids:
+            raise RuntimeError(
+                "inseq attributed a different token sequence than the stored generation "
+                f"({len(got)} vs {len(full_ids)} tokens); refusing a misaligned matrix"
+            )
+        tgt = seq.target_attributions
+        arr = tgt.detach().float().cpu().numpy() if hasattr(tgt, "detach") else np.asarray(tgt, dtype=np.float64)
+        how = opts.dimension or _DEFAULT_DIMENSION.get(self.inseq_name) or ctx.generation_settings.get("dimension", "l2")
+        mat = dimension_reduce(arr, how)  # (n + t) × t
+        n = gen.n
+        matrix = np.asarray(mat[:n, :], dtype=np.float64)
+        output_matrix = np.asarray(mat[n:, :], dtype=np.float64)
+        return AttributionResult(
+            method=self.name,
+            model_id=gen.model_id,
+            prompt_id=gen.prompt_id,
+            options={**opts.model_dump(), "dimension": how},
+            input_tokens=list(gen.input_tokens),
+            output_tokens=list(gen.output_tokens),
+            matrix=matrix,
+            matrix_label=f"{self.inseq_name} ({how} over {arr.ndim - 2 and 'hidden dims' or 'cells'})",
+            signed=bool(np.nanmin(matrix) < 0) if np.isfinite(matrix).any() else False,
+            details={"output_matrix": output_matrix, "inseq_version": _inseq_version()},
+            timings={"seconds": time.perf_counter() - t0, "inseq_attribute_seconds": t2 - t1},
+        )
+
+
+def _inseq_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("inseq")
+
+
+def available_methods() -> list[str]:
+    try:
+        import inseq
+    except Exception:  # pragma: no cover - inseq is a core dependency
+        return sorted(_PER_METHOD)
+    return sorted(inseq.list_feature_attribution_methods())
+
+
+@hookimpl
+def reportgen_register_attribution_methods(register: Any) -> None:
+    for name in available_methods():
+        register(InseqMethod(name))

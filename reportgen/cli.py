@@ -1,0 +1,200 @@
+"""Command line: ``reportgen run | validate | plugins | schema | render``.
+
+Exit codes: 0 ok · 1 unexpected error · 2 invalid spec or usage · 3 plugin error ·
+4 model could not load · 5 black-box sampler failed · 6 render error · 130 interrupted.
+Errors print one line (no traceback) unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from reportgen import __version__
+from reportgen.errors import ReportgenError
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, ReportgenError):
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        click.echo("interrupted: finished results are kept in the cache; rerun to resume", err=True)
+        sys.exit(130)
+    click.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+    sys.exit(1)
+
+
+def _guard(debug: bool, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (Exception, KeyboardInterrupt) as exc:  # the CLI boundary: one line per error
+        _fail(exc, debug)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reportgen")
+def main() -> None:
+    """Audit how language models depend on each input token; write shareable reports."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _progress_bar(quiet: bool) -> tuple[Any, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from reportgen.runner import Progress as Hooks
+
+    console = Console(stderr=True)
+    if quiet:
+        return None, Hooks()
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=console,
+        transient=False,
+    )
+    task: dict[str, Any] = {}
+
+    def start(total: int) -> None:
+        task["id"] = bar.add_task("audit", total=total, detail="")
+
+    def advance(label: str) -> None:
+        bar.update(task["id"], advance=1, detail=label)
+
+    def detail(label: str, done: int, total: int) -> None:
+        bar.update(task["id"], detail=f"{label} {done}/{total}")
+
+    def log(msg: str) -> None:
+        bar.console.log(msg)
+
+    return bar, Hooks(start=start, advance=advance, detail=detail, log=log)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: the spec's report.output).")
+@click.option("-f", "--format", "formats", multiple=True, help="Report format(s): html, json, pdf (default: the spec's).")
+@click.option("--device", help="cpu, cuda, cuda:1 … (default: the spec's).")
+@click.option("--no-cache", is_flag=True, help="Recompute everything instead of reusing cached results.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def run(spec: Path, output: str | None, formats: tuple[str, ...], device: str | None, no_cache: bool, quiet: bool, debug: bool) -> None:
+    """Run the audit SPEC and write the reports."""
+    from reportgen.runner import RunOptions, run_audit
+
+    bar, hooks = _progress_bar(quiet)
+
+    def go() -> Any:
+        opts = RunOptions(output=output, formats=list(formats) or None, device=device, use_cache=not no_cache, progress=hooks)
+        if bar is None:
+            return run_audit(spec, opts)
+        with bar:
+            return run_audit(spec, opts)
+
+    run_result, written = _guard(debug, go)
+    failed = [r for r in run_result.results if r.status == "failed"]
+    for fmt, path in written.items():
+        click.echo(f"{fmt}: {path}")
+    n_find = len(run_result.findings)
+    click.echo(f"{len(run_result.results)} result(s), {n_find} finding(s), {len(failed)} failed method run(s)", err=True)
+    if failed:
+        for r in failed:
+            click.echo(f"  failed: {r.method} on {r.model_id}/{r.prompt_id}: {r.reason}", err=True)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--debug", is_flag=True)
+def validate(spec: Path, debug: bool) -> None:
+    """Check SPEC (syntax, fields, plugin names, method options) without loading any model."""
+    from reportgen.plugins import get_registry
+    from reportgen.spec import load_spec
+
+    parsed, _ = _guard(debug, lambda: load_spec(spec, get_registry()))
+    click.echo(
+        f"{spec}: ok ({len(parsed.models)} model(s) × {len(parsed.prompts)} prompt(s) × {len(parsed.methods)} method(s))"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List plugins, their versions and what they register; plugins that failed to load and why."""
+    from reportgen.plugins import get_registry
+
+    reg = _guard(False, get_registry)
+    infos = reg.plugins()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "plugins": [vars(i) for i in infos],
+                    "failed": [vars(f) for f in reg.failed],
+                },
+                indent=2,
+            )
+        )
+        return
+    for info in infos:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(not installed as a distribution)"
+        click.echo(f"{info.name}  [{dist}]  {info.module}")
+        for kind, names in sorted(info.registered.items()):
+            click.echo(f"    {kind}: {', '.join(names)}")
+    if reg.failed:
+        click.echo("\nplugins that could not load:")
+        for f in reg.failed:
+            click.echo(f"  {f.name} ({f.value}): {f.reason}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the audit spec (for editor completion)."""
+    from reportgen.spec import json_schema
+
+    click.echo(json_schema())
+
+
+@main.command()
+@click.argument("results", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("-f", "--format", "formats", multiple=True, default=("html",), show_default=True)
+@click.option("--debug", is_flag=True)
+def render(results: Path, output: str, formats: tuple[str, ...], debug: bool) -> None:
+    """Rebuild reports from a results.json without running any model."""
+    from reportgen.plugins import get_registry
+    from reportgen.results import load_run
+    from reportgen.runner import render as render_run
+
+    def go() -> dict[str, str]:
+        reg = get_registry()
+        run_result = load_run(results)
+        unknown = [f for f in formats if f not in reg.renderers]
+        if unknown:
+            from reportgen.errors import SpecError
+
+            raise SpecError(f"unknown format {unknown[0]!r}; valid choices: {', '.join(sorted(reg.renderers))}")
+        return render_run(reg, run_result, Path(output), list(formats))
+
+    for fmt, path in _guard(debug, go).items():
+        click.echo(f"{fmt}: {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,244 @@
+"""Typed data passed between pipeline stages (generation, attribution, detection, rendering)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Severity = Literal["high", "medium", "low", "info"]
+SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One model's response to one prompt, generated once and shared by every method.
+
+    ``input_ids`` is the full model input (chat template and special tokens included);
+    ``input_special[i]`` is True for template/special tokens, False for user content.
+    """
+
+    model_id: str
+    prompt_id: str
+    input_ids: tuple[int, ...]
+    input_tokens: tuple[str, ...]
+    input_special: tuple[bool, ...]
+    output_ids: tuple[int, ...]
+    output_tokens: tuple[str, ...]
+    prompt_text: str
+    response_text: str
+    step_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def t(self) -> int:
+        return len(self.output_ids)
+
+    @property
+    def user_positions(self) -> list[int]:
+        return [i for i, s in enumerate(self.input_special) if not s]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["step_scores"] = {k: list(v) for k, v in self.step_scores.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Generation:
+        d = dict(d)
+        for k in ("input_ids", "input_tokens", "input_special", "output_ids", "output_tokens"):
+            d[k] = tuple(d[k])
+        d["step_scores"] = {k: tuple(v) for k, v in d.get("step_scores", {}).items()}
+        return cls(**d)
+
+
+def _clean(x: Any) -> Any:
+    """Make numbers JSON-safe: numpy → python, NaN/inf → None."""
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (np.floating, float)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def to_jsonable(x: Any) -> Any:
+    """Public alias of the JSON cleaner (numpy arrays, NaN → null)."""
+    return _clean(x)
+
+
+@dataclass
+class AttributionResult:
+    """What one method says about one (model, prompt) generation.
+
+    ``matrix`` is A (n input tokens × t output tokens, seed 001 §3.1), already reduced to
+    one number per cell (dimensional aggregation, eq. 9); NaN where a method is undefined.
+    ``scores`` are named vectors over the n input tokens (None/NaN where not scored).
+    ``intervals`` gives, per score name, [lo, hi] per input token where a bound or a
+    confidence interval is known (for example fast-mode AS).
+    ``details`` holds JSON-able method-specific evidence (candidates, neighbours, samples).
+    """
+
+    method: str
+    model_id: str
+    prompt_id: str
+    options: dict[str, Any]
+    input_tokens: list[str]
+    output_tokens: list[str]
+    matrix: np.ndarray | None = None
+    matrix_label: str = ""
+    signed: bool = False
+    scores: dict[str, list[float | None]] = field(default_factory=dict)
+    intervals: dict[str, list[list[float | None] | None]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    status: Literal["ok", "unavailable", "failed"] = "ok"
+    reason: str | None = None
+    label: str | None = None  # display name when a spec lists one method twice
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.method
+
+    def to_json(self) -> dict[str, Any]:
+        from reportgen.aggregate import token_importance
+
+        agg: dict[str, Any] = {}
+        if self.matrix is not None:
+            ix, iy = token_importance(self.matrix)
+            agg = {"token_importance": {"input": ix, "output": iy}}
+        return _clean(
+            {
+                "method": self.method,
+                "label": self.label,
+                "model": self.model_id,
+                "prompt": self.prompt_id,
+                "options": self.options,
+                "status": self.status,
+                "reason": self.reason,
+                "input": {"tokens": self.input_tokens},
+                "output": {"tokens": self.output_tokens},
+                "attribution": {
+                    "raw": self.matrix,
+                    "label": self.matrix_label,
+                    "signed": self.signed,
+                    "aggregated": agg,
+                },
+                "scores": self.scores,
+                "intervals": self.intervals,
+                "details": self.details,
+                "timings": self.timings,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AttributionResult:
+        raw = d["attribution"]["raw"]
+        matrix = None
+        if raw is not None:
+            matrix = np.array(
+                [[np.nan if v is None else v for v in row] for row in raw], dtype=np.float64
+            ).reshape(len(d["input"]["tokens"]), len(d["output"]["tokens"]))
+        return cls(
+            method=d["method"],
+            label=d.get("label"),
+            model_id=d["model"],
+            prompt_id=d["prompt"],
+            options=d.get("options", {}),
+            input_tokens=list(d["input"]["tokens"]),
+            output_tokens=list(d["output"]["tokens"]),
+            matrix=matrix,
+            matrix_label=d["attribution"].get("label", ""),
+            signed=bool(d["attribution"].get("signed", False)),
+            scores=d.get("scores", {}),
+            intervals=d.get("intervals", {}),
+            details=d.get("details", {}),
+            timings=d.get("timings", {}),
+            status=d.get("status", "ok"),
+            reason=d.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One anomaly a detector found, with the numbers behind it and what to try."""
+
+    detector: str
+    severity: Severity
+    model_id: str
+    prompt_id: str
+    method: str
+    positions: tuple[int, ...]
+    token: str
+    context: str
+    evidence: dict[str, Any]
+    message: str
+    suggestion: str = ""
+    title: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Finding:
+        d = dict(d)
+        d["positions"] = tuple(d["positions"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A Plotly figure for the report, with a stable id and a caption.
+
+    ``figure`` is a plotly ``go.Figure`` (or its dict). ``section`` is "summary" or
+    "prompt"; prompt figures carry the (model_id, prompt_id) they belong to.
+    """
+
+    id: str
+    title: str
+    caption: str
+    figure: Any
+    section: Literal["summary", "prompt", "anomalies"] = "prompt"
+    model_id: str | None = None
+    prompt_id: str | None = None
+    order: int = 100
+
+
+@dataclass
+class RunResult:
+    """Everything one audit run produced; results.json is its serialisation."""
+
+    spec: Any  # reportgen.spec.AuditSpec
+    spec_text: str
+    spec_path: str
+    generations: list[Generation]
+    results: list[AttributionResult]
+    findings: list[Finding] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    created_at: str = ""
+    completed_at: str = ""
+
+    def generation(self, model_id: str, prompt_id: str) -> Generation | None:
+        for g in self.generations:
+            if g.model_id == model_id and g.prompt_id == prompt_id:
+                return g
+        return None
+
+    def results_for(self, model_id: str, prompt_id: str) -> list[AttributionResult]:
+        return [r for r in self.results if r.model_id == model_id and r.prompt_id == prompt_id]

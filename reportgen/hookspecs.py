@@ -1,0 +1,104 @@
+"""Hook specifications of the ``reportgen`` plugin host.
+
+Every capability of reportgen is a plugin: model loaders, attribution methods,
+aggregations, detectors, visualizations and renderers. Built-in plugins live in the
+``reportgen_plugins`` package and are declared in the ``reportgen`` entry-point group
+exactly like third-party plugins.
+
+Registration hooks receive a ``register`` callback. The host owns the name table and
+rejects a second registration of the same name with a message naming both plugins.
+Implementations are called in pluggy's order (last registered first); every hook here
+collects results, none uses ``firstresult``.
+
+Writing a plugin::
+
+    from reportgen import hookimpl
+    from reportgen.plugin_api import AttributionMethod
+
+    class MyMethod(AttributionMethod):
+        name = "mypkg.mymethod"
+        ...
+
+    @hookimpl
+    def reportgen_register_attribution_methods(register):
+        register(MyMethod())
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import jinja2
+
+    from reportgen.data import FigureSpec, RunResult
+
+hookspec = pluggy.HookspecMarker("reportgen")
+hookimpl = pluggy.HookimplMarker("reportgen")
+
+
+@hookspec
+def reportgen_register_model_loaders(register: Callable[[Any], None]) -> None:
+    """Register model loaders (``reportgen.plugin_api.ModelLoader``).
+
+    :param register: call ``register(loader)``; ``loader.scheme`` (e.g. ``"embedded"``,
+        ``"hf"``, ``"gguf"``, ``"openai"``) is the prefix of a model ``source`` in the spec.
+    """
+
+
+@hookspec
+def reportgen_register_attribution_methods(register: Callable[[Any], None]) -> None:
+    """Register attribution methods (``reportgen.plugin_api.AttributionMethod``).
+
+    :param register: call ``register(method)``; ``method.name`` is what a spec's
+        ``methods[].method`` names.
+    """
+
+
+@hookspec
+def reportgen_register_aggregations(register: Callable[[Any], None]) -> None:
+    """Register aggregations (``reportgen.plugin_api.Aggregation``).
+
+    :param register: call ``register(aggregation)``; ``aggregation.kind`` is
+        ``"dimension"`` (reduces a trailing per-cell vector, eq. 9), ``"matrix"``
+        (derives a matrix or vector from A, eqs. 4–8, 10, 11).
+    """
+
+
+@hookspec
+def reportgen_register_detectors(register: Callable[[Any], None]) -> None:
+    """Register anomaly detectors (``reportgen.plugin_api.Detector``).
+
+    :param register: call ``register(detector)``; ``detector.name`` is what a spec's
+        ``detectors`` mapping configures (thresholds).
+    """
+
+
+@hookspec
+def reportgen_register_visualizations(register: Callable[[Any], None]) -> None:
+    """Register visualizations (``reportgen.plugin_api.Visualization``).
+
+    A visualization turns a finished ``RunResult`` into ``FigureSpec`` objects that the
+    renderers place in the report.
+    """
+
+
+@hookspec
+def reportgen_register_renderers(register: Callable[[Any], None]) -> None:
+    """Register report renderers (``reportgen.plugin_api.Renderer``).
+
+    :param register: call ``register(renderer)``; ``renderer.format`` is what a spec's
+        ``report.formats`` names (``html``, ``json``, ``pdf``).
+    """
+
+
+@hookspec
+def reportgen_prepare_jinja_env(env: jinja2.Environment) -> None:
+    """Add filters or globals to the one Jinja environment (autoescape stays on)."""
+
+
+@hookspec
+def reportgen_extra_figures(run: RunResult) -> list[FigureSpec] | None:
+    """Return extra figures for a finished run (a shortcut for one-off plugins)."""

@@ -1,0 +1,165 @@
+"""Base classes a plugin subclasses (or duck-types) to register a capability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from reportgen.cache import Cache
+    from reportgen.data import AttributionResult, FigureSpec, Finding, Generation, RunResult
+
+
+class Options(BaseModel):
+    """Base of every plugin's option model: unknown keys are errors, values are typed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(Options):
+    pass
+
+
+class Sampler:
+    """Draws responses only (black-box access): a local model sampling, or an HTTP API."""
+
+    id: str = ""
+
+    def sample(
+        self,
+        prompt: str | list[dict[str, str]],
+        n: int,
+        *,
+        seed: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+    ) -> list[str]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for methods.
+
+    ``model``/``tokenizer`` are a transformers causal LM and its tokenizer for open-weights
+    models (None for API-only models); ``sampler`` draws responses (every model has one).
+    ``info`` is provenance (source, file hash, config) written into the report.
+    """
+
+    id: str
+    source: str
+    model: Any = None
+    tokenizer: Any = None
+    sampler: Sampler | None = None
+    chat_template: bool = False
+    device: str = "cpu"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def open_weights(self) -> bool:
+        return self.model is not None
+
+    def close(self) -> None:
+        """Free weights (called when the runner is done with the model)."""
+        self.model = None
+        self.tokenizer = None
+        if self.sampler is not None and hasattr(self.sampler, "close"):
+            self.sampler.close()
+
+
+class ModelLoader:
+    scheme: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
+        raise NotImplementedError
+
+
+@dataclass
+class AttributionContext:
+    """Everything a method needs to explain one stored generation.
+
+    ``progress(done, total)`` reports fine-grained progress inside a long method.
+    ``cache`` is a content-addressed store (``cache.get(key)``/``cache.set(key, value)``)
+    that methods may use for expensive intermediate results (e.g. sampled responses).
+    """
+
+    model: LoadedModel
+    generation: Generation
+    options: Any
+    seed: int
+    cache: Cache
+    label: str | None = None
+    progress: Callable[[int, int], None] = lambda done, total: None
+    generation_settings: dict[str, Any] = field(default_factory=dict)
+
+
+class AttributionMethod:
+    """An attribution method. ``attribute`` returns one ``AttributionResult``.
+
+    ``requires``: "weights" (needs model/tokenizer), "sampler" (black-box is enough).
+    ``unavailable_reason(model)`` returns why the method cannot run on this model
+    (None when it can); the runner records the reason and goes on.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options_model: ClassVar[type[Options]] = NoOptions
+    requires: ClassVar[str] = "weights"
+    plugin: str = ""
+
+    def unavailable_reason(self, model: LoadedModel) -> str | None:
+        if self.requires == "weights" and not model.open_weights:
+            return f"{self.name} needs the model's weights; {model.source} is API-only"
+        return None
+
+    def attribute(self, ctx: AttributionContext) -> AttributionResult:
+        raise NotImplementedError
+
+
+class Aggregation:
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "matrix"  # "dimension" | "matrix"
+    description: ClassVar[str] = ""
+
+    def __call__(self, array: np.ndarray, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Detector:
+    """Turns results into findings. ``options_model`` holds the documented thresholds."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options_model: ClassVar[type[Options]] = NoOptions
+    methods: ClassVar[tuple[str, ...]] = ()  # methods whose results it reads ("" = any)
+
+    def detect(
+        self, result: AttributionResult, generation: Generation, options: Any
+    ) -> list[Finding]:
+        raise NotImplementedError
+
+
+class Visualization:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def figures(self, run: RunResult) -> list[FigureSpec]:
+        raise NotImplementedError
+
+
+class Renderer:
+    format: ClassVar[str] = ""
+    extension: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def render(self, run: RunResult, figures: list[FigureSpec], out_path: str) -> None:
+        """Write the report to ``out_path`` (the host makes the write atomic)."""
+        raise NotImplementedError

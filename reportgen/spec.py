@@ -1,0 +1,356 @@
+"""The declarative audit spec: YAML in, typed and validated ``AuditSpec`` out.
+
+Every error names the file, line, column and field path, and exits with code 2 before
+any model loads. Plugin names (methods, detectors, formats, model schemes) are checked
+against the plugin manager, listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from reportgen.errors import SpecError
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NarrativeSection(_Strict):
+    """A free-text section of the report, written in Markdown (raw HTML is not passed through)."""
+
+    title: str = Field(description="Section heading.")
+    markdown: str = Field(description="Body in Markdown (CommonMark).")
+    placement: Literal["before", "after"] = Field(
+        "before", description="Show before the results (after the summary) or after them."
+    )
+
+
+class ModelSpec(_Strict):
+    """A model to audit."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Short id used in the report and results.json.")
+    source: str = Field(
+        description="Where the weights come from: embedded:<name>, hf:<folder or cached hub id>, gguf:<file>, "
+        "or openai:<model name> for an OpenAI-compatible HTTP endpoint (black-box)."
+    )
+    label: str | None = Field(None, description="Display name (defaults to the id).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for open models.")
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 … (default: the run's device).")
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="Apply the tokenizer's chat template (auto: when the model has one)."
+    )
+    trust_remote_code: bool = Field(False, description="Allow custom modelling code from an hf: folder. Off by default.")
+    revision: str | None = Field(None, description="hf: revision to load from the local cache.")
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        "eager", description="Attention kernel; eager is needed for attention-based methods."
+    )
+    # openai: (black-box HTTP) settings
+    base_url: str | None = Field(None, description="openai: base URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field(
+        None, description="openai: name of the environment variable holding the API key (the key is never written)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="openai: per-request timeout in seconds.")
+    max_retries: int = Field(3, ge=0, le=10, description="openai: retries with exponential backoff.")
+    concurrency: int = Field(4, ge=1, le=64, description="openai: requests in flight at once.")
+    max_requests: int | None = Field(None, ge=1, description="openai: hard cap on requests this run may send.")
+
+    @field_validator("source")
+    @classmethod
+    def _source_has_scheme(cls, v: str) -> str:
+        if ":" not in v or not v.split(":", 1)[1]:
+            raise ValueError("expected '<scheme>:<name>', e.g. embedded:smollm2-135m-instruct")
+        return v
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> ModelSpec:
+        if self.source.startswith("openai:") and not self.base_url:
+            raise ValueError("an openai: model needs base_url")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return self.source.split(":", 1)[0]
+
+    @property
+    def display(self) -> str:
+        return self.label or self.id
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class PromptSpec(_Strict):
+    """A prompt: single-turn ``text`` or chat ``messages`` (exactly one of the two)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    text: str | None = Field(None, description="Single-turn user text.")
+    messages: list[Message] | None = Field(None, description="Chat messages (system/user/assistant).")
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PromptSpec:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'text' or 'messages'")
+        if self.messages is not None and not self.messages:
+            raise ValueError("'messages' is empty")
+        return self
+
+    @property
+    def user_text(self) -> str:
+        if self.text is not None:
+            return self.text
+        return "\n".join(m.content for m in self.messages or [] if m.role == "user")
+
+
+class GenerationSpec(_Strict):
+    """How the one response per (model, prompt) is generated. Greedy by default."""
+
+    max_new_tokens: int = Field(20, ge=1, le=2048)
+    do_sample: bool = Field(False, description="Sample instead of greedy decoding (uses the run seed).")
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+
+class MethodSpec(_Strict):
+    """An attribution method and its options (validated by the method's plugin)."""
+
+    method: str = Field(description="Registered method name; `reportgen plugins` lists them.")
+    id: str | None = Field(None, pattern=ID_PATTERN, description="Label when one method is listed twice.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] | None = Field(None, description="Restrict to these model ids (default: all).")
+
+    @property
+    def label(self) -> str:
+        return self.id or self.method
+
+
+class AggregationSpec(_Strict):
+    """How per-dimension attributions are reduced and how token importance is computed (seed 001)."""
+
+    dimension: Literal["l2", "sum", "mean"] = Field("l2", description="Eq. 9: reduce the hidden dimension.")
+    token_importance: Literal["sum", "abs_sum"] = Field(
+        "sum", description="Eq. 6 I(x_i)=Σ_j A_ij (sum) or Σ_j |A_ij| (abs_sum) for signed methods."
+    )
+    window: int = Field(1, ge=1, description="Eqs. 4–5 context window c (clamped to ⌊min(n,t)/2⌋).")
+
+
+class ReportSpec(_Strict):
+    formats: list[str] = Field(default_factory=lambda: ["html", "json"], description="html, json, pdf.")
+    output: str = Field("reports/audit", description="Output folder (relative to the spec's folder).")
+    title: str | None = None
+    max_heatmap_cells: int = Field(20000, ge=100, description="Heatmaps larger than this are downsampled.")
+
+
+class AuditSpec(_Strict):
+    """The whole audit: models × prompts × methods, thresholds and report settings."""
+
+    title: str
+    description: str | None = None
+    narrative: list[NarrativeSection] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(min_length=1)
+    prompts: list[PromptSpec] = Field(min_length=1)
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    methods: list[MethodSpec] = Field(min_length=1)
+    aggregations: AggregationSpec = Field(default_factory=AggregationSpec)
+    detectors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Detector name → thresholds; all detectors run with defaults unless disabled."
+    )
+    disable_detectors: list[str] = Field(default_factory=list)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    seed: int = Field(0, ge=0)
+    device: str = Field("cpu")
+    cache: Union[str, bool] = Field(".reportgen-cache", description="Cache folder, or false to disable.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> AuditSpec:
+        for kind, items in (("models", self.models), ("prompts", self.prompts)):
+            seen: set[str] = set()
+            for it in items:
+                if it.id in seen:
+                    raise ValueError(f"duplicate {kind[:-1]} id {it.id!r}")
+                seen.add(it.id)
+        labels = [m.label for m in self.methods]
+        dup = {x for x in labels if labels.count(x) > 1}
+        if dup:
+            raise ValueError(f"method {sorted(dup)[0]!r} is listed twice: give each an 'id'")
+        model_ids = {m.id for m in self.models}
+        for m in self.methods:
+            for mid in m.models or []:
+                if mid not in model_ids:
+                    raise ValueError(f"method {m.label!r} names unknown model {mid!r}")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _locate(node: Any, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+    """Line/column (1-based) of the deepest node on ``loc`` that exists in the YAML tree."""
+    best: tuple[int, int] | None = None
+    cur = node
+    for part in loc:
+        if isinstance(cur, CommentedMap) and part in cur:
+            line, col = cur.lc.key(part)
+            best = (line + 1, col + 1)
+            cur = cur[part]
+        elif isinstance(cur, CommentedSeq) and isinstance(part, int) and 0 <= part < len(cur):
+            line, col = cur.lc.item(part)
+            best = (line + 1, col + 1)
+            cur = cur[part]
+        else:
+            break
+    if best is None and hasattr(node, "lc"):
+        best = (node.lc.line + 1, node.lc.col + 1)
+    return best
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _to_plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_to_plain(v) for v in node]
+    return node
+
+
+def parse_yaml(text: str, filename: str) -> Any:
+    yaml = YAML(typ="rt")
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        raise SpecError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
+    except Exception as exc:  # ruamel raises a few non-marked errors (e.g. duplicate keys)
+        raise SpecError(f"{filename}: YAML error: {exc}") from None
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{hint}; valid choices: {', '.join(sorted(choices)) or '(none installed)'}"
+
+
+def load_spec(path: str | Path, registry: Any | None = None, *, check_formats: bool = True) -> tuple[AuditSpec, str]:
+    """Read, parse and validate a spec file; return the spec and its text.
+
+    With a plugin ``registry`` (``reportgen.plugins.Registry``), plugin names and method
+    options are validated too. Raises ``SpecError`` listing every problem with its place.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return validate_text(text, str(path), registry, check_formats=check_formats), text
+
+
+def validate_text(text: str, filename: str, registry: Any | None = None, *, check_formats: bool = True) -> AuditSpec:
+    tree = parse_yaml(text, filename)
+    if not isinstance(tree, dict):
+        raise SpecError(f"{filename}:1:1: the spec must be a mapping (title:, models:, prompts:, methods: …)")
+    problems: list[str] = []
+
+    def where(loc: tuple[Any, ...]) -> str:
+        lc = _locate(tree, loc)
+        return f"{filename}:{lc[0]}:{lc[1]}" if lc else filename
+
+    try:
+        spec = AuditSpec.model_validate(_to_plain(tree))
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
+                msg = f"got {err.get('input')!r}; expected {err['ctx']['expected']}"
+            problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
+        raise SpecError(f"{filename}: invalid audit spec ({len(problems)} problem(s))", problems) from None
+
+    if registry is not None:
+        problems.extend(_check_plugins(spec, registry, where, check_formats))
+    if problems:
+        raise SpecError(f"{filename}: invalid audit spec ({len(problems)} problem(s))", problems)
+    return spec
+
+
+def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bool = True) -> list[str]:
+    problems: list[str] = []
+    schemes = sorted(registry.model_loaders)
+    for i, m in enumerate(spec.models):
+        if m.scheme not in registry.model_loaders:
+            problems.append(
+                f"{where(('models', i, 'source'))}: models[{i}].source: unknown model source "
+                f"{m.scheme + ':'!r}{_suggest(m.scheme, schemes)}"
+            )
+    methods = sorted(registry.methods)
+    for i, ms in enumerate(spec.methods):
+        meth = registry.methods.get(ms.method)
+        if meth is None:
+            problems.append(
+                f"{where(('methods', i, 'method'))}: methods[{i}].method: unknown method {ms.method!r}{_suggest(ms.method, methods)}"
+            )
+            continue
+        try:
+            meth.options_model.model_validate(ms.options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ("methods", i, "options", *err["loc"])
+                msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+                if err["type"] == "extra_forbidden":
+                    fields = sorted(meth.options_model.model_fields)
+                    msg += f" for {ms.method}; valid options: {', '.join(fields) or '(none)'}"
+                problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
+    detectors = sorted(registry.detectors)
+    for name, opts in spec.detectors.items():
+        det = registry.detectors.get(name)
+        if det is None:
+            problems.append(f"{where(('detectors', name))}: detectors.{name}: unknown detector{_suggest(name, detectors)}")
+            continue
+        try:
+            det.options_model.model_validate(opts or {})
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ("detectors", name, *err["loc"])
+                msg = "unknown threshold" if err["type"] == "extra_forbidden" else err["msg"]
+                problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
+    for i, name in enumerate(spec.disable_detectors):
+        if name not in registry.detectors:
+            problems.append(
+                f"{where(('disable_detectors', i))}: disable_detectors[{i}]: unknown detector{_suggest(name, detectors)}"
+            )
+    formats = sorted(registry.renderers)
+    for i, f in enumerate(spec.report.formats if check_formats else []):
+        if f not in registry.renderers:
+            problems.append(f"{where(('report', 'formats', i))}: report.formats[{i}]: unknown format {f!r}{_suggest(f, formats)}")
+    return problems
+
+
+def json_schema() -> str:
+    """JSON Schema of the audit spec (for editor completion)."""
+    schema = AuditSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "reportgen audit spec"
+    return json.dumps(schema, indent=2, sort_keys=False)
