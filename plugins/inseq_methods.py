@@ -86,6 +86,37 @@ def _options_model(method: str) -> type[Options]:
     return create_model(f"Inseq_{method}_Options", __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
 
 
+class _ExactIds:
+    """Tokenizer proxy: the texts inseq re-tokenizes map back to the stored token ids.
+
+    inseq takes text; re-tokenizing decoded text may not reproduce the ids the model
+    generated (a model can emit a non-canonical split). During the call inseq sees
+    this proxy, which answers the two known texts with the exact stored ids.
+    """
+
+    def __init__(self, tok: Any, table: dict[str, list[int]]) -> None:
+        self._tok = tok
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tok, name)
+
+    def __len__(self) -> int:
+        return len(self._tok)
+
+    def __call__(self, text: Any = None, text_target: Any = None, **kwargs: Any) -> Any:
+        import torch
+        from transformers import BatchEncoding
+
+        texts = [text] if isinstance(text, str) else text
+        if text_target is None and isinstance(texts, list) and texts and all(t in self._table for t in texts):
+            rows = [self._table[t] for t in texts]
+            if len({len(r) for r in rows}) == 1:
+                ids = torch.tensor(rows, dtype=torch.long)
+                return BatchEncoding({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+        return self._tok(text=text, text_target=text_target, **kwargs)
+
+
 def _unused_token(tokenizer: Any, used: set[int]) -> str:
     """A vocabulary token string absent from ``used`` (special tokens first)."""
     for tid in list(getattr(tokenizer, "all_special_ids", [])) + list(range(len(tokenizer))):
@@ -146,14 +177,16 @@ class InseqMethod(AttributionMethod):
         im.pad_token = _unused_token(tok, set(full_ids))
         kwargs = {k: v for k, v in opts.model_dump().items() if k != "dimension" and v is not None}
         logging.getLogger("inseq").setLevel(logging.ERROR)
+        src_text = tok.decode(list(gen.input_ids), skip_special_tokens=False)
+        full_text = tok.decode(full_ids, skip_special_tokens=False)
+        im.tokenizer = _ExactIds(tok, {src_text: list(gen.input_ids), full_text: full_ids})
         t1 = time.perf_counter()
-        out = im.attribute(
-            tok.decode(list(gen.input_ids), skip_special_tokens=False),
-            generated_texts=tok.decode(full_ids, skip_special_tokens=False),
-            skip_special_tokens=False,
-            show_progress=False,
-            **kwargs,
-        )
+        try:
+            out = im.attribute(
+                src_text, generated_texts=full_text, skip_special_tokens=False, show_progress=False, **kwargs
+            )
+        finally:
+            im.tokenizer = tok
         t2 = time.perf_counter()
         seq = out.sequence_attributions[0]
         got = [t.id for t in seq.target]
