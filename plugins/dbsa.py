@@ -66,6 +66,8 @@ from reportgen.stats import benjamini_hochberg, combine_pvalues, permutation_tes
 NAME = "dbsa"
 MATRIX_LABEL = "energy distance of the response distribution (response-level, same for every output token)"
 PUNCTUATION = list(".,;:!?-'\"()")
+#: How many whole words of MiniLM's vocabulary are neighbour candidates for words.
+MINILM_VOCAB_SIZE = 8000
 NUMBER_RE = re.compile(r"^([$€£¥]?)(\d+(?:[.,]\d+)*)(%?)$")
 
 
@@ -124,9 +126,15 @@ def _cache_dir(ctx: AttributionContext) -> Path:
 
 @functools.lru_cache(maxsize=2)
 def minilm_vocab(cache_dir: str) -> tuple[list[str], np.ndarray]:
-    """Whole-word WordPiece vocabulary of MiniLM and its unit-norm embeddings (cached as .npz)."""
+    """Common whole words of MiniLM's WordPiece vocabulary and their unit-norm embeddings.
+
+    Embedded once (about a minute on 2 busy cores) and cached as ``<cache>/dbsa/minilm_vocab_<hash>.npz``.
+    """
     model = minilm()
-    vocab = sorted(w for w in model.tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) >= 2)
+    # BERT's uncased WordPiece ids run roughly by frequency: the first MINILM_VOCAB_SIZE whole
+    # words are common English words (better neighbours, and ~3x faster to embed than all 22k)
+    by_id = sorted(model.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    vocab = [w for w, _ in by_id if w.isalpha() and w.isascii() and len(w) >= 2][:MINILM_VOCAB_SIZE]
     digest = hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "dbsa" / f"minilm_vocab_{digest}.npz"
     if path.is_file():
