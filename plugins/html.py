@@ -545,10 +545,16 @@ class ContextBuilder:
             if m.size <= MAX_INTERACTIVE_CELLS:
                 data = {"A": rnd_matrix(m), "signed": bool(r.signed)}
         else:
-            in_toks = _toks(in_tokens, special, None, False, "", "input")
+            primary = _primary_score(r, len(in_tokens))
+            if primary is not None:
+                # a scores-only method (e.g. PAS): colour the input by its primary score
+                in_toks = _toks(in_tokens, special, r.scores[primary], bool(r.signed), primary, "input")
+            else:
+                in_toks = _toks(in_tokens, special, None, False, "", "input")
             out_toks = _toks(out_tokens, [False] * len(out_tokens), None, False, "", "output")
             if r.status == "ok" and m is None:
-                note = "This method returns per-token scores only (no input × output matrix)."
+                note = "This method returns per-token scores only (no input × output matrix)"
+                note += f"; input tokens are coloured by {primary}." if primary else "."
             elif r.status == "ok" and m is not None:
                 note = f"Matrix shape {m.shape} does not match the tokens ({len(in_tokens)}×{len(out_tokens)})."
         table, sfig = self._scores(g, r, in_tokens, special)
@@ -691,6 +697,22 @@ def _status_cell(rs: list[AttributionResult], n_prompts: int) -> StatusCell:
         return StatusCell(st[0], st[0], reason)
     ok = sum(1 for r in rs if r.status == "ok")
     return StatusCell("partial", f"ok {ok}/{len(rs)}", reason)
+
+
+#: Score vectors preferred for colouring tokens when a method has no matrix, in order.
+PRIMARY_SCORES = ("attribution_score", "importance", "score")
+
+
+def _primary_score(r: AttributionResult, n: int) -> str | None:
+    """The score vector that colours the input of a scores-only result (None if none fits)."""
+    if r.status != "ok":
+        return None
+    names = [k for k in PRIMARY_SCORES if k in r.scores] + sorted(r.scores)
+    for k in names:
+        v = r.scores.get(k)
+        if v is not None and len(v) == n and any(x is not None for x in v):
+            return k
+    return None
 
 
 def _split_context(context: str, token: str) -> tuple[str, str, str]:

@@ -356,3 +356,15 @@ def test_figure_spec_with_dict_figure_renders() -> None:
     fs = FigureSpec(id="dict fig!", title="t", caption="c", figure={"data": [{"type": "bar", "y": [1]}], "layout": {}}, section="summary")
     html = render_html(make_run(models=1), [fs])
     assert 'id="dict-fig"' in html
+
+
+def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
+    ctx = ContextBuilder(run, []).build()
+    panel = next(p for s in ctx.sections for p in s.panels if p.id == "panel-smol-capital")
+    mv = next(m for m in panel.methods if m.key == "probabilistic")
+    assert mv.heatmap is None and "coloured by attribution_score" in mv.heatmap_note
+    r = next(x for x in run.results if x.method == "probabilistic" and x.model_id == "smol" and x.prompt_id == "capital")
+    cs = token_colours(r.scores["attribution_score"], run.generation("smol", "capital").input_special, signed=True)
+    for tok, c in zip(mv.input_toks, cs):
+        assert tok.css == ("" if tok.special else c.css)
+    assert mv.scores is not None and mv.scores.names == ["attribution_score", "entropy_prompt"]
