@@ -259,6 +259,13 @@ def fmt_seconds(s: Any) -> str:
     return f"{f / 60:.1f} min"
 
 
+def output_special(g: Generation, tokens: Sequence[str] | None = None) -> list[bool]:
+    """Output tokens to mute: those spelled like a template/special token of the input
+    (e.g. a generated ``<|im_end|>``); whitespace-only tokens never count."""
+    specials = {t for t, sp in zip(g.input_tokens, g.input_special) if sp and t.strip()}
+    return [t in specials for t in (g.output_tokens if tokens is None else tokens)]
+
+
 def _toks(
     tokens: Sequence[str],
     special: Sequence[bool],
@@ -506,7 +513,7 @@ class ContextBuilder:
             window_default=clamp_window(self.window, g.n, g.t),
             methods=views,
             plain_input=_toks(g.input_tokens, g.input_special, None, False, "", "input"),
-            plain_output=_toks(g.output_tokens, [False] * g.t, None, False, "", "output"),
+            plain_output=_toks(g.output_tokens, output_special(g), None, False, "", "output"),
             steps=self.figure(steps, uid("steps", g.model_id, g.prompt_id), "Step scores") if steps else None,
             figures=self._plugin_figures("prompt", g.model_id, g.prompt_id),
         )
@@ -526,7 +533,7 @@ class ContextBuilder:
             signed = bool(r.signed) and not self.absolute
             what = "I(x)" + (" (Σ|A|)" if self.absolute else "")
             in_toks = _toks(in_tokens, special, ix, signed, what, "input")
-            out_toks = _toks(out_tokens, [False] * len(out_tokens), iy, signed, "I(y)", "output")
+            out_toks = _toks(out_tokens, output_special(g, out_tokens), iy, signed, "I(y)", "output")
             fig, ds = heatmap(
                 m,
                 in_tokens,
@@ -551,7 +558,7 @@ class ContextBuilder:
                 in_toks = _toks(in_tokens, special, r.scores[primary], bool(r.signed), primary, "input")
             else:
                 in_toks = _toks(in_tokens, special, None, False, "", "input")
-            out_toks = _toks(out_tokens, [False] * len(out_tokens), None, False, "", "output")
+            out_toks = _toks(out_tokens, output_special(g, out_tokens), None, False, "", "output")
             if r.status == "ok" and m is None:
                 note = "This method returns per-token scores only (no input × output matrix)"
                 note += f"; input tokens are coloured by {primary}." if primary else "."
@@ -647,9 +654,9 @@ class ContextBuilder:
                     key=slug(ms.label),
                     label=ms.label,
                     left_input=_toks(a.input_tokens, a.input_special, ixa, signed, "I(x)", "input"),
-                    left_output=_toks(a.output_tokens, [False] * a.t, iya, signed, "I(y)", "output"),
+                    left_output=_toks(a.output_tokens, output_special(a), iya, signed, "I(y)", "output"),
                     right_input=_toks(b.input_tokens, b.input_special, ixb, signed, "I(x)", "input"),
-                    right_output=_toks(b.output_tokens, [False] * b.t, iyb, signed, "I(y)", "output"),
+                    right_output=_toks(b.output_tokens, output_special(b), iyb, signed, "I(y)", "output"),
                     diff=diff,
                     note=note,
                 )

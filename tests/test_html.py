@@ -368,3 +368,11 @@ def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
     for tok, c in zip(mv.input_toks, cs):
         assert tok.css == ("" if tok.special else c.css)
     assert mv.scores is not None and mv.scores.names == ["attribution_score", "entropy_prompt"]
+
+
+def test_generated_special_tokens_are_muted(run: Any) -> None:
+    from reportgen_plugins.html import output_special
+
+    g = run.generation("smol", "capital")
+    assert output_special(g, [" Paris", "<|im_end|>", "\n", "user"]) == [False, True, False, True]
+    assert output_special(g) == [False] * g.t
