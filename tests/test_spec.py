@@ -1,0 +1,124 @@
+"""The audit spec: valid examples load; broken specs name file:line:col and field, exit 2, write nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reportgen.errors import SpecError
+from reportgen.plugins import get_registry
+from reportgen.spec import json_schema, load_spec, validate_text
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = """\
+title: t
+models:
+  - id: m
+    source: embedded:smollm2-135m-instruct
+prompts:
+  - id: p
+    text: "hello"
+methods:
+  - method: inseq.saliency
+"""
+
+
+@pytest.fixture(scope="module")
+def registry():  # type: ignore[no-untyped-def]
+    return get_registry()
+
+
+def problems(text: str, registry=None) -> list[str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(SpecError) as exc:
+        validate_text(text, "audit.yaml", registry)
+    return exc.value.problems or [str(exc.value)]
+
+
+def test_examples_validate(registry) -> None:  # type: ignore[no-untyped-def]
+    for path in sorted((REPO / "examples").glob("*/audit.yaml")):
+        if "plugin_example" in str(path):
+            continue
+        spec, _ = load_spec(path, registry)
+        assert spec.models and spec.prompts and spec.methods
+
+
+def test_defaults() -> None:
+    spec = validate_text(GOOD, "audit.yaml")
+    assert spec.generation.do_sample is False
+    assert spec.models[0].trust_remote_code is False
+    assert spec.report.formats == ["html", "json"]
+    assert spec.seed == 0
+
+
+def test_unknown_field_has_line_column_and_path() -> None:
+    text = GOOD.replace("    text: \"hello\"", "    text: \"hello\"\n    colour: red")
+    (p,) = problems(text)
+    assert p.startswith("audit.yaml:8:5: prompts[0].colour: unknown field"), p
+
+
+def test_wrong_type_points_at_the_value_line() -> None:
+    text = GOOD + "generation:\n  max_new_tokens: lots\n"
+    (p,) = problems(text)
+    assert p.startswith("audit.yaml:11:3: generation.max_new_tokens:"), p
+    assert "integer" in p
+
+
+def test_prompt_needs_text_or_messages() -> None:
+    text = GOOD.replace('    text: "hello"\n', '    label: x\n')
+    (p,) = problems(text)
+    assert "prompts[0]" in p and "exactly one of 'text' or 'messages'" in p
+
+
+def test_unknown_method_lists_choices(registry) -> None:  # type: ignore[no-untyped-def]
+    text = GOOD.replace("inseq.saliency", "inseq.salincy")
+    (p,) = problems(text, registry)
+    assert p.startswith("audit.yaml:9:5: methods[0].method: unknown method 'inseq.salincy'"), p
+    assert "did you mean 'inseq.saliency'" in p and "valid choices:" in p and "inseq.occlusion" in p
+
+
+def test_unknown_method_option_lists_valid_options(registry) -> None:  # type: ignore[no-untyped-def]
+    text = GOOD.replace("  - method: inseq.saliency", "  - method: inseq.integrated_gradients\n    options: {steps: 3}")
+    (p,) = problems(text, registry)
+    assert "methods[0].options.steps: unknown option" in p and "n_steps" in p
+
+
+def test_unknown_model_scheme_and_format(registry) -> None:  # type: ignore[no-untyped-def]
+    text = GOOD.replace("embedded:", "hug:") + "report:\n  formats: [html, docx]\n"
+    ps = problems(text, registry)
+    assert any("models[0].source: unknown model source 'hug:'" in p for p in ps)
+    assert any("report.formats[1]: unknown format 'docx'" in p for p in ps)
+
+
+def test_duplicate_ids_and_yaml_syntax() -> None:
+    dup = GOOD.replace("prompts:\n", "prompts:\n  - id: p\n    text: x\n")
+    assert any("duplicate prompt id 'p'" in p for p in problems(dup))
+    (p,) = problems("title: [unclosed\n")
+    assert p.startswith("audit.yaml:2:1: YAML syntax error"), p
+
+
+def test_openai_model_needs_base_url() -> None:
+    text = GOOD.replace("embedded:smollm2-135m-instruct", "openai:gpt")
+    assert any("base_url" in p for p in problems(text))
+
+
+def test_json_schema_is_valid_json() -> None:
+    schema = json.loads(json_schema())
+    assert schema["title"] == "reportgen audit spec"
+    assert {"models", "prompts", "methods"} <= set(schema["properties"])
+
+
+def test_cli_invalid_spec_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(GOOD.replace("inseq.saliency", "nope") + "report:\n  output: out\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "reportgen.cli", "run", str(spec)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{spec}:9:5: methods[0].method: unknown method 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "loading" not in proc.stderr  # exited before any model load
+    assert not (tmp_path / "out").exists()
