@@ -1,0 +1,340 @@
+"""The archival PDF report (renderer format ``pdf``): PDF/A-3b, vector figures, results attached.
+
+It renders the same report context as the HTML report (:class:`reportgen_plugins.html.ContextBuilder`,
+so the same sections, numbers, order and wording) through the same Jinja environment, with a
+print template (``templates/pdf/report.html``) that reuses the HTML partials, and converts the
+result with WeasyPrint into PDF/A-3b with ``results.json`` embedded as an associated file
+(``AFRelationship /Data``).
+
+A PDF carries no JavaScript, so every figure becomes a static vector drawing:
+
+1. the figure shapes the report itself draws (heatmaps, bars, lines, optional right axis,
+   error bars) are drawn as SVG directly from the figure's numbers (:mod:`reportgen_plugins.pdf_svg`:
+   deterministic, no browser, milliseconds per figure);
+2. any other Plotly figure (subplots, tables, ...) is exported to SVG by kaleido 1.x driving the
+   system Chromium (``BROWSER_PATH``; kaleido never downloads a browser here), one browser for the
+   whole report; set ``REPORTGEN_PDF_KALEIDO=0`` to skip this step;
+3. if that is not possible, the figure's data are printed as a table with a note saying why.
+
+Heatmaps are reduced to at most :data:`PDF_MAX_HEATMAP_CELLS` cells (block means, labelled) so the
+PDF stays legible and small; the exact matrices are in the attached ``results.json``. Nothing is
+fetched while rendering: the URL fetcher accepts ``data:`` URLs only.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import hashlib
+import logging
+import os
+import shutil
+from typing import Any, ClassVar
+
+from markupsafe import Markup
+
+from reportgen import hookimpl
+from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
+from reportgen.plugin_api import Renderer
+from reportgen.render import make_jinja_env, read_asset
+from reportgen_plugins.html import ContextBuilder, FigureBlock, MethodView, _version
+from reportgen_plugins.pdf_svg import figure_svg, plain
+
+log = logging.getLogger(__name__)
+
+#: Largest heatmap drawn in the PDF (cells after block-mean downsampling).
+PDF_MAX_HEATMAP_CELLS = 2400
+#: Rows of data shown per trace when a figure falls back to a table.
+FALLBACK_ROWS = 60
+#: Environment switch: ``0`` never starts Chromium for figures the SVG drawer cannot draw.
+KALEIDO_ENV = "REPORTGEN_PDF_KALEIDO"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+# --------------------------------------------------------------------------- static figures
+
+
+def find_browser() -> str | None:
+    """A local Chromium/Chrome for kaleido (``BROWSER_PATH`` first); never downloads one."""
+    env = os.environ.get("BROWSER_PATH")
+    if env and os.path.exists(env):
+        return env
+    for name in BROWSERS:
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+class KaleidoExporter:
+    """Exports Plotly figures to SVG with kaleido, starting one browser for many figures.
+
+    Any failure (kaleido missing, no browser, export error) is remembered as ``reason`` and
+    later figures fall back without retrying the browser start.
+    """
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        if enabled is None:
+            enabled = os.environ.get(KALEIDO_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+        self.enabled = enabled
+        self.reason: str | None = None if enabled else f"static export disabled ({KALEIDO_ENV}=0)"
+        self.started = False
+        self.count = 0
+
+    def _start(self) -> bool:
+        if self.started:
+            return True
+        if self.reason is not None:
+            return False
+        try:
+            import kaleido
+        except ImportError:
+            self.reason = "kaleido is not installed (pip install kaleido)"
+            return False
+        browser = find_browser()
+        if browser is None:
+            self.reason = "no Chromium found for kaleido (install chromium or set BROWSER_PATH)"
+            return False
+        os.environ.setdefault("BROWSER_PATH", browser)
+        try:
+            kaleido.start_sync_server(silence_warnings=True)
+        except Exception as exc:  # noqa: BLE001 - degrade to the table fallback
+            self.reason = f"kaleido could not start Chromium: {type(exc).__name__}: {exc}"
+            return False
+        self.started = True
+        return True
+
+    def svg(self, fig: Any) -> str | None:
+        if not self._start():
+            return None
+        import kaleido
+
+        try:
+            out = kaleido.calc_fig_sync(fig, opts={"format": "svg"})
+        except Exception as exc:  # noqa: BLE001
+            self.reason = f"kaleido export failed: {type(exc).__name__}: {exc}"
+            log.warning("PDF figure export failed: %s", self.reason)
+            return None
+        self.count += 1
+        return out.decode("utf-8") if isinstance(out, bytes) else str(out)
+
+    def close(self) -> None:
+        if self.started:
+            import kaleido
+
+            try:
+                kaleido.stop_sync_server(silence_warnings=True)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+            self.started = False
+
+
+def svg_img(svg: str, alt: str) -> Markup:
+    """An SVG as an ``<img>`` with a data URI (WeasyPrint draws it as vector graphics)."""
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return Markup('<img class="svgfig" alt="{}" src="data:image/svg+xml;base64,{}">').format(alt, Markup(data))
+
+
+def figure_table(fig: Any, reason: str) -> Markup:
+    """A figure that could not be drawn: a note and its data as tables (all text escaped)."""
+    parts = [Markup('<p class="note fig-fallback">Figure shown as data: {}.</p>').format(reason)]
+    for k, tr in enumerate(getattr(fig, "data", ()) or ()):
+        name = plain(getattr(tr, "name", None) or f"trace {k + 1}")
+        if tr.type == "table":
+            head = [plain(h) for h in (tr.header.values or [])] if tr.header else []
+            cols = [list(c) for c in (tr.cells.values or [])] if tr.cells else []
+            rows = list(zip(*cols)) if cols else []
+        else:
+            cols_named = [(a, getattr(tr, a, None)) for a in ("x", "y", "z", "text")]
+            cols_named = [(a, v) for a, v in cols_named if v is not None and not isinstance(v, str)]
+            head = [a for a, _ in cols_named]
+            cols = [list(v) for _, v in cols_named]
+            rows = list(zip(*cols)) if cols else []
+        body = Markup("").join(
+            Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row))
+            for row in rows[:FALLBACK_ROWS]
+        )
+        more = f" (first {FALLBACK_ROWS} of {len(rows)} rows)" if len(rows) > FALLBACK_ROWS else ""
+        parts.append(
+            Markup('<table class="data compact fig-data"><caption>{}{} · {}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table>').format(
+                name, more, tr.type, Markup("").join(Markup("<th>{}</th>").format(h) for h in head), body
+            )
+        )
+    return Markup("").join(parts)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_cell(u) for u in v)
+    return plain(v)
+
+
+# --------------------------------------------------------------------------- context
+
+
+class PdfContextBuilder(ContextBuilder):
+    """The HTML report context with static figures and no client-side data."""
+
+    def __init__(self, run: RunResult, figures: list[FigureSpec], exporter: KaleidoExporter) -> None:
+        super().__init__(run, figures)
+        self.html_max_cells = self.max_cells
+        self.max_cells = min(self.max_cells, PDF_MAX_HEATMAP_CELLS)
+        self.exporter = exporter
+        self.n_svg = 0
+        self.n_kaleido = 0
+        self.n_fallback = 0
+
+    def figure(self, fig: Any, fid: str, title: str = "", caption: str = "") -> FigureBlock:
+        import plotly.graph_objects as go
+
+        fid = self._id(fid)
+        if not isinstance(fig, go.Figure):
+            fig = go.Figure(fig)
+        alt = plain(title or (fig.layout.title.text if fig.layout.title else "") or fid)
+        svg = figure_svg(fig, max_cells=PDF_MAX_HEATMAP_CELLS)
+        if svg is not None:
+            self.n_svg += 1
+            return FigureBlock(fid, title, caption, svg_img(svg, alt))
+        svg = self.exporter.svg(fig)
+        if svg is not None:
+            self.n_kaleido += 1
+            return FigureBlock(fid, title, caption, svg_img(svg, alt))
+        self.n_fallback += 1
+        return FigureBlock(fid, title, caption, figure_table(fig, self.exporter.reason or "no static export"))
+
+    def _method_view(self, g: Generation, r: AttributionResult) -> MethodView:
+        mv = super()._method_view(g, r)
+        # no client-side data in a PDF (the exact matrix is in the attached results.json)
+        return dataclasses.replace(mv, data_json=None)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _datetime(iso: str) -> _dt.datetime | None:
+    """An ISO 8601 timestamp as an aware datetime (UTC if it has no zone; None if unparsable)."""
+    if not iso:
+        return None
+    try:
+        d = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return d if d.tzinfo is not None else d.replace(tzinfo=_dt.timezone.utc)
+
+
+def _w3c_date(iso: str) -> str | None:
+    """An ISO 8601 timestamp as WeasyPrint's W3C date metadata (None if unparsable)."""
+    d = _datetime(iso)
+    return d.isoformat(timespec="seconds") if d else None
+
+
+def data_only_fetcher() -> Any:
+    """A WeasyPrint URL fetcher that accepts ``data:`` URLs only; an archival PDF fetches nothing."""
+    try:
+        from weasyprint.urls import URLFetcher  # WeasyPrint >= 68
+    except ImportError:  # pragma: no cover - older WeasyPrint takes a function
+        from weasyprint.urls import default_url_fetcher
+
+        def fetch(url: str, *args: Any, **kwargs: Any) -> Any:
+            if not url.startswith("data:"):
+                raise ValueError(f"reportgen PDF refuses to fetch {url!r} (reports are self-contained)")
+            return default_url_fetcher(url, *args, **kwargs)
+
+        return fetch
+    return URLFetcher(allowed_protocols=("data",))
+
+
+@dataclasses.dataclass(frozen=True)
+class PdfStats:
+    """What one render did (for benchmarks and logs)."""
+
+    pages: int
+    svg_figures: int
+    kaleido_figures: int
+    fallback_figures: int
+    fallback_reason: str | None
+
+
+def render_html_for_pdf(run: RunResult, figures: list[FigureSpec], pm: Any | None, exporter: KaleidoExporter) -> tuple[str, PdfContextBuilder]:
+    """The print HTML (static figures, no scripts) that WeasyPrint lays out."""
+    builder = PdfContextBuilder(run, figures, exporter)
+    ctx = builder.build()
+    env = make_jinja_env(pm)
+    sha = str(run.provenance.get("spec_sha256", "")) if isinstance(run.provenance, dict) else ""
+    html = env.get_template("pdf/report.html").render(
+        ctx=ctx,
+        css=Markup(read_asset("report.css")),
+        print_css=Markup(read_asset("pdf/print.css")),
+        version=_version(),
+        created=_w3c_date(run.created_at),
+        modified=_w3c_date(run.completed_at),
+        spec_sha=sha,
+        heatmap_cells=builder.max_cells,
+        html_heatmap_cells=builder.html_max_cells,
+    )
+    return html, builder
+
+
+def render_pdf(run: RunResult, figures: list[FigureSpec], out_path: str, pm: Any | None = None,
+               *, kaleido: bool | None = None) -> PdfStats:
+    """Write the PDF/A-3b report with ``results.json`` attached; returns what was drawn how."""
+    import weasyprint
+
+    from reportgen.results import dumps
+
+    exporter = KaleidoExporter(kaleido)
+    try:
+        html, builder = render_html_for_pdf(run, figures, pm, exporter)
+    finally:
+        exporter.close()
+    results_text = dumps(run)
+    attachment = weasyprint.Attachment(
+        string=results_text,
+        name="results.json",
+        description="reportgen results.json: the whole run (spec, tokens, matrices, scores, findings, provenance)",
+        relationship="Data",
+        created=_datetime(run.created_at),
+        modified=_datetime(run.completed_at or run.created_at),
+    )
+    doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
+    ident = hashlib.sha256((results_text + _version()).encode("utf-8")).hexdigest()[:32].encode("ascii")
+    doc.write_pdf(
+        out_path,
+        pdf_variant="pdf/a-3b",
+        attachments=[attachment],
+        pdf_identifier=ident,
+        custom_metadata=True,
+    )
+    return PdfStats(len(doc.pages), builder.n_svg, builder.n_kaleido, builder.n_fallback, exporter.reason if builder.n_fallback else None)
+
+
+class PdfRenderer(Renderer):
+    """Archival PDF/A-3b report: static vector figures, results.json embedded."""
+
+    format: ClassVar[str] = "pdf"
+    extension: ClassVar[str] = "pdf"
+    description: ClassVar[str] = "Archival PDF/A-3b report (vector figures, results.json attached, no JavaScript)."
+
+    def __init__(self, pm: Any | None = None, kaleido: bool | None = None) -> None:
+        self.pm = pm
+        self.kaleido = kaleido
+        self.last_stats: PdfStats | None = None
+
+    def render(self, run: RunResult, figures: list[FigureSpec], out_path: str) -> None:
+        pm = self.pm
+        if pm is None:
+            from reportgen.plugins import get_plugin_manager
+
+            pm = get_plugin_manager()
+        self.last_stats = render_pdf(run, figures, out_path, pm, kaleido=self.kaleido)
+
+
+@hookimpl
+def reportgen_register_renderers(register: Any) -> None:
+    register(PdfRenderer())
+
+
+__all__ = ["PdfRenderer", "render_pdf", "render_html_for_pdf", "KaleidoExporter", "figure_table", "svg_img"]

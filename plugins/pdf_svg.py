@@ -1,0 +1,426 @@
+"""Static vector (SVG) drawings of report figures for the PDF renderer; no browser needed.
+
+:func:`figure_svg` draws a Plotly figure *from its data* when it is one of the shapes the
+report uses (one heatmap; or bars / lines / markers over one category x axis, optionally with
+a second y axis on the right and error bars) and returns ``None`` for anything else (subplots,
+tables, 3-D ...), which the caller then exports another way or shows as a table.
+
+Text in Plotly figures is HTML-escaped (:func:`reportgen.figures.esc`) and may carry Plotly's
+few markup tags; :func:`plain` turns it back into plain text, and every string that enters the
+SVG is XML-escaped here, so prompt text can never become markup. Output is deterministic.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+FONT = "DejaVu Sans, Liberation Sans, Arial, sans-serif"
+INK = "#1f2933"
+INK2 = "#52606d"
+GRID = "#e4e7eb"
+COLORWAY = ["#1f4e79", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e"]
+#: Width of every drawing in CSS px (the PDF stylesheet scales it to the text width).
+WIDTH = 680
+
+_TAG = re.compile(r"<\s*/?\s*(b|i|em|strong|sup|sub|span|a)(\s[^>]*)?>", re.IGNORECASE)
+_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+
+
+def plain(text: Any) -> str:
+    """Plotly text (escaped, may hold ``<br>``/``<b>``) as plain text."""
+    if text is None:
+        return ""
+    s = _BR.sub(" ", str(text))
+    s = _TAG.sub("", s)
+    return html.unescape(s)
+
+
+def x(text: Any) -> str:
+    """XML-escape for SVG text and attributes."""
+    return html.escape(str(text), quote=True)
+
+
+def _num(v: float) -> str:
+    return f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def _hex(c: str) -> tuple[float, float, float]:
+    c = c.strip()
+    if c.startswith("#") and len(c) == 7:
+        return int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)
+    m = re.match(r"rgba?\(([^)]*)\)", c)
+    if m:
+        parts = [float(p) for p in m.group(1).split(",")[:3]]
+        return parts[0], parts[1], parts[2]
+    return (128, 128, 128)
+
+
+def colour_at(scale: Sequence[Sequence[Any]], s: float) -> str:
+    """Linear interpolation in a Plotly colorscale ``[[pos, colour], ...]`` at ``s`` ∈ [0, 1]."""
+    s = min(1.0, max(0.0, s))
+    for (p0, c0), (p1, c1) in zip(scale[:-1], scale[1:]):
+        if s <= float(p1):
+            f = 0.0 if float(p1) == float(p0) else (s - float(p0)) / (float(p1) - float(p0))
+            a, b = _hex(c0), _hex(c1)
+            r, g, bl = (round(a[k] + f * (b[k] - a[k])) for k in range(3))
+            return f"#{r:02x}{g:02x}{bl:02x}"
+    r, g, bl = (round(v) for v in _hex(scale[-1][1]))
+    return f"#{r:02x}{g:02x}{bl:02x}"
+
+
+def _scale(trace: Any) -> list[list[Any]]:
+    cs = getattr(trace, "colorscale", None)
+    if cs:
+        return [[float(p), str(c)] for p, c in cs]
+    return [[0.0, "#fff7ec"], [1.0, "#7f2704"]]
+
+
+# --------------------------------------------------------------------------- ticks
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return [0.0]
+    if hi == lo:
+        return [lo]
+    raw = (hi - lo) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
+    start = math.ceil(lo / step - 1e-9) * step
+    out = []
+    v = start
+    while v <= hi + step * 1e-9:
+        out.append(0.0 if abs(v) < step * 1e-9 else v)
+        v += step
+    return out
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e4 or abs(v) < 1e-3:
+        return f"{v:.2g}"
+    return f"{v:.4g}"
+
+
+def _svg(width: float, height: float, body: list[str]) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
+        f'viewBox="0 0 {_num(width)} {_num(height)}" font-family="{x(FONT)}" font-size="10" fill="{INK}">'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def _text(px: float, py: float, s: str, *, size: float = 10, anchor: str = "start", fill: str = INK,
+          rotate: float | None = None, weight: str = "normal") -> str:
+    tr = f' transform="rotate({_num(rotate)} {_num(px)} {_num(py)})"' if rotate is not None else ""
+    w = f' font-weight="{weight}"' if weight != "normal" else ""
+    return (
+        f'<text x="{_num(px)}" y="{_num(py)}" font-size="{_num(size)}" text-anchor="{anchor}" fill="{fill}"{w}{tr}>'
+        f"{x(s)}</text>"
+    )
+
+
+# --------------------------------------------------------------------------- heatmap
+
+
+def heatmap_svg(
+    z: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    *,
+    scale: Sequence[Sequence[Any]],
+    zmin: float | None = None,
+    zmax: float | None = None,
+    title: str = "",
+    value_label: str = "",
+    x_title: str = "output token",
+    y_title: str = "input token",
+) -> str:
+    """A heatmap as one ``<rect>`` per cell (NaN cells hatched grey), with a colour bar."""
+    z = np.asarray(z, dtype=np.float64)
+    n, t = z.shape
+    fin = z[np.isfinite(z)]
+    lo = float(zmin) if zmin is not None else (float(fin.min()) if fin.size else 0.0)
+    hi = float(zmax) if zmax is not None else (float(fin.max()) if fin.size else 1.0)
+    rl = [_clip(plain(s), 22) for s in row_labels]
+    cl = [_clip(plain(s), 22) for s in col_labels]
+    lab = 7.0 if max(n, t) > 40 else 8.0
+    left = 14 + min(140, 4.6 * lab / 8 * max((len(s) for s in rl), default=4) + 6)
+    bottom = 18 + min(110, 0.5 * 4.6 * lab / 8 * max((len(s) for s in cl), default=4) * 1.3 + 10)
+    top = 24.0 if title else 8.0
+    cbar = 70.0
+    cw = min(28.0, (WIDTH - left - cbar - 10) / max(1, t))
+    ch = min(16.0, max(4.0, cw if n * cw <= 700 else 700 / n))
+    w_plot, h_plot = cw * t, ch * n
+    width = WIDTH
+    height = top + h_plot + bottom
+    body: list[str] = []
+    if title:
+        body.append(_text(left, 15, _clip(plain(title), 110), size=11, weight="bold"))
+    body.append(
+        '<defs><pattern id="nan" width="4" height="4" patternUnits="userSpaceOnUse">'
+        '<rect width="4" height="4" fill="#f2f4f7"/><path d="M0,4 L4,0" stroke="#9aa5b1" stroke-width="0.6"/></pattern></defs>'
+    )
+    span = hi - lo
+    for i in range(n):
+        for j in range(t):
+            v = z[i, j]
+            if math.isfinite(v):
+                fill = colour_at(scale, 0.5 if span == 0 else (v - lo) / span)
+            else:
+                fill = "url(#nan)"
+            body.append(
+                f'<rect x="{_num(left + j * cw)}" y="{_num(top + i * ch)}" width="{_num(cw)}" height="{_num(ch)}" fill="{fill}"/>'
+            )
+    body.append(
+        f'<rect x="{_num(left)}" y="{_num(top)}" width="{_num(w_plot)}" height="{_num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
+    )
+    show_rows = max(1, math.ceil(lab / ch)) if ch < lab else 1
+    for i in range(0, n, show_rows):
+        body.append(_text(left - 3, top + (i + 0.5) * ch + lab * 0.35, rl[i], size=lab, anchor="end"))
+    show_cols = max(1, math.ceil(lab / cw)) if cw < lab else 1
+    for j in range(0, t, show_cols):
+        px, py = left + (j + 0.5) * cw + lab * 0.35, top + h_plot + 4
+        body.append(_text(px, py, cl[j], size=lab, anchor="end", rotate=-60))
+    body.append(_text(left + w_plot / 2, height - 4, x_title, size=9, anchor="middle", fill=INK2))
+    body.append(_text(10, top + h_plot / 2, y_title, size=9, anchor="middle", fill=INK2, rotate=-90))
+    # colour bar
+    bx, by, bh = left + w_plot + 14, top, max(60.0, min(h_plot, 220.0))
+    steps = 32
+    for k in range(steps):
+        s = 1 - (k + 0.5) / steps
+        body.append(
+            f'<rect x="{_num(bx)}" y="{_num(by + k * bh / steps)}" width="10" height="{_num(bh / steps + 0.3)}" fill="{colour_at(scale, s)}"/>'
+        )
+    body.append(f'<rect x="{_num(bx)}" y="{_num(by)}" width="10" height="{_num(bh)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>')
+    for v in nice_ticks(lo, hi, 4) if span else [lo]:
+        py = by + bh * (1 - (0.5 if span == 0 else (v - lo) / span))
+        body.append(f'<line x1="{_num(bx + 10)}" x2="{_num(bx + 13)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{INK2}" stroke-width="0.5"/>')
+        body.append(_text(bx + 15, py + 3, _fmt(v), size=7.5, fill=INK2))
+    if value_label:
+        body.append(_text(bx, by + bh + 12, _clip(plain(value_label), 16), size=8, fill=INK2))
+    return _svg(width, max(height, top + bh + 20), body)
+
+
+# --------------------------------------------------------------------------- bars / lines
+
+
+def _vals(seq: Any) -> list[float | None]:
+    out: list[float | None] = []
+    for v in list(seq) if seq is not None else []:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(f if math.isfinite(f) else None)
+    return out
+
+
+def _errors(trace: Any, n: int) -> list[tuple[float, float]] | None:
+    e = getattr(trace, "error_y", None)
+    if e is None or e.visible is False or e.array is None:
+        return None
+    up = _vals(e.array)
+    down = _vals(e.arrayminus) if e.arrayminus is not None and not e.symmetric else up
+    return [(down[i] or 0.0 if i < len(down) else 0.0, up[i] or 0.0 if i < len(up) else 0.0) for i in range(n)]
+
+
+def xy_svg(fig: Any) -> str | None:
+    """Bars, lines and markers over one category x axis (optional right y axis), else None."""
+    traces = list(fig.data)
+    if not traces or any(tr.type not in ("bar", "scatter") for tr in traces):
+        return None
+    if any((tr.xaxis or "x") != "x" or (tr.yaxis or "y") not in ("y", "y2") for tr in traces):
+        return None
+    if any(getattr(tr, "orientation", None) == "h" for tr in traces if tr.type == "bar"):
+        return None
+    cats: list[str] = []
+    for tr in traces:
+        for c in list(tr.x) if tr.x is not None else list(range(len(tr.y or []))):
+            if str(c) not in cats:
+                cats.append(str(c))
+    if not cats or len(cats) > 400:
+        return None
+    layout = fig.layout
+    title = plain(layout.title.text) if layout.title and layout.title.text else ""
+    ranges: dict[str, list[float]] = {"y": [], "y2": []}
+    for tr in traces:
+        ys = [v for v in _vals(tr.y) if v is not None]
+        err = _errors(tr, len(_vals(tr.y)))
+        ax = tr.yaxis or "y"
+        ranges[ax].extend(ys)
+        if err:
+            yv = _vals(tr.y)
+            ranges[ax].extend((yv[i] or 0.0) + err[i][1] for i in range(len(yv)))
+            ranges[ax].extend((yv[i] or 0.0) - err[i][0] for i in range(len(yv)))
+    has_y2 = bool([tr for tr in traces if (tr.yaxis or "y") == "y2"])
+
+    def axis_range(ax: str, spec: Any) -> tuple[float, float]:
+        if spec is not None and spec.range is not None and None not in tuple(spec.range):
+            return float(spec.range[0]), float(spec.range[1])
+        vals = ranges[ax] or [0.0, 1.0]
+        lo, hi = min(vals), max(vals)
+        has_bar = any(tr.type == "bar" and (tr.yaxis or "y") == ax for tr in traces)
+        if has_bar or (spec is not None and spec.rangemode == "tozero"):
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+        if hi == lo:
+            hi = lo + 1.0
+        pad = 0.05 * (hi - lo)
+        return (lo if lo == 0 else lo - pad), (hi if hi == 0 else hi + pad)
+
+    y1 = axis_range("y", layout.yaxis)
+    y2 = axis_range("y2", layout.yaxis2) if has_y2 else (0.0, 1.0)
+    labels = [_clip(plain(c), 20) for c in cats]
+    lab = 7.0 if len(cats) > 30 else 8.0
+    names = [plain(tr.name) for tr in traces if tr.name]
+    top = (22.0 if title else 6.0) + (14.0 if len(names) > 1 or (names and has_y2) else 0.0)
+    left, right = 52.0, (52.0 if has_y2 else 14.0)
+    bottom = 16 + min(100, 0.5 * 4.6 * lab / 8 * max(len(s) for s in labels) * 1.3 + 10)
+    h_plot = 170.0
+    width = WIDTH
+    w_plot = width - left - right
+    height = top + h_plot + bottom
+    cw = w_plot / len(cats)
+    body: list[str] = []
+    if title:
+        body.append(_text(left, 14, _clip(title, 110), size=11, weight="bold"))
+
+    def ypx(v: float, rng: tuple[float, float]) -> float:
+        return top + h_plot * (1 - (v - rng[0]) / (rng[1] - rng[0]))
+
+    for v in nice_ticks(*y1, 5):
+        if y1[0] - 1e-12 <= v <= y1[1] + 1e-12:
+            py = ypx(v, y1)
+            stroke = "#9aa5b1" if v == 0 else GRID
+            body.append(f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{stroke}" stroke-width="0.6"/>')
+            body.append(_text(left - 4, py + 3, _fmt(v), size=8, anchor="end", fill=INK2))
+    if has_y2:
+        for v in nice_ticks(*y2, 5):
+            if y2[0] - 1e-12 <= v <= y2[1] + 1e-12:
+                body.append(_text(left + w_plot + 4, ypx(v, y2) + 3, _fmt(v), size=8, fill=INK2))
+    body.append(f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(top + h_plot)}" y2="{_num(top + h_plot)}" stroke="#cbd2d9" stroke-width="0.8"/>')
+    bars = [tr for tr in traces if tr.type == "bar"]
+    group = len(bars) if (layout.barmode in (None, "group") and len(bars) > 1) else 1
+    gap = float(layout.bargap) if layout.bargap is not None else 0.2
+    bw = cw * (1 - gap) / group
+    legend: list[tuple[str, str, str]] = []
+    bar_k = 0
+    for k, tr in enumerate(traces):
+        colour = None
+        if tr.type == "bar" and tr.marker is not None and isinstance(tr.marker.color, str):
+            colour = tr.marker.color
+        if tr.type == "scatter" and tr.line is not None and isinstance(tr.line.color, str):
+            colour = tr.line.color
+        if tr.type == "scatter" and colour is None and tr.marker is not None and isinstance(tr.marker.color, str):
+            colour = tr.marker.color
+        colour = colour or COLORWAY[k % len(COLORWAY)]
+        rng = y2 if (tr.yaxis or "y") == "y2" else y1
+        xs = [str(c) for c in (list(tr.x) if tr.x is not None else range(len(tr.y or [])))]
+        ys = _vals(tr.y)
+        err = _errors(tr, len(ys))
+        pts: list[tuple[float, float]] = []
+        for i, (c, v) in enumerate(zip(xs, ys)):
+            ci = cats.index(c)
+            if tr.type == "bar":
+                cx = left + ci * cw + cw * gap / 2 + (bar_k if group > 1 else 0) * bw
+                mid = cx + bw / 2
+                if v is not None:
+                    y0, yv = ypx(max(min(0.0, rng[1]), rng[0]), rng), ypx(v, rng)
+                    op = f' fill-opacity="{_num(float(tr.opacity))}"' if tr.opacity is not None else ""
+                    body.append(
+                        f'<rect x="{_num(cx)}" y="{_num(min(y0, yv))}" width="{_num(bw)}" height="{_num(abs(y0 - yv))}" fill="{colour}"{op}/>'
+                    )
+            else:
+                mid = left + (ci + 0.5) * cw
+                if v is not None:
+                    pts.append((mid, ypx(v, rng)))
+            if err and v is not None:
+                lo_e, hi_e = ypx(v - err[i][0], rng), ypx(v + err[i][1], rng)
+                body.append(
+                    f'<path d="M{_num(mid)},{_num(lo_e)} V{_num(hi_e)} M{_num(mid - 2.5)},{_num(lo_e)} H{_num(mid + 2.5)} '
+                    f'M{_num(mid - 2.5)},{_num(hi_e)} H{_num(mid + 2.5)}" stroke="{INK}" stroke-width="0.7" fill="none"/>'
+                )
+        if tr.type == "bar":
+            bar_k += 1
+        else:
+            mode = tr.mode or "lines+markers"
+            if "lines" in mode and len(pts) > 1:
+                d = " ".join(("M" if i == 0 else "L") + f"{_num(px)},{_num(py)}" for i, (px, py) in enumerate(pts))
+                body.append(f'<path d="{d}" stroke="{colour}" stroke-width="1.5" fill="none"/>')
+            if "markers" in mode:
+                for px, py in pts:
+                    body.append(f'<circle cx="{_num(px)}" cy="{_num(py)}" r="2.2" fill="{colour}"/>')
+        if tr.name and tr.showlegend is not False:
+            legend.append((plain(tr.name), colour, tr.type))
+    step = max(1, math.ceil(lab / cw)) if cw < lab else 1
+    for i in range(0, len(cats), step):
+        px, py = left + (i + 0.5) * cw + lab * 0.35, top + h_plot + 4
+        body.append(_text(px, py, labels[i], size=lab, anchor="end", rotate=-60))
+    ytitle = plain(layout.yaxis.title.text) if layout.yaxis and layout.yaxis.title and layout.yaxis.title.text else ""
+    if ytitle:
+        body.append(_text(11, top + h_plot / 2, ytitle, size=8.5, anchor="middle", fill=INK2, rotate=-90))
+    if has_y2 and layout.yaxis2 and layout.yaxis2.title and layout.yaxis2.title.text:
+        body.append(_text(width - 6, top + h_plot / 2, plain(layout.yaxis2.title.text), size=8.5, anchor="middle", fill=INK2, rotate=90))
+    if len(legend) > 1 or (legend and has_y2):
+        lx = left
+        ly = top - 8
+        for name, colour, kind in legend:
+            if kind == "bar":
+                body.append(f'<rect x="{_num(lx)}" y="{_num(ly - 7)}" width="9" height="9" fill="{colour}"/>')
+            else:
+                body.append(f'<line x1="{_num(lx)}" x2="{_num(lx + 10)}" y1="{_num(ly - 3)}" y2="{_num(ly - 3)}" stroke="{colour}" stroke-width="2"/>')
+            body.append(_text(lx + 13, ly + 1, _clip(name, 40), size=8.5))
+            lx += 24 + 5.2 * min(40, len(name))
+    return _svg(width, height, body)
+
+
+def figure_svg(fig: Any, max_cells: int = 2500) -> str | None:
+    """SVG for the figure shapes the report draws; None when the figure is of another kind."""
+    import plotly.graph_objects as go
+
+    if not isinstance(fig, go.Figure):
+        try:
+            fig = go.Figure(fig)
+        except Exception:  # noqa: BLE001 - not a figure we can read: the caller falls back
+            return None
+    traces = list(fig.data)
+    if len(traces) == 1 and traces[0].type == "heatmap":
+        tr = traces[0]
+        z = np.array([[np.nan if v is None else float(v) for v in row] for row in (tr.z or [])], dtype=np.float64)
+        if z.ndim != 2 or z.size == 0 or z.size > max_cells:
+            return None
+        rows = [str(v) for v in (tr.y if tr.y is not None else range(z.shape[0]))]
+        cols = [str(v) for v in (tr.x if tr.x is not None else range(z.shape[1]))]
+        lay = fig.layout
+        if not (lay.yaxis and lay.yaxis.autorange == "reversed"):  # Plotly draws row 0 at the bottom
+            z, rows = z[::-1], rows[::-1]
+        cb = tr.colorbar.title.text if tr.colorbar and tr.colorbar.title and tr.colorbar.title.text else ""
+        return heatmap_svg(
+            z,
+            rows,
+            cols,
+            scale=_scale(tr),
+            zmin=tr.zmin,
+            zmax=tr.zmax,
+            title=plain(lay.title.text) if lay.title and lay.title.text else "",
+            value_label=cb,
+            x_title=plain(lay.xaxis.title.text) if lay.xaxis and lay.xaxis.title and lay.xaxis.title.text else "",
+            y_title=plain(lay.yaxis.title.text) if lay.yaxis and lay.yaxis.title and lay.yaxis.title.text else "",
+        )
+    return xy_svg(fig)
