@@ -201,6 +201,7 @@ class ReportContext:
     sections: list[PromptSection]
     summary_figures: list[FigureBlock]
     anomaly_figures: list[FigureBlock]
+    other_figures: list[FigureBlock]
     provenance: list[tuple[str, str]]
     spec_text: str
     spec_path: str
@@ -375,6 +376,7 @@ class ContextBuilder:
             sections=sections,
             summary_figures=self._plugin_figures("summary"),
             anomaly_figures=self._plugin_figures("anomalies"),
+            other_figures=self._orphan_figures(),
             provenance=flatten(run.provenance),
             spec_text=run.spec_text,
             spec_path=run.spec_path,
@@ -454,6 +456,19 @@ class ContextBuilder:
             if f.section != section:
                 continue
             if section == "prompt" and (f.model_id != model_id or f.prompt_id != prompt_id):
+                continue
+            out.append(self.figure(f.figure, slug(f.id), f.title, f.caption))
+        return out
+
+    def _orphan_figures(self) -> list[FigureBlock]:
+        """Figures no section takes (an unknown section, or a (model, prompt) with no panel)."""
+        panels = {(g.model_id, g.prompt_id) for g in self.run.generations}
+        panels &= {(m.id, p.id) for m in self.spec.models for p in self.spec.prompts}
+        out = []
+        for f in self.figures:
+            if f.section in ("summary", "anomalies"):
+                continue
+            if f.section == "prompt" and (f.model_id, f.prompt_id) in panels:
                 continue
             out.append(self.figure(f.figure, slug(f.id), f.title, f.caption))
         return out

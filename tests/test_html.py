@@ -376,3 +376,13 @@ def test_generated_special_tokens_are_muted(run: Any) -> None:
     g = run.generation("smol", "capital")
     assert output_special(g, [" Paris", "<|im_end|>", "\n", "user"]) == [False, True, False, True]
     assert output_special(g) == [False] * g.t
+
+
+def test_unplaceable_figures_are_not_lost() -> None:
+    import plotly.graph_objects as go
+
+    figs = [
+        FigureSpec(id="orphan", title="Orphan", caption="", figure=go.Figure(), section="prompt", model_id="nope", prompt_id="capital"),
+    ]
+    html = render_html(make_run(models=1), figs)
+    assert html.index('id="other-figures"') < html.index('id="orphan"') < html.index('id="provenance"')
