@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +48,10 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # reportgen shows its own progress
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF de-quantisation bars
+    warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _progress_bar(quiet: bool) -> tuple[Any, Any]:
