@@ -738,6 +738,11 @@ def _primary_score(r: AttributionResult, n: int) -> str | None:
 
 
 def _split_context(context: str, token: str) -> tuple[str, str, str]:
+    """(before, token, after) for highlighting; detectors mark the token as «token»."""
+    marked = f"«{token}»"
+    if token and marked in context:
+        i = context.index(marked)
+        return context[:i], token, context[i + len(marked) :]
     if token and token in context:
         i = context.index(token)
         return context[:i], context[i : i + len(token)], context[i + len(token) :]

@@ -386,3 +386,11 @@ def test_unplaceable_figures_are_not_lost() -> None:
     ]
     html = render_html(make_run(models=1), figs)
     assert html.index('id="other-figures"') < html.index('id="orphan"') < html.index('id="provenance"')
+
+
+def test_finding_context_uses_detector_marks() -> None:
+    from reportgen_plugins.html import _split_context
+
+    assert _split_context("the cat «the» dog", "the") == ("the cat ", "the", " dog")
+    assert _split_context("a b c", "b") == ("a ", "b", " c")
+    assert _split_context("a b c", "z") == ("a b c", "", "")
