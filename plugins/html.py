@@ -195,6 +195,7 @@ class ReportContext:
     top_findings: list[FindingView]
     findings: list[FindingView]
     checked: list[str]
+    nothing_checked: bool  # detectors are known and none had results to read
     timings: list[tuple[str, str]]
     narrative_before: list[Narrative]
     narrative_after: list[Narrative]
@@ -305,8 +306,12 @@ def _matrix_or_none(r: AttributionResult) -> np.ndarray | None:
 class ContextBuilder:
     """Turns a ``RunResult`` plus plugin figures into a :class:`ReportContext`."""
 
-    def __init__(self, run: RunResult, figures: list[FigureSpec]) -> None:
+    def __init__(
+        self, run: RunResult, figures: list[FigureSpec], detectors: dict[str, tuple[str, ...]] | None = None
+    ) -> None:
         self.run = run
+        self.detectors = detectors or {}  # detector name → methods it reads (from the registry)
+        self.nothing_checked = False
         self.spec = run.spec
         self.figures = sorted(figures, key=lambda f: (f.order, f.id))
         self.max_cells = int(getattr(getattr(self.spec, "report", None), "max_heatmap_cells", 20000))
@@ -370,6 +375,7 @@ class ContextBuilder:
             top_findings=findings[:TOP_FINDINGS],
             findings=findings,
             checked=self._checked(),
+            nothing_checked=self.nothing_checked,
             timings=[(k, fmt_seconds(v)) for k, v in sorted(run.timings.items())],
             narrative_before=before,
             narrative_after=after,
@@ -405,6 +411,7 @@ class ContextBuilder:
         return rows
 
     def _checked(self) -> list[str]:
+        """What the detectors looked at, said plainly when nothing was found."""
         ok = [r for r in self.run.results if r.status == "ok"]
         out = [
             f"{len(ok)} of {len(self.run.results)} method results (ok) over "
@@ -412,14 +419,28 @@ class ContextBuilder:
         ]
         prov = self.run.provenance if isinstance(self.run.provenance, dict) else {}
         dets = prov.get("detectors")
-        if isinstance(dets, (list, tuple)) and dets:
-            out.append("detectors run: " + ", ".join(str(d) for d in dets))
-        elif isinstance(dets, dict) and dets:
+        disabled = set(self.spec.disable_detectors)
+        if isinstance(dets, (list, tuple, dict)) and dets:
             out.append("detectors run: " + ", ".join(sorted(str(d) for d in dets)))
+        elif self.detectors:
+            ran = {r.method for r in ok}
+            self.nothing_checked = bool(set(self.detectors) - disabled)
+            for name in sorted(set(self.detectors) - disabled):
+                reads = self.detectors[name]
+                if not reads or "" in reads:
+                    self.nothing_checked = False
+                    out.append(f"detector {name}: reads every method's results")
+                elif ran & set(reads):
+                    self.nothing_checked = False
+                    out.append(f"detector {name}: read {', '.join(sorted(ran & set(reads)))} results")
+                else:
+                    out.append(
+                        f"detector {name}: had nothing to read (it reads {', '.join(reads)}, which this audit did not run)"
+                    )
         if self.spec.detectors:
             out.append("detectors configured: " + ", ".join(sorted(self.spec.detectors)))
-        if self.spec.disable_detectors:
-            out.append("detectors disabled: " + ", ".join(sorted(self.spec.disable_detectors)))
+        if disabled:
+            out.append("detectors disabled: " + ", ".join(sorted(disabled)))
         return out
 
     # ---- findings
@@ -754,7 +775,7 @@ def _split_context(context: str, token: str) -> tuple[str, str, str]:
 
 def render_html(run: RunResult, figures: list[FigureSpec], pm: Any | None = None) -> str:
     """The whole report as one HTML string (deterministic for a given run)."""
-    ctx = ContextBuilder(run, figures).build()
+    ctx = ContextBuilder(run, figures, _detectors(pm)).build()
     env = make_jinja_env(pm)
     template = env.get_template("report.html")
     return template.render(
@@ -764,6 +785,19 @@ def render_html(run: RunResult, figures: list[FigureSpec], pm: Any | None = None
         plotly_js=plotly_js(),
         version=_version(),
     )
+
+
+def _detectors(pm: Any | None) -> dict[str, tuple[str, ...]]:
+    """Installed detectors and the methods each reads (empty without a plugin manager)."""
+    if pm is None:
+        return {}
+    try:
+        from reportgen.plugins import Registry
+
+        reg = Registry(pm)
+    except Exception:  # a broken plugin must not stop the report; the CLI reports it
+        return {}
+    return {name: tuple(getattr(d, "methods", ()) or ()) for name, d in sorted(reg.detectors.items())}
 
 
 def _version() -> str:

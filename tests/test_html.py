@@ -394,3 +394,21 @@ def test_finding_context_uses_detector_marks() -> None:
     assert _split_context("the cat «the» dog", "the") == ("the cat ", "the", " dog")
     assert _split_context("a b c", "b") == ("a ", "b", " c")
     assert _split_context("a b c", "z") == ("a b c", "", "")
+
+
+def test_no_findings_names_what_each_detector_read() -> None:
+    from reportgen_plugins.html import ContextBuilder
+
+    run = make_run(findings=False)
+    run.provenance.pop("detectors")
+    ctx = ContextBuilder(run, [], {"kl_outlier": ("probabilistic",), "dbsa_significant": ("dbsa",), "any": ()}).build()
+    assert ctx.checked[1:] == [
+        "detector any: reads every method's results",
+        "detector dbsa_significant: had nothing to read (it reads dbsa, which this audit did not run)",
+        "detector kl_outlier: read probabilistic results",
+    ]
+    assert ctx.nothing_checked is False
+    ctx = ContextBuilder(run, [], {"dbsa_significant": ("dbsa",)}).build()
+    assert ctx.nothing_checked is True
+    html = render_html(run, [])  # no plugin manager: nothing known about detectors
+    assert "no detector had results it could read" not in html
