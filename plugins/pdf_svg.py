@@ -185,7 +185,7 @@ def heatmap_svg(
             else:
                 fill = "url(#nan)"
             body.append(
-                f'<rect x="{_num(left + j * cw)}" y="{_num(top + i * ch)}" width="{_num(cw)}" height="{_num(ch)}" fill="{fill}"/>'
+                f'<rect class="cell" x="{_num(left + j * cw)}" y="{_num(top + i * ch)}" width="{_num(cw)}" height="{_num(ch)}" fill="{fill}"/>'
             )
     body.append(
         f'<rect x="{_num(left)}" y="{_num(top)}" width="{_num(w_plot)}" height="{_num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
@@ -402,8 +402,10 @@ def figure_svg(fig: Any, max_cells: int = 2500) -> str | None:
     traces = list(fig.data)
     if len(traces) == 1 and traces[0].type == "heatmap":
         tr = traces[0]
-        z = np.array([[np.nan if v is None else float(v) for v in row] for row in (tr.z or [])], dtype=np.float64)
-        if z.ndim != 2 or z.size == 0 or z.size > max_cells:
+        if tr.z is None or int(np.prod(np.shape(tr.z))) > max_cells:
+            return None
+        z = np.array([[np.nan if v is None else float(v) for v in row] for row in list(tr.z)], dtype=np.float64)
+        if z.ndim != 2 or z.size == 0:
             return None
         rows = [str(v) for v in (tr.y if tr.y is not None else range(z.shape[0]))]
         cols = [str(v) for v in (tr.x if tr.x is not None else range(z.shape[1]))]

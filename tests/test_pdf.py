@@ -1,0 +1,264 @@
+"""The archival PDF report: PDF/A-3b markers, attached results.json, text, escaping, vector figures.
+
+One PDF of the hand-built run (``report_fixtures.make_run``) is rendered per module and read back
+with pypdf; the SVG drawer is checked against closed-form oracles; pages are rasterised with
+poppler's ``pdftoppm`` where installed; kaleido/Chromium export is checked where available.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from plotly.subplots import make_subplots
+
+from reportgen.figures import esc
+from reportgen.results import dumps
+from reportgen_plugins.pdf import KaleidoExporter, PdfContextBuilder, PdfRenderer, figure_table, find_browser
+from reportgen_plugins.pdf_svg import colour_at, figure_svg, heatmap_svg, nice_ticks, plain
+from report_fixtures import INJECT_IMG, INJECT_SCRIPT, make_figures, make_run
+
+pypdf = pytest.importorskip("pypdf")
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def run() -> Any:
+    return make_run(models=1)  # one model keeps the PDF short (the second adds pages, not features)
+
+
+@pytest.fixture(scope="module")
+def pdf_path(run: Any, tmp_path_factory: Any) -> Path:
+    out = tmp_path_factory.mktemp("pdf") / "report.pdf"
+    r = PdfRenderer(kaleido=False)
+    r.render(run, make_figures(), str(out))
+    assert r.last_stats is not None and r.last_stats.fallback_figures == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def reader(pdf_path: Path) -> Any:
+    return pypdf.PdfReader(str(pdf_path))
+
+
+@pytest.fixture(scope="module")
+def text(reader: Any) -> str:
+    """All page text with runs of whitespace collapsed (line breaks fall anywhere)."""
+    return re.sub(r"\s+", " ", " ".join(p.extract_text() for p in reader.pages))
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"\s+", "", s)
+
+
+# --------------------------------------------------------------------------- the PDF
+
+
+def test_pdfa3b_markers_and_metadata(reader: Any, run: Any) -> None:
+    meta = reader.trailer["/Root"]["/Metadata"].get_object().get_data().decode("utf-8")
+    assert re.search(r'pdfaid:part="3"|<pdfaid:part>3</pdfaid:part>', meta)
+    assert re.search(r'pdfaid:conformance="B"|<pdfaid:conformance>B</pdfaid:conformance>', meta)
+    assert reader.trailer["/Root"].get("/OutputIntents") is not None  # PDF/A needs an output intent
+    info = reader.metadata
+    assert info["/Title"] == run.spec.title
+    assert info["/CreationDate"].startswith("D:20250102030405")  # from the run, not the clock
+    assert info["/ModDate"].startswith("D:20250102030515")
+
+
+def test_results_json_attached_and_equal(reader: Any, run: Any) -> None:
+    assert list(reader.attachments) == ["results.json"]
+    (data,) = reader.attachments["results.json"]
+    assert json.loads(data) == json.loads(dumps(run))
+    names = reader.trailer["/Root"]["/Names"]["/EmbeddedFiles"]["/Names"]
+    spec = names[1].get_object()
+    assert spec["/AFRelationship"] == "/Data"  # PDF/A-3 associated file
+    assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/application/json"
+    assert reader.trailer["/Root"].get("/AF")
+
+
+def test_text_has_title_prompt_findings_provenance(text: str, run: Any, reader: Any) -> None:
+    assert len(reader.pages) > 1
+    assert run.spec.title in text
+    assert "What is the capital of France?" in text
+    for f in run.findings:
+        assert _squash(f.message) in _squash(text)
+    sha = run.provenance["spec_sha256"]
+    assert sha in _squash(text)
+    for section in ("Summary", "Anomalies", "Scope", "Results", "Conclusions", "Provenance", "Contents"):
+        assert section in text
+
+
+def test_injected_markup_is_literal_text(text: str) -> None:
+    squashed = _squash(text)
+    assert _squash(INJECT_SCRIPT) in squashed
+    assert _squash(INJECT_IMG) in squashed
+    assert "<script>alert('md')</script>" in text  # raw HTML in narrative Markdown shows as text
+
+
+def test_no_javascript_or_external_links(pdf_path: Path, reader: Any) -> None:
+    raw = pdf_path.read_bytes()
+    assert b"/JavaScript" not in raw and b"/JS " not in raw
+    for page in reader.pages:
+        for annot in page.get("/Annots") or []:
+            a = annot.get_object().get("/A")
+            if a is not None:
+                assert a.get_object().get("/S") != "/URI", "reports link nowhere outside themselves"
+
+
+def test_page_numbers_and_running_header(reader: Any, run: Any) -> None:
+    n = len(reader.pages)
+    second = re.sub(r"\s+", " ", reader.pages[1].extract_text())
+    assert f"Page 2 of {n}" in second
+    assert run.spec.title in second  # running header
+    assert "spec sha256 abababababababab" in second  # running footer
+
+
+def test_every_method_view_printed(text: str, run: Any) -> None:
+    # the HTML hides all but one method per panel; on paper each is printed in turn
+    for label in ("saliency", "integrated_gradients", "attention", "probabilistic"):
+        assert text.count(f"Method: {label}") == len(run.generations)
+    assert "Step scores" in text and "Per-token scores of probabilistic" in text
+
+
+def test_registered_through_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    import reportgen_plugins.pdf as mod
+    from reportgen.plugins import Registry, get_plugin_manager
+
+    (ep,) = [e for e in entry_points(group="reportgen") if e.name == "pdf"]
+    assert ep.value == "reportgen_plugins.pdf"
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(mod, name="pdf")
+    reg = Registry(pm)
+    assert isinstance(reg.renderers["pdf"], PdfRenderer)
+    assert reg.renderers["pdf"].extension == "pdf"
+
+
+def test_pages_rasterise(pdf_path: Path, tmp_path: Path) -> None:
+    exe = shutil.which("pdftoppm")
+    if exe is None:
+        pytest.skip("poppler's pdftoppm is not installed")
+    subprocess.run([exe, "-png", "-r", "30", "-f", "1", "-l", "3", str(pdf_path), str(tmp_path / "p")], check=True, timeout=60)
+    pngs = sorted(tmp_path.glob("p-*.png"))
+    assert len(pngs) == 3
+    from PIL import Image
+
+    for p in pngs:
+        im = np.asarray(Image.open(p).convert("L"))
+        assert (im < 200).mean() > 0.01, f"{p.name} looks blank"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_colour_at_is_linear_interpolation() -> None:
+    scale = [[0.0, "#000000"], [0.5, "#ff0000"], [1.0, "#ffffff"]]
+    assert colour_at(scale, 0.0) == "#000000"
+    assert colour_at(scale, 0.25) == "#800000"
+    assert colour_at(scale, 0.5) == "#ff0000"
+    assert colour_at(scale, 0.75) == "#ff8080"
+    assert colour_at(scale, 2.0) == "#ffffff"
+
+
+def test_nice_ticks_cover_range() -> None:
+    assert nice_ticks(0, 1, 5) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert nice_ticks(-3, 3, 4) == pytest.approx([-2, 0, 2]) or nice_ticks(-3, 3, 4) == pytest.approx([-3, -1.5, 0, 1.5, 3])
+
+
+def test_heatmap_cells_and_colours_match_oracle() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(4, 3))
+    z[1, 2] = np.nan
+    scale = [[0.0, "#0000ff"], [1.0, "#ff0000"]]
+    svg = heatmap_svg(z, [f"r{i}" for i in range(4)], [esc("<b>x</b>"), "y", "z"], scale=scale, zmin=-3, zmax=3, title="t")
+    root = ET.fromstring(svg)
+    grid = [r for r in root.iter(SVG + "rect") if r.get("class") == "cell"]
+    assert len(grid) == 4 * 3
+    for k, r in enumerate(grid):
+        i, j = divmod(k, 3)
+        want = "url(#nan)" if not np.isfinite(z[i, j]) else colour_at(scale, (z[i, j] + 3) / 6)
+        assert r.get("fill") == want
+    labels = [t.text for t in root.iter(SVG + "text")]
+    assert "<b>x</b>" in labels  # Plotly-escaped token label → literal text, XML-escaped in the file
+    assert "<b>x</b>" not in svg
+
+
+def test_plotly_heatmap_uses_reversed_axis_like_plotly() -> None:
+    z = [[1.0, 2.0], [3.0, 4.0]]
+    up = go.Figure(go.Heatmap(z=z, x=["a", "b"], y=["r0", "r1"], colorscale=[[0, "#000000"], [1, "#ffffff"]]))
+    down = go.Figure(up)
+    down.update_layout(yaxis=dict(autorange="reversed"))
+    first_row = lambda s: [t.text for t in ET.fromstring(s).iter(SVG + "text")][:2]  # noqa: E731
+    assert first_row(figure_svg(up)) != first_row(figure_svg(down))
+
+
+def test_bar_heights_proportional() -> None:
+    fig = go.Figure(go.Bar(x=["a", "b", "c"], y=[1.0, 2.0, 4.0]))
+    fig.update_layout(yaxis=dict(range=[0, 4]))
+    root = ET.fromstring(figure_svg(fig))
+    bars = [float(r.get("height")) for r in root.iter(SVG + "rect")]
+    assert bars == pytest.approx([bars[2] / 4, bars[2] / 2, bars[2]], rel=1e-3)
+
+
+def test_step_scores_and_grouped_bars_drawn() -> None:
+    from reportgen.figures import scores_figure, step_scores_figure
+
+    f1 = step_scores_figure(["a", "b"], {"probability": [0.5, 0.9], "entropy": [1.0, 2.0]})
+    f2 = scores_figure(["x", "y", "z"], {"s1": [1.0, None, -1.0], "s2": [0.5, 0.2, 0.1]}, [0, 1, 2])
+    for f in (f1, f2):
+        svg = figure_svg(f)
+        assert svg is not None
+        ET.fromstring(svg)
+
+
+def test_unsupported_figures_return_none_and_fall_back_to_tables() -> None:
+    sub = make_subplots(rows=1, cols=2)
+    sub.add_trace(go.Bar(x=["a"], y=[1]), row=1, col=1)
+    sub.add_trace(go.Bar(x=["b"], y=[2]), row=1, col=2)
+    table = go.Figure(go.Table(header=dict(values=["token", "p"]), cells=dict(values=[[INJECT_SCRIPT, "b"], [0.5, 0.25]])))
+    assert figure_svg(sub) is None and figure_svg(table) is None
+    html = str(figure_table(table, "no browser"))
+    assert "Figure shown as data: no browser." in html
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "<td>0.25</td>" in html
+    builder = PdfContextBuilder(make_run(models=1), [], KaleidoExporter(False))
+    fb = builder.figure(sub, "sub", "Two panels")
+    assert "Figure shown as data" in str(fb.html) and builder.n_fallback == 1
+
+
+def test_pdf_heatmaps_are_limited() -> None:
+    big = np.arange(200 * 100, dtype=float).reshape(200, 100)
+    fig = go.Figure(go.Heatmap(z=big))
+    assert figure_svg(fig, max_cells=2400) is None
+    builder = PdfContextBuilder(make_run(models=1), [], KaleidoExporter(False))
+    assert builder.max_cells <= 2400
+
+
+def test_plain_strips_plotly_markup_only() -> None:
+    assert plain("a<br>b <b>c</b> &lt;script&gt;") == "a b c <script>"
+
+
+@pytest.mark.browser
+def test_kaleido_exports_subplots_to_svg() -> None:
+    pytest.importorskip("kaleido")
+    if find_browser() is None:
+        pytest.skip("no Chromium for kaleido")
+    sub = make_subplots(rows=1, cols=2, subplot_titles=["left", "right"])
+    sub.add_trace(go.Bar(x=["a"], y=[1]), row=1, col=1)
+    sub.add_trace(go.Scatter(x=["b"], y=[2]), row=1, col=2)
+    ex = KaleidoExporter(True)
+    try:
+        svg = ex.svg(sub)
+    finally:
+        ex.close()
+    assert svg is not None, ex.reason
+    assert svg.lstrip().startswith("<svg") and "right" in svg
