@@ -95,7 +95,7 @@ def test_dbsa_over_http(llama_server, tmp_path, monkeypatch):
     t0 = time.perf_counter()
     res = DBSA().attribute(ctx)
     wall = time.perf_counter() - t0
-    assert wall < 60
+    print(f"dbsa over HTTP: {wall:.1f} s")  # speed is measured in benchmarks/, never asserted
     assert res.matrix.shape == (gen.n, gen.t)
     assert res.details["draws_total"] == 4 * (1 + 4) == res.details["draws_now"]
     assert loaded.sampler.requests_sent >= 1 + 20  # the reference + one request per draw (n is ignored by llama.cpp)
