@@ -20,11 +20,9 @@ from markupsafe import Markup
 
 from reportgen import hookimpl
 from reportgen.aggregate import clamp_window, difference, token_importance
-from reportgen.data import SEVERITY_ORDER, AttributionResult, FigureSpec, Finding, Generation, RunResult
+from reportgen.data import SEVERITY_ORDER, AttributionResult, FigureSpec, Generation, RunResult
 from reportgen.figures import (
-    esc,
     heatmap,
-    rnd,
     rnd_matrix,
     scores_figure,
     slug,

@@ -17,8 +17,6 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from reportgen.aggregate import intensity
-
 #: Significant digits kept in figure data (smaller reports, byte-stable output).
 DIGITS = 6
 #: System font stack shared with report.css (nothing is fetched).
