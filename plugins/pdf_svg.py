@@ -291,10 +291,11 @@ def xy_svg(fig: Any) -> str | None:
     names = [plain(tr.name) for tr in traces if tr.name]
     top = (22.0 if title else 6.0) + (14.0 if len(names) > 1 or (names and has_y2) else 0.0)
     left, right = 52.0, (52.0 if has_y2 else 14.0)
-    bottom = 16 + min(100, 0.5 * 4.6 * lab / 8 * max(len(s) for s in labels) * 1.3 + 10)
-    h_plot = 170.0
     width = WIDTH
     w_plot = width - left - right
+    flat = max(len(s) for s in labels) * lab * 0.62 < 0.9 * w_plot / len(cats)  # labels fit unrotated
+    bottom = 16 + (lab + 4 if flat else min(100, 0.5 * 4.6 * lab / 8 * max(len(s) for s in labels) * 1.3 + 10))
+    h_plot = 170.0
     height = top + h_plot + bottom
     cw = w_plot / len(cats)
     body: list[str] = []
@@ -370,8 +371,11 @@ def xy_svg(fig: Any) -> str | None:
             legend.append((plain(tr.name), colour, tr.type))
     step = max(1, math.ceil(lab / cw)) if cw < lab else 1
     for i in range(0, len(cats), step):
-        px, py = left + (i + 0.5) * cw + lab * 0.35, top + h_plot + 4
-        body.append(_text(px, py, labels[i], size=lab, anchor="end", rotate=-60))
+        if flat:
+            body.append(_text(left + (i + 0.5) * cw, top + h_plot + lab + 3, labels[i], size=lab, anchor="middle"))
+        else:
+            px, py = left + (i + 0.5) * cw + lab * 0.35, top + h_plot + 4
+            body.append(_text(px, py, labels[i], size=lab, anchor="end", rotate=-60))
     ytitle = plain(layout.yaxis.title.text) if layout.yaxis and layout.yaxis.title and layout.yaxis.title.text else ""
     if ytitle:
         body.append(_text(11, top + h_plot / 2, ytitle, size=8.5, anchor="middle", fill=INK2, rotate=-90))
