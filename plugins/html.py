@@ -593,7 +593,9 @@ class ContextBuilder:
             else:
                 in_toks = _toks(in_tokens, special, None, False, "", "input")
             out_toks = _toks(out_tokens, output_special(g, out_tokens), None, False, "", "output")
-            if r.status == "ok" and m is None:
+            if r.status == "ok" and m is None and len(out_tokens) == 0:
+                note = "The response is empty: there is nothing to attribute."
+            elif r.status == "ok" and m is None:
                 note = "This method returns per-token scores only (no input × output matrix)"
                 note += f"; input tokens are coloured by {primary}." if primary else "."
             elif r.status == "ok" and m is not None:

@@ -412,3 +412,49 @@ def test_no_findings_names_what_each_detector_read() -> None:
     assert ctx.nothing_checked is True
     html = render_html(run, [])  # no plugin manager: nothing known about detectors
     assert "no detector had results it could read" not in html
+
+
+def test_edge_cases_render() -> None:
+    """Empty response, all-NaN matrix, mismatched shape, a generation with no results."""
+    run = make_run(models=1, findings=False)
+    g0 = run.generation("smol", "capital")
+    empty = dataclasses.replace(g0, output_ids=(), output_tokens=(), response_text="", step_scores={})
+    gens = [empty, run.generation("smol", "inject")]
+    base = dict(model_id="smol", prompt_id="capital", options={}, input_tokens=list(g0.input_tokens), output_tokens=[])
+    from reportgen.data import AttributionResult
+
+    results = [
+        AttributionResult(method="saliency", matrix=np.zeros((g0.n, 0)), **base),
+        AttributionResult(method="attention", matrix=np.full((g0.n, 0), np.nan), **base),
+        AttributionResult(
+            method="integrated_gradients", model_id="smol", prompt_id="inject", options={},
+            input_tokens=list(gens[1].input_tokens), output_tokens=list(gens[1].output_tokens),
+            matrix=np.full((gens[1].n, gens[1].t), np.nan), signed=True,
+        ),
+        AttributionResult(
+            method="probabilistic", model_id="smol", prompt_id="inject", options={},
+            input_tokens=list(gens[1].input_tokens), output_tokens=list(gens[1].output_tokens),
+            matrix=np.ones((2, 2)),
+        ),
+    ]
+    run = dataclasses.replace(run, generations=gens, results=results)
+    html = render_html(run, [])
+    p = parse(html)
+    assert 'id="heatmap-smol-inject-integrated_gradients"' in html
+    assert "does not match the tokens" in p.visible_text()
+    assert "No attribution method" not in p.visible_text()
+    assert "The response is empty" in p.visible_text()
+
+
+def test_user_template_override(tmp_path: Any) -> None:
+    (tmp_path / "partials").mkdir()
+    (tmp_path / "partials" / "narrative.html").write_text(
+        '{% extends "default:partials/narrative.html" %}', "utf-8"
+    )
+    (tmp_path / "report.html").write_text('OVERRIDE {% include "partials/narrative.html" %}', "utf-8")
+    env = make_jinja_env(user_dir=tmp_path)
+    from reportgen_plugins.html import Narrative
+    from markupsafe import Markup
+
+    out = env.get_template("report.html").render(n=Narrative("n-1", "<T>", Markup("<p>x</p>")))
+    assert out.startswith("OVERRIDE") and 'id="n-1"' in out and "&lt;T&gt;" in out
