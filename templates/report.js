@@ -139,6 +139,11 @@
     });
   }
 
+  // On paper every method view is shown (report.css); open the collapsed score tables too.
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll("details").forEach(function (d) { d.setAttribute("open", ""); });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".switchable").forEach(setupSwitch);
     document.querySelectorAll("article.panel").forEach(function (panel) {
