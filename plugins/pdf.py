@@ -207,8 +207,11 @@ class PdfContextBuilder(ContextBuilder):
 
     def _method_view(self, g: Generation, r: AttributionResult) -> MethodView:
         mv = super()._method_view(g, r)
+        note = mv.heatmap_note
+        if self.max_cells < self.html_max_cells:  # the reduction is the PDF's, not the spec's
+            note = note.replace(f"report.max_heatmap_cells={self.max_cells}", f"the PDF limit of {self.max_cells}")
         # no client-side data in a PDF (the exact matrix is in the attached results.json)
-        return dataclasses.replace(mv, data_json=None)
+        return dataclasses.replace(mv, data_json=None, heatmap_note=note)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -243,6 +243,45 @@ def test_pdf_heatmaps_are_limited() -> None:
     assert builder.max_cells <= 2400
 
 
+def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
+    import base64
+    import dataclasses
+
+    from reportgen.data import AttributionResult
+
+    run = make_run(models=1)
+    g = run.generations[0]
+    n, t = 150, 60
+    g2 = dataclasses.replace(
+        g,
+        input_ids=tuple(range(n)),
+        input_tokens=tuple(f"w{i}" for i in range(n)),
+        input_special=(False,) * n,
+        output_ids=tuple(range(t)),
+        output_tokens=tuple(f"o{j}" for j in range(t)),
+        step_scores={},
+    )
+    m = np.random.default_rng(3).uniform(size=(n, t))
+    r = AttributionResult(method="saliency", model_id=g.model_id, prompt_id=g.prompt_id, input_tokens=list(g2.input_tokens),
+                          output_tokens=list(g2.output_tokens), options={}, matrix=m)
+    ctx = PdfContextBuilder(dataclasses.replace(run, generations=[g2], results=[r]), [], KaleidoExporter(False)).build()
+    (mv,) = [mv for s in ctx.sections for p in s.panels for mv in p.methods]
+    assert mv.heatmap is not None and mv.data_json is None
+    assert f"{n}×{t} = {n * t} cells exceed the PDF limit of 2400" in mv.heatmap_note
+    src = re.search(r'base64,([^"]+)"', str(mv.heatmap.html)).group(1)
+    cells = [c for c in ET.fromstring(base64.b64decode(src)).iter(SVG + "rect") if c.get("class") == "cell"]
+    assert 0 < len(cells) <= 2400
+
+
+def test_print_html_is_deterministic_and_script_free(run: Any) -> None:
+    from reportgen_plugins.pdf import render_html_for_pdf
+
+    a, _ = render_html_for_pdf(run, make_figures(), None, KaleidoExporter(False))
+    b, _ = render_html_for_pdf(run, make_figures(), None, KaleidoExporter(False))
+    assert a == b
+    assert "<script" not in a.lower()  # injected text appears only escaped; no scripts at all
+
+
 def test_plain_strips_plotly_markup_only() -> None:
     assert plain("a<br>b <b>c</b> &lt;script&gt;") == "a b c <script>"
 
