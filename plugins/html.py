@@ -50,6 +50,7 @@ class FigureBlock:
     title: str
     caption: str
     html: Markup
+    error: str = ""  # why the figure could not be drawn (the report still renders)
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,10 @@ class ContextBuilder:
 
     def figure(self, fig: Any, fid: str, title: str = "", caption: str = "") -> FigureBlock:
         fid = self._id(fid)
-        return FigureBlock(fid, title, caption, plotly_div(fig, fid))
+        try:
+            return FigureBlock(fid, title, caption, plotly_div(fig, fid))
+        except Exception as exc:  # a plugin's malformed figure must not take the whole report down
+            return FigureBlock(fid, title, caption, Markup(""), error=f"{type(exc).__name__}: {exc}"[:500])
 
     def build(self) -> ReportContext:
         spec, run = self.spec, self.run

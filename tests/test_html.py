@@ -458,3 +458,11 @@ def test_user_template_override(tmp_path: Any) -> None:
 
     out = env.get_template("report.html").render(n=Narrative("n-1", "<T>", Markup("<p>x</p>")))
     assert out.startswith("OVERRIDE") and 'id="n-1"' in out and "&lt;T&gt;" in out
+
+
+def test_malformed_plugin_figure_does_not_break_report() -> None:
+    fs = FigureSpec(id="broken", title="Broken", caption="", figure={"data": [{"type": "nonsense<b>"}]}, section="summary")
+    html = render_html(make_run(models=1), [fs])
+    p = parse(html)
+    assert "This figure could not be drawn: ValueError" in p.visible_text()
+    assert 'id="broken"' in html and "<b>" not in html.split('id="broken"')[1][:300]
