@@ -155,7 +155,7 @@ def _batched_vjp_norms(
     for s in range(0, M, batch):
         e = min(M, s + batch)
         cot = torch.zeros((e - s, *h.shape), dtype=h.dtype, device=h.device)
-        cot[torch.arange(e - s), 0, positions[s:e]] = vectors[s:e].to(h.dtype)
+        cot[torch.arange(e - s, device=h.device), 0, positions[s:e]] = vectors[s:e].to(h.device, h.dtype)
         try:
             g = torch.autograd.grad(h, embeds, cot, retain_graph=True, is_grads_batched=True)[0]
         except RuntimeError:  # an op without a batching rule: fall back to a loop
@@ -206,7 +206,7 @@ def _hutchinson_fisher(
         e = min(K, s + batch)
         B = e - s
         tang = torch.zeros(B, L, de, dtype=e0.dtype, device=e0.device)
-        tang[torch.arange(B), tok[s:e]] = Zflat[s:e]
+        tang[torch.arange(B, device=e0.device), tok[s:e].to(e0.device)] = Zflat[s:e]
         with torch.no_grad(), _math_attention():
             _, jz = torch.func.jvp(problem.hidden_fn, (e0.expand(B, L, de).contiguous(),), (tang,))
         q = jz[:, pos].double()  # (B, m, d): J_{ℓ_j, t_b} z_b
