@@ -23,6 +23,7 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
+from packaging.version import Version
 from pydantic import ConfigDict, Field, create_model
 
 from reportgen import hookimpl
@@ -37,7 +38,6 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
 _PER_METHOD: dict[str, dict[str, tuple[Any, Any, str]]] = {
     "integrated_gradients": {
         "n_steps": (int, 50, "Riemann steps along the path."),
-        "method": (str, "gausslegendre", "Integration rule (riemann_trapezoid, gausslegendre …)."),
         "internal_batch_size": (int | None, None, "Batch of path points per forward."),
     },
     "layer_integrated_gradients": {
@@ -152,6 +152,13 @@ class InseqMethod(AttributionMethod):
                 nltk.data.find("corpora/stopwords")
             except (ImportError, LookupError):
                 return "reagent needs nltk and its 'stopwords' data, which cannot be downloaded here"
+        if name == "value_zeroing" and _major("transformers") >= 5 and Version(_inseq_version()) <= Version("0.7.1"):
+            return (
+                "value_zeroing in inseq 0.7.1 expects decoder layers to return tuples; transformers 5 "
+                "returns tensors (TypeError inside inseq); not run"
+            )
+        if name == "dummy":
+            return "dummy is inseq's placeholder method (it computes no attribution); not run"
         if name == "discretized_integrated_gradients":
             return (
                 "discretized_integrated_gradients builds a k-NN graph over the whole vocabulary "
@@ -215,6 +222,12 @@ class InseqMethod(AttributionMethod):
             details={"output_matrix": output_matrix, "inseq_version": _inseq_version()},
             timings={"seconds": time.perf_counter() - t0, "inseq_attribute_seconds": t2 - t1},
         )
+
+
+def _major(package: str) -> int:
+    import importlib.metadata
+
+    return int(importlib.metadata.version(package).split(".")[0])
 
 
 def _inseq_version() -> str:
