@@ -240,6 +240,10 @@ def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
         return rows
     if isinstance(d, float):
         return [(prefix, fmt_number(d, 6))]
+    if isinstance(d, (list, tuple)) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) or x is None for x in d
+    ):
+        return [(prefix, "[" + ", ".join(fmt_number(x, 6) for x in d) + "]")]
     if isinstance(d, (list, tuple)):
         try:
             return [(prefix, json.dumps(d, ensure_ascii=False, sort_keys=True, default=str))]

@@ -466,3 +466,15 @@ def test_malformed_plugin_figure_does_not_break_report() -> None:
     p = parse(html)
     assert "This figure could not be drawn: ValueError" in p.visible_text()
     assert 'id="broken"' in html and "<b>" not in html.split('id="broken"')[1][:300]
+
+
+def test_flatten_formats_numbers() -> None:
+    from reportgen_plugins.html import flatten
+
+    rows = flatten({"b": {"iv": [-6.29427433013916, 40.321630646239655, None]}, "a": 1, "c": ["x", 2], "d": 0.1234567})
+    assert rows == [("a", "1"), ("b.iv", "[-6.29427, 40.3216, —]"), ("c", '["x", 2]'), ("d", "0.123457")]
+
+
+def test_info_findings_collapsed(html: str) -> None:
+    heads = re.findall(r'id="(finding-\d)">\s*<details class="finding-body"( open)?>', html)
+    assert heads == [("finding-1", " open"), ("finding-2", " open"), ("finding-3", "")]
