@@ -136,3 +136,15 @@ def test_unavailable_method_is_reported_not_fatal(tmp_path: Path, registry: Regi
     run, _ = run_audit(spec, RunOptions(output=str(tmp_path / "out")), registry)
     att = [r for r in run.results if r.method == "inseq.attention"]
     assert att and all(r.status == "unavailable" and "eager" in (r.reason or "") for r in att)
+
+
+def test_reports_are_readable_by_others(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from reportgen.cache import atomic_write_text
+
+    target = tmp_path / "report.html"
+    atomic_write_text(target, "<html></html>")
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH
