@@ -87,7 +87,7 @@ def _progress_bar(quiet: bool) -> tuple[Any, Any]:
         bar.update(task["id"], detail=f"{label} {done}/{total}")
 
     def log(msg: str) -> None:
-        bar.console.print(f"[dim]{msg}[/dim]", highlight=False)
+        bar.console.print(msg, style="dim", markup=False, highlight=False)
 
     return bar, Hooks(start=start, advance=advance, detail=detail, log=log)
 
