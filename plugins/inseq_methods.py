@@ -171,9 +171,13 @@ class InseqMethod(AttributionMethod):
 
         key = id(loaded.model)
         if key not in self._wrapped:
+            self._wrapped.clear()  # one model at a time: never keep freed weights alive
             with contextlib.redirect_stdout(io.StringIO()):
                 self._wrapped[key] = inseq.load_model(loaded.model, self.inseq_name, tokenizer=loaded.tokenizer)
         return self._wrapped[key]
+
+    def release(self, model: LoadedModel) -> None:
+        self._wrapped.pop(id(model.model), None)
 
     def attribute(self, ctx: AttributionContext) -> AttributionResult:
         gen, loaded, opts = ctx.generation, ctx.model, ctx.options

@@ -123,6 +123,9 @@ class AttributionMethod:
     def attribute(self, ctx: AttributionContext) -> AttributionResult:
         raise NotImplementedError
 
+    def release(self, model: LoadedModel) -> None:
+        """Drop anything held for ``model`` (called when the runner frees the model)."""
+
 
 class Aggregation:
     name: ClassVar[str] = ""

@@ -240,7 +240,7 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
     results: list[AttributionResult] = []
     model_info: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    for mspec in spec.models:
+    for i_model, mspec in enumerate(spec.models):
         loader = registry.model_loaders[mspec.scheme]
         t0 = time.perf_counter()
         options.progress.log(f"loading {mspec.id} ({mspec.source})")
@@ -263,9 +263,14 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
                     results.append(res)
                     options.progress.advance(f"{mspec.id} · {p.id} · {ms.label}")
         finally:
+            for method in registry.methods.values():
+                release = getattr(method, "release", None)
+                if release is not None:
+                    release(loaded)
             loaded.close()
             del loaded
-            gc.collect()
+            if i_model < len(spec.models) - 1:
+                gc.collect()  # free the weights before the next model loads
     timings["total"] = time.perf_counter() - t_run
     run = RunResult(
         spec=spec, spec_text=text, spec_path=str(spec_path), generations=generations, results=results,
