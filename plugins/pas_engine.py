@@ -90,6 +90,16 @@ class PrefixScorer:
             raise ValueError("position 0 has no preceding context; P(x_0) is not defined")
         return self.log_next[k - 1].cpu().numpy()
 
+    def embedding_similarity(self, token: int, ids: np.ndarray) -> np.ndarray:
+        """Cosine similarity of the input embeddings of ``ids`` to that of ``token``."""
+        emb = self.model.get_input_embeddings().weight
+        ids_t = torch.as_tensor(np.asarray(ids), device=emb.device, dtype=torch.long)
+        with torch.no_grad():
+            e = emb[ids_t].float()
+            ref = emb[int(token)].float()
+            sim = (e @ ref) / (e.norm(dim=1) * ref.norm() + 1e-12)
+        return sim.double().cpu().numpy()
+
     def _cache(self, k: int, batch: int) -> DynamicCache:
         data = [(kk[:, :, :k].expand(batch, -1, -1, -1), vv[:, :, :k].expand(batch, -1, -1, -1)) for kk, vv in self._layers]
         return DynamicCache(data, config=self.model.config)

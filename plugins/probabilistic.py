@@ -20,7 +20,8 @@ position on a CPU for a 49k vocabulary, seconds on a GPU.
 
 ``fast`` (default): certified truncation (methods.md §1.5(c)). u(v) = P(v|x_{<k})·P(x_{k+1}|x_{<k},v)
 (for k = n−1, or outside the one-step pool, u(v) = P(v|x_{<k})) bounds exp ℓ_den(v) ≥ exp ℓ_num(v).
-The top set S by u is evaluated exactly, growing in batches until the den and num tail
+The original token, its ``neighbours`` nearest input-embedding neighbours and then the top
+candidates by u form the evaluation order; the set S is evaluated exactly, growing in batches until the den and num tail
 bounds are below ``tolerance`` or ``max_candidates`` is reached; AS then lies in a certified
 interval (``pas_math.certified_as_interval``). When that interval is wider than
 2·``tolerance`` (typical: the numerator's tail bound is loose, because every term is smaller
@@ -86,6 +87,11 @@ class PASOptions(Options):
     computed (the rest use P(v|x_<k)). ``all`` = the whole vocabulary (one batched one-token step,
     as methods.md §1.5c); ``auto`` = ``all`` on a GPU, 0 on a CPU (where a one-token step over 49k
     candidates takes minutes)."""
+    neighbours: int = Field(16, ge=0)
+    """Fast mode: also evaluate this many nearest neighbours of the original token in the model's
+    input-embedding space (cosine; within ``max_candidates``). They are the candidates most likely to
+    explain the rest of the prompt as well as x_k does (case and leading-space variants) while having a
+    small next-token prior, i.e. the tail terms an importance sample with q ∝ u is likely to miss."""
     batch_size: int | None = Field(None, ge=1)
     """Candidates per forward; default computed from free memory and sequence length."""
     positions: Literal["user", "all"] | list[int] = "user"
@@ -174,7 +180,14 @@ class ProbabilisticMethod(AttributionMethod):
             timings["bound"] = timings.get("bound", 0.0) + time.perf_counter() - t0
         order = np.argsort(-logu, kind="stable")
         o_idx = int(np.nonzero(vocab == orig)[0][0])
-        order = np.concatenate([[o_idx], order[order != o_idx]])
+        first = [o_idx]
+        if opts.neighbours > 0:
+            sim = np.nan_to_num(scorer.embedding_similarity(orig, vocab), nan=-2.0)
+            near = [int(i) for i in np.argsort(-sim, kind="stable") if int(i) != o_idx]
+            first += near[: opts.neighbours]
+        mask = np.ones(len(vocab), dtype=bool)
+        mask[first] = False
+        order = np.concatenate([np.array(first, dtype=np.int64), order[mask[order]]])
         cap = min(opts.max_candidates, len(vocab))
         bs = opts.batch_size or scorer.default_batch_size(k)
         step = max(1, min(bs, cap))
@@ -367,7 +380,7 @@ class ProbabilisticMethod(AttributionMethod):
             top = opts.top_candidates
             cand_detail[str(k)] = {
                 which: [
-                    {"token": decode(ids[i]), "id": int(ids[i]), "p": float(math.exp(lv[i]))}
+                    {"token": decode(ids[i]), "id": int(ids[i]), "p": min(1.0, float(math.exp(lv[i])))}
                     for i in np.argsort(-lv, kind="stable")[:top]
                 ]
                 for which, lv in (("prior", st.log_prior), ("posterior", st.log_posterior))
