@@ -148,3 +148,17 @@ def test_reports_are_readable_by_others(tmp_path: Path) -> None:
     atomic_write_text(target, "<html></html>")
     mode = stat.S_IMODE(os.stat(target).st_mode)
     assert mode & stat.S_IRGRP and mode & stat.S_IROTH
+
+
+def test_results_json_rebuilds_the_same_report(tmp_path: Path, registry: Registry) -> None:
+    from click.testing import CliRunner
+
+    from reportgen.cli import main
+
+    spec = write_spec(tmp_path, SPEC.replace("formats: [json]", "formats: [json, html]"))
+    _, written = run_audit(spec, RunOptions(output=str(tmp_path / "out")), registry)
+    res = CliRunner().invoke(main, ["render", written["json"], "-o", str(tmp_path / "rebuilt"), "-f", "html"])
+    assert res.exit_code == 0, res.output
+    original = Path(written["html"]).read_text("utf-8")
+    rebuilt = (tmp_path / "rebuilt" / "report.html").read_text("utf-8")
+    assert rebuilt == original
