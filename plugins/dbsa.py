@@ -416,11 +416,14 @@ def assign_neighbours(units: list[Unit], loaded: LoadedModel, opts: DBSAOptions,
             u.neighbours = punctuation_neighbours(u.text, M)
         elif emb is not None and opts.neighbour_source in ("auto", "embedding") and _single_token(tok, u.text) is not None:
             tid, lead = _single_token(tok, u.text)  # type: ignore[misc]
-            norm = u.text.lower()
+            seen = {u.text.lower()}  # distinct words: " How" and "How" are one neighbour
 
-            def accept_word(i: int, norm: str = norm) -> bool:
+            def accept_word(i: int, seen: set[str] = seen) -> bool:
                 s = tok.decode([i]).strip()
-                return s.isalpha() and s.lower() != norm
+                if not s.isalpha() or s.lower() in seen:
+                    return False
+                seen.add(s.lower())
+                return True
 
             ids = embedding_knn(emb, tid, M, special, accept_word)
             u.neighbours = [tok.decode([i]).strip() for i in ids]

@@ -241,3 +241,35 @@ def test_open_model_word_units_with_map(tiny_open, tmp_path):
     assert [u["text"] for u in tested] == ["France"]
     assert tested[0]["positions"] == [ctx.generation.input_tokens.index("France")]
     assert math.isfinite(tested[0]["effect"])
+
+
+def test_word_neighbours_from_embeddings_are_distinct_words() -> None:
+    """" How" and "How" are the same word: a unit gets M distinct neighbours."""
+    import torch
+
+    from reportgen.plugin_api import LoadedModel
+    from reportgen_plugins.dbsa import DBSAOptions, Unit, assign_neighbours
+
+    vocab = ["What", " How", "How", " Why", " banana"]
+
+    class Tok:
+        all_special_ids: list[int] = []
+
+        def decode(self, ids: list[int]) -> str:
+            return "".join(vocab[i] for i in ids)
+
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+            return {"input_ids": [vocab.index(text)] if text in vocab else [0, 0]}
+
+    class Model:
+        def __init__(self) -> None:
+            w = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.98, 0.12], [0.9, 0.3], [-1.0, 0.0]])
+            self.emb = torch.nn.Embedding.from_pretrained(w)
+
+        def get_input_embeddings(self) -> torch.nn.Embedding:
+            return self.emb
+
+    loaded = LoadedModel(id="m", source="x", model=Model(), tokenizer=Tok())
+    unit = Unit(text="What", positions=[0], kind="word")
+    assign_neighbours([unit], loaded, DBSAOptions(neighbours=2), "/tmp")
+    assert unit.neighbours == ["How", "Why"]
