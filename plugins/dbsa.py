@@ -631,13 +631,10 @@ class DBSA(AttributionMethod):
             "warnings": warnings,
         }
         timings["total"] = time.perf_counter() - t_start
-        return AttributionResult(
-            method=NAME,
-            model_id=gen.model_id,
-            prompt_id=gen.prompt_id,
-            options=opts.model_dump(),
-            input_tokens=list(gen.input_tokens),
-            output_tokens=list(gen.output_tokens),
+        return AttributionResult.for_generation(
+            gen,
+            NAME,
+            opts,
             matrix=matrix,
             matrix_label=MATRIX_LABEL,
             signed=False,

@@ -213,15 +213,13 @@ class InseqMethod(AttributionMethod):
         n = gen.n
         matrix = np.asarray(mat[:n, :], dtype=np.float64)
         output_matrix = np.asarray(mat[n:, :], dtype=np.float64)
-        return AttributionResult(
-            method=self.name,
-            model_id=gen.model_id,
-            prompt_id=gen.prompt_id,
-            options={**opts.model_dump(), "dimension": how},
-            input_tokens=list(gen.input_tokens),
-            output_tokens=list(gen.output_tokens),
+        reduced = "hidden dims" if arr.ndim > 2 else "cells"
+        return AttributionResult.for_generation(
+            gen,
+            self.name,
+            {**opts.model_dump(), "dimension": how},
             matrix=matrix,
-            matrix_label=f"{self.inseq_name} ({how} over {arr.ndim - 2 and 'hidden dims' or 'cells'})",
+            matrix_label=f"{self.inseq_name} ({how} over {reduced})",
             signed=bool(np.nanmin(matrix) < 0) if np.isfinite(matrix).any() else False,
             details={"output_matrix": output_matrix, "inseq_version": _inseq_version()},
             timings={"seconds": time.perf_counter() - t0, "inseq_attribute_seconds": t2 - t1},

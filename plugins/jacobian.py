@@ -379,13 +379,10 @@ class _JacobianScope(AttributionMethod):
         gen = ctx.generation
         opts = ctx.options if ctx.options is not None else self.options_model()
         n, t = gen.n, gen.t
-        result = AttributionResult(
-            method=self.name,
-            model_id=gen.model_id,
-            prompt_id=gen.prompt_id,
-            options=opts.model_dump(),
-            input_tokens=list(gen.input_tokens),
-            output_tokens=list(gen.output_tokens),
+        result = AttributionResult.for_generation(
+            gen,
+            self.name,
+            opts,
             matrix_label=self.matrix_label,
             signed=False,
             label=ctx.label,

@@ -410,13 +410,10 @@ class ProbabilisticMethod(AttributionMethod):
         if skipped:
             details["skipped"] = skipped
         timings["seconds"] = time.perf_counter() - t_start
-        return AttributionResult(
-            method=self.name,
-            model_id=gen.model_id,
-            prompt_id=gen.prompt_id,
-            options=opts.model_dump(),
-            input_tokens=list(gen.input_tokens),
-            output_tokens=list(gen.output_tokens),
+        return AttributionResult.for_generation(
+            gen,
+            self.name,
+            opts,
             matrix=matrix,
             matrix_label=MATRIX_LABEL,
             signed=True,

@@ -115,6 +115,20 @@ class AttributionResult:
     def display_name(self) -> str:
         return self.label or self.method
 
+    @classmethod
+    def for_generation(cls, generation: Generation, method: str, options: Any, **fields: Any) -> AttributionResult:
+        """A result about ``generation``: ids and tokens copied from it; ``options`` a model or dict."""
+        opts = options.model_dump() if hasattr(options, "model_dump") else dict(options or {})
+        return cls(
+            method=method,
+            model_id=generation.model_id,
+            prompt_id=generation.prompt_id,
+            options=opts,
+            input_tokens=list(generation.input_tokens),
+            output_tokens=list(generation.output_tokens),
+            **fields,
+        )
+
     def to_json(self) -> dict[str, Any]:
         from reportgen.aggregate import token_importance
 

@@ -13,7 +13,7 @@ import gc
 import hashlib
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -115,14 +115,10 @@ def _attribute(
 ) -> AttributionResult:
     method = registry.methods[ms.method]
     opts = method.options_model.model_validate(ms.options)
-    base = dict(
-        method=ms.method, model_id=gen.model_id, prompt_id=gen.prompt_id, options=opts.model_dump(),
-        input_tokens=list(gen.input_tokens), output_tokens=list(gen.output_tokens),
-        label=ms.id,
-    )
+    base = AttributionResult.for_generation(gen, ms.method, opts, label=ms.id)
     reason = method.unavailable_reason(loaded)
     if reason:
-        return AttributionResult(**base, status="unavailable", reason=reason)
+        return replace(base, status="unavailable", reason=reason)
     key = content_key(
         "attribution", model_fingerprint(loaded), gen.to_json() | {"seconds": 0}, ms.method, opts.model_dump(),
         spec.aggregations.model_dump(), spec.seed, getattr(method, "version", "1"),
@@ -131,7 +127,7 @@ def _attribute(
     if hit is not None:
         res = AttributionResult.from_json(hit)
         res.label = ms.id
-        res.timings = {**res.timings, "cached": 1.0}
+        res.details = {**res.details, "from_cache": True}
         return res
     _seed_everything(spec.seed)
     ctx = AttributionContext(
@@ -143,29 +139,29 @@ def _attribute(
     try:
         res = method.attribute(ctx)
     except ReportgenError as exc:
-        return AttributionResult(**base, status="failed", reason=str(exc), timings={"seconds": time.perf_counter() - t0})
+        return replace(base, status="failed", reason=str(exc), timings={"seconds": time.perf_counter() - t0})
     except Exception as exc:  # a broken method must not sink the audit; its reason is reported
         progress.log(f"{ms.label} failed on {gen.model_id}/{gen.prompt_id}: {type(exc).__name__}: {exc}")
-        return AttributionResult(
-            **base, status="failed", reason=f"{type(exc).__name__}: {exc}",
+        return replace(
+            base, status="failed", reason=f"{type(exc).__name__}: {exc}",
             details={"traceback": traceback.format_exc(limit=8)}, timings={"seconds": time.perf_counter() - t0},
         )
     res.label = ms.id
     res.timings.setdefault("seconds", time.perf_counter() - t0)
-    _check_shape(res, gen)
+    problem = _shape_problem(res, gen)
+    if problem:  # a plugin bug: report it on this job, never render misaligned numbers
+        return replace(base, status="failed", reason=problem, timings=res.timings)
     cache.set("results", key, res.to_json())
     return res
 
 
-def _check_shape(res: AttributionResult, gen: Generation) -> None:
+def _shape_problem(res: AttributionResult, gen: Generation) -> str | None:
     if res.matrix is not None and res.matrix.shape != (gen.n, gen.t):
-        raise ReportgenError(
-            f"method {res.method} returned a {res.matrix.shape} matrix; expected ({gen.n}, {gen.t}) for "
-            f"{gen.model_id}/{gen.prompt_id}"
-        )
+        return f"method {res.method} returned a {res.matrix.shape} matrix; expected ({gen.n}, {gen.t})"
     for name, vec in res.scores.items():
         if len(vec) != gen.n:
-            raise ReportgenError(f"method {res.method}: score {name!r} has {len(vec)} values for {gen.n} input tokens")
+            return f"method {res.method}: score {name!r} has {len(vec)} values for {gen.n} input tokens"
+    return None
 
 
 def detect(registry: Registry, spec: AuditSpec, run: RunResult) -> list[Finding]:

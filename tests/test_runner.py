@@ -47,6 +47,14 @@ class Boom(AttributionMethod):
         raise ValueError("kaboom")
 
 
+class BadShape(AttributionMethod):
+    name = "test.badshape"
+    description = "returns a matrix of the wrong shape"
+
+    def attribute(self, ctx: Any) -> AttributionResult:
+        return AttributionResult.for_generation(ctx.generation, self.name, ctx.options, matrix=np.zeros((2, 2)))
+
+
 class BrokenRenderer(Renderer):
     format = "broken"
     extension = "html"
@@ -68,6 +76,7 @@ def registry(smollm_tokenizer: Any) -> Registry:
         @hookimpl
         def reportgen_register_attribution_methods(self, register: Any) -> None:
             register(Boom())
+            register(BadShape())
 
         @hookimpl
         def reportgen_register_renderers(self, register: Any) -> None:
@@ -114,7 +123,7 @@ def test_same_spec_same_numbers_and_cache_reuse(tmp_path: Path, registry: Regist
         if r1.matrix is not None:
             assert np.array_equal(r1.matrix, r2.matrix) and np.allclose(r2.matrix, r3.matrix)
     assert run3.provenance["cache"]["hits"] >= 6  # 2 generations + 4 ok results
-    assert all(r.timings.get("cached") for r in run3.results if r.status == "ok")
+    assert all(r.details.get("from_cache") for r in run3.results if r.status == "ok")
 
 
 def test_failed_render_leaves_no_half_written_report(tmp_path: Path, registry: Registry) -> None:
@@ -162,3 +171,11 @@ def test_results_json_rebuilds_the_same_report(tmp_path: Path, registry: Registr
     original = Path(written["html"]).read_text("utf-8")
     rebuilt = (tmp_path / "rebuilt" / "report.html").read_text("utf-8")
     assert rebuilt == original
+
+
+def test_a_misshapen_result_fails_its_job_only(tmp_path: Path, registry: Registry) -> None:
+    text = SPEC.replace("  - method: test.boom\n", "  - method: test.badshape\n")
+    run, _ = run_audit(write_spec(tmp_path, text), RunOptions(output=str(tmp_path / "out")), registry)
+    bad = [r for r in run.results if r.method == "test.badshape"]
+    assert bad and all(r.status == "failed" and "expected (" in (r.reason or "") for r in bad)
+    assert any(r.status == "ok" for r in run.results)
