@@ -83,3 +83,14 @@ def test_quickstart_report_renders_in_chromium(browser: str, quickstart: Path) -
         assert [u for u in requests(cdp) if not u.startswith(("file:", "data:", "about:"))] == []
     finally:
         cdp.close()
+
+
+def test_quickstart_pdf_reads_back(quickstart: Path) -> None:
+    pypdf = pytest.importorskip("pypdf")
+    reader = pypdf.PdfReader(str(quickstart / "report.pdf"))
+    text = "".join(page.extract_text() or "" for page in reader.pages[:3])
+    assert "Quickstart audit" in text
+    attached = reader.attachments
+    assert "results.json" in attached
+    data = json.loads(attached["results.json"][0])
+    assert data == json.loads((quickstart / "results.json").read_text("utf-8"))
