@@ -122,3 +122,11 @@ def test_cli_invalid_spec_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "loading" not in proc.stderr  # exited before any model load
     assert not (tmp_path / "out").exists()
+
+
+def test_the_readme_spec_is_valid(registry) -> None:  # type: ignore[no-untyped-def]
+    """The annotated spec in README.md is a real, valid spec (plugin names and options included)."""
+    readme = (REPO / "README.md").read_text("utf-8")
+    block = readme.split("## The audit spec, annotated", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = validate_text(block, "README.md", registry)
+    assert {m.method for m in spec.methods} >= {"probabilistic", "jacobian.fisher", "dbsa", "inseq.saliency"}
