@@ -22,7 +22,6 @@ from a token at all.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from typing import Any, ClassVar
@@ -32,6 +31,7 @@ from plotly.subplots import make_subplots
 
 from reportgen import hookimpl
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
+from reportgen.figures import esc, rnd  # one escaping rule for every Plotly text in the report
 from reportgen.plugin_api import Visualization
 
 METHOD = "probabilistic"
@@ -41,7 +41,6 @@ ORDER = {"as": 40, "entropy": 41, "kl": 42, "candidates": 43, "replacement": 44}
 TOP_POSITIONS = 3
 TOP_CANDIDATES = 5
 #: Significant digits kept in figure data (keeps the report small and deterministic).
-DIGITS = 6
 
 RDBU = "RdBu"
 
@@ -52,28 +51,12 @@ def slug(text: str) -> str:
     return s or "x"
 
 
-def esc(token: str) -> str:
-    """A token as safe Plotly text: HTML-escaped, newlines/tabs visible, spaces kept visible."""
-    t = token.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", "⇥")
-    return html.escape(t, quote=False)
-
-
 def tick(token: str) -> str:
     """A short axis label for a token (escaped, trimmed, never empty)."""
     t = token.strip(" ") or "␣"
     if len(t) > 14:
         t = t[:13] + "…"
     return esc(t)
-
-
-def rnd(x: float | None) -> float | None:
-    """Round to DIGITS significant digits; None for missing/non-finite."""
-    if x is None:
-        return None
-    f = float(x)
-    if not math.isfinite(f):
-        return None
-    return float(f"{f:.{DIGITS}g}")
 
 
 def _vec(result: AttributionResult, name: str, n: int) -> list[float | None]:
