@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 def gguf_path() -> str:
-    from reportgen_plugins.models import EMBEDDED
+    from reportgen_plugins.models.loaders import EMBEDDED
 
     e = EMBEDDED["smollm2-135m-instruct"]
     return str(importlib.resources.files(e["module"]) / e["file"])
@@ -68,7 +68,7 @@ def start_server(port: int, log: Any) -> subprocess.Popen[bytes]:
 
 def run_dbsa(loaded: Any, gen: Any, options: dict[str, Any], root: str) -> tuple[Any, float]:
     """One DBSA run with no cached samples (the vocabulary embedding in ``root`` is reused)."""
-    from reportgen_plugins.dbsa import DBSA, DBSAOptions
+    from reportgen_plugins.dbsa.method import DBSA, DBSAOptions
 
     shutil.rmtree(Path(root) / "samples", ignore_errors=True)
     ctx = AttributionContext(model=loaded, generation=gen, options=DBSAOptions(**options), seed=0,
@@ -99,9 +99,9 @@ def main() -> None:
 
     from reportgen.generate import generate
     from reportgen.samplers import generate_via_sampler
-    from reportgen_plugins.dbsa import embed_minilm, minilm_vocab
-    from reportgen_plugins.models import EmbeddedLoader
-    from reportgen_plugins.openai_models import OpenAILoader
+    from reportgen_plugins.dbsa.method import embed_minilm, minilm_vocab
+    from reportgen_plugins.models.loaders import EmbeddedLoader
+    from reportgen_plugins.models.openai import OpenAILoader
 
     root = tempfile.mkdtemp(prefix="bench_dbsa_")
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from report_fixtures import _spec  # noqa: E402
 from reportgen.data import AttributionResult, Generation, RunResult  # noqa: E402
 from reportgen.figures import heatmap  # noqa: E402
 from reportgen.render import PLOTLY_CONFIG, plotly_js  # noqa: E402
-from reportgen_plugins.html import render_html  # noqa: E402
+from reportgen_plugins.renderers.html import render_html  # noqa: E402
 
 METHODS = ("saliency", "integrated_gradients", "attention")
 

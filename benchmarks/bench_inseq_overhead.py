@@ -11,7 +11,7 @@ its stored greedy response. Per method, interleaved repetitions of:
                 pointed at an unused token as reportgen does, so both attribute the
                 same (n + t) × t cells (``--literal`` leaves it: inseq then drops the
                 <|im_end|> tokens and the final EOS step, i.e. does less work)
-  (b) method    reportgen_plugins.inseq_methods.InseqMethod(m).attribute(ctx)
+  (b) method    reportgen_plugins.inseq.methods.InseqMethod(m).attribute(ctx)
   (c) runner    reportgen.runner.run_audit on a one-prompt, one-method spec (cache off,
                 json report only); the model is preloaded and handed over by a loader
                 plugin, so model load is excluded. Reported whole, and as its
@@ -53,8 +53,8 @@ from reportgen.plugin_api import AttributionContext, LoadedModel, ModelLoader
 from reportgen.plugins import Registry, get_plugin_manager
 from reportgen.runner import RunOptions, run_audit
 from reportgen.spec import load_spec
-from reportgen_plugins.inseq_methods import InseqMethod, _unused_token
-from reportgen_plugins.models import EmbeddedLoader
+from reportgen_plugins.inseq.methods import InseqMethod, _unused_token
+from reportgen_plugins.models.loaders import EmbeddedLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "audit.yaml"

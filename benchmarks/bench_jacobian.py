@@ -26,7 +26,7 @@ from reportgen.cache import Cache
 from reportgen.generate import generate
 from reportgen.plugin_api import AttributionContext
 from reportgen_plugins import jacobian as jac
-from reportgen_plugins.models import EmbeddedLoader
+from reportgen_plugins.models.loaders import EmbeddedLoader
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import random
 import time
 
 from reportgen.data import AttributionResult, Generation, RunResult
-from reportgen_plugins.anomalies import DETECTORS
-from reportgen_plugins.pas_views import PASViews
+from reportgen_plugins.pas.detectors import DETECTORS
+from reportgen_plugins.pas.views import PASViews
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[Generation, AttributionResult]:

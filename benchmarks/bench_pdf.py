@@ -20,9 +20,9 @@ from report_fixtures import make_figures, make_run  # noqa: E402
 
 from reportgen.figures import heatmap  # noqa: E402
 from reportgen.results import dumps  # noqa: E402
-from reportgen_plugins.html import render_html  # noqa: E402
-from reportgen_plugins.pdf import KaleidoExporter, render_pdf  # noqa: E402
-from reportgen_plugins.pdf_svg import figure_svg  # noqa: E402
+from reportgen_plugins.renderers.html import render_html  # noqa: E402
+from reportgen_plugins.renderers.pdf import KaleidoExporter, render_pdf  # noqa: E402
+from reportgen_plugins.renderers.svg import figure_svg  # noqa: E402
 
 
 def timed(fn, repeat: int = 1) -> float:

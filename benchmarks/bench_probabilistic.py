@@ -29,9 +29,9 @@ import transformers
 from reportgen.cache import Cache
 from reportgen.data import Generation
 from reportgen.plugin_api import AttributionContext, LoadedModel
-from reportgen_plugins.pas_engine import PrefixScorer
-from reportgen_plugins.pas_math import position_stats
-from reportgen_plugins.probabilistic import PASOptions, ProbabilisticMethod
+from reportgen_plugins.pas.engine import PrefixScorer
+from reportgen_plugins.pas.core import position_stats
+from reportgen_plugins.pas.method import PASOptions, ProbabilisticMethod
 
 TABLE1 = {
     "p7": "What year did Albert Einstein visit Mars?",

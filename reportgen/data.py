@@ -190,7 +190,12 @@ class AttributionResult:
 
 @dataclass(frozen=True)
 class Finding:
-    """One anomaly a detector found, with the numbers behind it and what to try."""
+    """One anomaly a detector found, with the numbers behind it and what to try.
+
+    ``positions`` are indices into the generation's input tokens; the report shows them in
+    their context (computed from the generation, never from text the detector marked up).
+    ``token`` is the text of those tokens as the detector names them in its message.
+    """
 
     detector: str
     severity: Severity
@@ -199,7 +204,6 @@ class Finding:
     method: str
     positions: tuple[int, ...]
     token: str
-    context: str
     evidence: dict[str, Any]
     message: str
     suggestion: str = ""
@@ -211,6 +215,7 @@ class Finding:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Finding:
         d = dict(d)
+        d.pop("context", None)  # results.json before 1.1 carried a marked-up context string
         d["positions"] = tuple(d["positions"])
         return cls(**d)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reportgen.data import AttributionResult, Finding, Generation
-from reportgen_plugins.anomalies import (
+from reportgen_plugins.pas.detectors import (
     KLOutlier,
     KLOutlierOptions,
     NoiseToken,

@@ -22,7 +22,7 @@ import pytest
 
 from reportgen.aggregate import input_window, output_window
 from reportgen.figures import MAX_ALPHA
-from reportgen_plugins.html import render_html
+from reportgen_plugins.renderers.html import render_html
 from report_fixtures import make_figures, make_run
 
 pytestmark = pytest.mark.browser

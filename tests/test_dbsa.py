@@ -19,7 +19,7 @@ from reportgen.errors import SamplerError
 from reportgen.plugin_api import AttributionContext, LoadedModel, Sampler
 from reportgen.samplers import generate_via_sampler
 from reportgen.spec import GenerationSpec, PromptSpec
-from reportgen_plugins.dbsa import (
+from reportgen_plugins.dbsa.method import (
     DBSA,
     DBSAOptions,
     DBSASignificant,
@@ -248,7 +248,7 @@ def test_word_neighbours_from_embeddings_are_distinct_words() -> None:
     import torch
 
     from reportgen.plugin_api import LoadedModel
-    from reportgen_plugins.dbsa import DBSAOptions, Unit, assign_neighbours
+    from reportgen_plugins.dbsa.method import DBSAOptions, Unit, assign_neighbours
 
     vocab = ["What", " How", "How", " Why", " banana"]
 

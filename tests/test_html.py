@@ -17,7 +17,7 @@ from reportgen.aggregate import intensity, token_importance
 from reportgen.data import FigureSpec
 from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
 from reportgen.render import make_jinja_env, markdown_html, plotly_div, script_json
-from reportgen_plugins.html import ContextBuilder, HtmlRenderer, render_html
+from reportgen_plugins.renderers.html import ContextBuilder, HtmlRenderer, render_html
 from report_fixtures import INJECT_IMG, INJECT_SCRIPT, make_figures, make_run
 
 
@@ -288,7 +288,7 @@ def test_jinja_env_is_safe() -> None:
 
 
 def test_prepare_jinja_env_hook_and_registration() -> None:
-    import reportgen_plugins.html as mod
+    import reportgen_plugins.renderers.html as mod
 
     class Extra:
         @hookimpl
@@ -371,7 +371,7 @@ def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
 
 
 def test_generated_special_tokens_are_muted(run: Any) -> None:
-    from reportgen_plugins.html import output_special
+    from reportgen_plugins.renderers.html import output_special
 
     g = run.generation("smol", "capital")
     assert output_special(g, [" Paris", "<|im_end|>", "\n", "user"]) == [False, True, False, True]
@@ -389,7 +389,7 @@ def test_unplaceable_figures_are_not_lost() -> None:
 
 
 def test_finding_context_uses_detector_marks() -> None:
-    from reportgen_plugins.html import _split_context
+    from reportgen_plugins.renderers.html import _split_context
 
     assert _split_context("the cat «the» dog", "the") == ("the cat ", "the", " dog")
     assert _split_context("a b c", "b") == ("a ", "b", " c")
@@ -397,7 +397,7 @@ def test_finding_context_uses_detector_marks() -> None:
 
 
 def test_no_findings_names_what_each_detector_read() -> None:
-    from reportgen_plugins.html import ContextBuilder
+    from reportgen_plugins.renderers.html import ContextBuilder
 
     run = make_run(findings=False)
     run.provenance.pop("detectors")
@@ -453,7 +453,7 @@ def test_user_template_override(tmp_path: Any) -> None:
     )
     (tmp_path / "report.html").write_text('OVERRIDE {% include "partials/narrative.html" %}', "utf-8")
     env = make_jinja_env(user_dir=tmp_path)
-    from reportgen_plugins.html import Narrative
+    from reportgen_plugins.renderers.html import Narrative
     from markupsafe import Markup
 
     out = env.get_template("report.html").render(n=Narrative("n-1", "<T>", Markup("<p>x</p>")))
@@ -469,7 +469,7 @@ def test_malformed_plugin_figure_does_not_break_report() -> None:
 
 
 def test_flatten_formats_numbers() -> None:
-    from reportgen_plugins.html import flatten
+    from reportgen_plugins.renderers.html import flatten
 
     rows = flatten({"b": {"iv": [-6.29427433013916, 40.321630646239655, None]}, "a": 1, "c": ["x", 2], "d": 0.1234567})
     assert rows == [("a", "1"), ("b.iv", "[-6.29427, 40.3216, —]"), ("c", '["x", 2]'), ("d", "0.123457")]

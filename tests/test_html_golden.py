@@ -14,7 +14,7 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
-from reportgen_plugins.html import render_html
+from reportgen_plugins.renderers.html import render_html
 from report_fixtures import make_figures, make_run
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ from reportgen.cache import Cache
 from reportgen.generate import generate
 from reportgen.plugin_api import AttributionContext, LoadedModel
 from reportgen.spec import GenerationSpec, PromptSpec
-from reportgen_plugins.inseq_methods import InseqMethod, available_methods
+from reportgen_plugins.inseq.methods import InseqMethod, available_methods
 from tests.conftest import tiny_llama
 
 # Methods cheap enough to run on a tiny model in the unit suite; the rest are checked for a reason or a run elsewhere.

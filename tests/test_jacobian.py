@@ -380,7 +380,7 @@ def test_smollm2_short_prompt() -> None:
     from types import SimpleNamespace
 
     from reportgen.generate import generate
-    from reportgen_plugins.models import EmbeddedLoader
+    from reportgen_plugins.models.loaders import EmbeddedLoader
 
     spec = SimpleNamespace(id="smol", source="embedded:smollm2-135m-instruct", dtype="float32",
                            attn_implementation="sdpa", chat_template="auto")

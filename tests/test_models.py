@@ -11,7 +11,7 @@ import pytest
 
 from reportgen.errors import ModelLoadError
 from reportgen.spec import ModelSpec
-from reportgen_plugins.models import EmbeddedLoader, GGUFLoader, HFLoader
+from reportgen_plugins.models.loaders import EmbeddedLoader, GGUFLoader, HFLoader
 
 
 def test_hf_missing_weights_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:

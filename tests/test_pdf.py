@@ -22,8 +22,8 @@ from plotly.subplots import make_subplots
 
 from reportgen.figures import esc
 from reportgen.results import dumps
-from reportgen_plugins.pdf import KaleidoExporter, PdfContextBuilder, PdfRenderer, figure_table, find_browser
-from reportgen_plugins.pdf_svg import colour_at, figure_svg, heatmap_svg, nice_ticks, plain
+from reportgen_plugins.renderers.pdf import KaleidoExporter, PdfContextBuilder, PdfRenderer, figure_table, find_browser
+from reportgen_plugins.renderers.svg import colour_at, figure_svg, heatmap_svg, nice_ticks, plain
 from report_fixtures import INJECT_IMG, INJECT_SCRIPT, make_figures, make_run
 
 pypdf = pytest.importorskip("pypdf")
@@ -131,11 +131,11 @@ def test_every_method_view_printed(text: str, run: Any) -> None:
 def test_registered_through_entry_point() -> None:
     from importlib.metadata import entry_points
 
-    import reportgen_plugins.pdf as mod
+    import reportgen_plugins.renderers.pdf as mod
     from reportgen.plugins import Registry, get_plugin_manager
 
     (ep,) = [e for e in entry_points(group="reportgen") if e.name == "pdf"]
-    assert ep.value == "reportgen_plugins.pdf"
+    assert ep.value == "reportgen_plugins.renderers.pdf"
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(mod, name="pdf")
     reg = Registry(pm)
@@ -274,7 +274,7 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
 
 
 def test_print_html_is_deterministic_and_script_free(run: Any) -> None:
-    from reportgen_plugins.pdf import render_html_for_pdf
+    from reportgen_plugins.renderers.pdf import render_html_for_pdf
 
     a, _ = render_html_for_pdf(run, make_figures(), None, KaleidoExporter(False))
     b, _ = render_html_for_pdf(run, make_figures(), None, KaleidoExporter(False))

@@ -17,15 +17,15 @@ import transformers
 from reportgen.cache import Cache
 from reportgen.data import Generation
 from reportgen.plugin_api import AttributionContext, LoadedModel
-from reportgen_plugins.pas_engine import PrefixScorer
-from reportgen_plugins.pas_math import (
+from reportgen_plugins.pas.engine import PrefixScorer
+from reportgen_plugins.pas.core import (
     certified_as_interval,
     logsumexp,
     nucleus,
     position_stats,
     response_entropy,
 )
-from reportgen_plugins.probabilistic import MATRIX_LABEL, PASOptions, ProbabilisticMethod
+from reportgen_plugins.pas.method import MATRIX_LABEL, PASOptions, ProbabilisticMethod
 
 SCORE_NAMES = [
     "attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",

@@ -1,6 +1,6 @@
 """The archival PDF report (renderer format ``pdf``): PDF/A-3b, vector figures, results attached.
 
-It renders the same report context as the HTML report (:class:`reportgen_plugins.html.ContextBuilder`,
+It renders the same report context as the HTML report (:class:`reportgen_plugins.renderers.html.ContextBuilder`,
 so the same sections, numbers, order and wording) through the same Jinja environment, with a
 print template (``templates/pdf/report.html``) that reuses the HTML partials, and converts the
 result with WeasyPrint into PDF/A-3b with ``results.json`` embedded as an associated file
@@ -9,7 +9,7 @@ result with WeasyPrint into PDF/A-3b with ``results.json`` embedded as an associ
 A PDF carries no JavaScript, so every figure becomes a static vector drawing:
 
 1. the figure shapes the report itself draws (heatmaps, bars, lines, optional right axis,
-   error bars) are drawn as SVG directly from the figure's numbers (:mod:`reportgen_plugins.pdf_svg`:
+   error bars) are drawn as SVG directly from the figure's numbers (:mod:`reportgen_plugins.renderers.svg`:
    deterministic, no browser, milliseconds per figure);
 2. any other Plotly figure (subplots, tables, ...) is exported to SVG by kaleido 1.x driving the
    system Chromium (``BROWSER_PATH``; kaleido never downloads a browser here), one browser for the
@@ -34,12 +34,11 @@ from typing import Any, ClassVar
 
 from markupsafe import Markup
 
-from reportgen import hookimpl
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
 from reportgen.plugin_api import Renderer
 from reportgen.render import make_jinja_env, read_asset
-from reportgen_plugins.html import ContextBuilder, FigureBlock, MethodView, _version
-from reportgen_plugins.pdf_svg import figure_svg, plain
+from reportgen_plugins.renderers.html import ContextBuilder, FigureBlock, MethodView, _version
+from reportgen_plugins.renderers.svg import figure_svg, plain
 
 log = logging.getLogger(__name__)
 
@@ -334,10 +333,6 @@ class PdfRenderer(Renderer):
             pm = get_plugin_manager()
         self.last_stats = render_pdf(run, figures, out_path, pm, kaleido=self.kaleido)
 
-
-@hookimpl
-def reportgen_register_renderers(register: Any) -> None:
-    register(PdfRenderer())
 
 
 __all__ = ["PdfRenderer", "render_pdf", "render_html_for_pdf", "KaleidoExporter", "figure_table", "svg_img"]

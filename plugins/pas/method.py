@@ -49,12 +49,11 @@ import numpy as np
 import torch
 from pydantic import ConfigDict, Field
 
-from reportgen import hookimpl
 from reportgen.cache import content_key
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, Options
-from reportgen_plugins.pas_engine import PrefixScorer
-from reportgen_plugins.pas_math import (
+from reportgen_plugins.pas.engine import PrefixScorer
+from reportgen_plugins.pas.core import (
     PositionStats,
     bootstrap_as_interval,
     certified_as_interval,
@@ -423,8 +422,3 @@ class ProbabilisticMethod(AttributionMethod):
             timings=timings,
             label=ctx.label,
         )
-
-
-@hookimpl
-def reportgen_register_attribution_methods(register: Any) -> None:
-    register(ProbabilisticMethod())

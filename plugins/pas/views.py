@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from reportgen import hookimpl
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
 from reportgen.figures import esc, rnd  # one escaping rule for every Plotly text in the report
 from reportgen.plugin_api import Visualization
@@ -500,8 +499,3 @@ class PASViews(Visualization):
                     rf,
                 ))
         return out
-
-
-@hookimpl
-def reportgen_register_visualizations(register: Any) -> None:
-    register(PASViews())

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reportgen import hookimpl
 from reportgen.errors import ModelLoadError
 from reportgen.plugin_api import LoadedModel, ModelLoader
 
@@ -174,10 +173,3 @@ class HFLoader(ModelLoader):
         if weights:
             info["sha256"] = {w.name: file_sha256(w) for w in weights}
         return _finish(model_spec, model, tokenizer, info, device)
-
-
-@hookimpl
-def reportgen_register_model_loaders(register: Any) -> None:
-    register(EmbeddedLoader())
-    register(GGUFLoader())
-    register(HFLoader())

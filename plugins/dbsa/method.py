@@ -42,7 +42,6 @@ from typing import Any, Callable, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from reportgen import hookimpl
 from reportgen.cache import content_key
 from reportgen.data import AttributionResult, FigureSpec, Finding, Generation, RunResult
 from reportgen.errors import MethodUnavailable, SamplerError
@@ -689,7 +688,6 @@ class DBSASignificant(Detector):
                     method=result.display_name,
                     positions=pos,
                     token=u["text"],
-                    context="".join(toks[lo:hi]),
                     evidence={
                         "effect": e,
                         "p_value": u.get("p_value"),
@@ -831,18 +829,3 @@ class DBSAViews(Visualization):
                     )
                 )
         return out
-
-
-@hookimpl
-def reportgen_register_attribution_methods(register: Any) -> None:
-    register(DBSA())
-
-
-@hookimpl
-def reportgen_register_detectors(register: Any) -> None:
-    register(DBSASignificant())
-
-
-@hookimpl
-def reportgen_register_visualizations(register: Any) -> None:
-    register(DBSAViews())

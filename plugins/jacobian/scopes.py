@@ -44,7 +44,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from reportgen import hookimpl
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
 
@@ -447,10 +446,3 @@ class FisherScope(_JacobianScope):
             "seed": seed if opts.seed is None else opts.seed,
             "vocab_chunk": opts.vocab_chunk,
         }
-
-
-@hookimpl
-def reportgen_register_attribution_methods(register: Callable[[Any], None]) -> None:
-    register(SemanticScope())
-    register(FisherScope())
-    register(TemperatureScope())

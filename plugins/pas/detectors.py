@@ -39,7 +39,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from reportgen import hookimpl
 from reportgen.data import SEVERITY_ORDER, AttributionResult, Finding, Generation, Severity
 from reportgen.plugin_api import Detector, Options
 
@@ -232,7 +231,6 @@ class _Scored:
             method=self.result.method,
             positions=(k,),
             token=self.tokens[k],
-            context=token_context(self.tokens, self.special, k),
             evidence=ev,
             title=title,
             message=message,
@@ -301,7 +299,6 @@ def cap_findings(
         method=first.method,
         positions=tuple(p for f in rest for p in f.positions),
         token="",
-        context=listed + (", …" if len(rest) > 12 else ""),
         evidence={
             "omitted": len(rest),
             "max_findings": limit,
@@ -746,9 +743,3 @@ DETECTORS: tuple[type[Detector], ...] = (
     KLOutlier,
     UnstableToken,
 )
-
-
-@hookimpl
-def reportgen_register_detectors(register: Any) -> None:
-    for cls in DETECTORS:
-        register(cls())

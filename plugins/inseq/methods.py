@@ -26,7 +26,6 @@ import numpy as np
 from packaging.version import Version
 from pydantic import ConfigDict, Field, create_model
 
-from reportgen import hookimpl
 from reportgen.aggregate import dimension_reduce
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
@@ -244,9 +243,3 @@ def available_methods() -> list[str]:
     except Exception:  # pragma: no cover - inseq is a core dependency
         return sorted(_PER_METHOD)
     return sorted(inseq.list_feature_attribution_methods())
-
-
-@hookimpl
-def reportgen_register_attribution_methods(register: Any) -> None:
-    for name in available_methods():
-        register(InseqMethod(name))

@@ -18,7 +18,6 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from markupsafe import Markup
 
-from reportgen import hookimpl
 from reportgen.aggregate import clamp_window, difference, token_importance
 from reportgen.data import SEVERITY_ORDER, AttributionResult, FigureSpec, Generation, RunResult
 from reportgen.figures import (
@@ -833,8 +832,3 @@ class HtmlRenderer(Renderer):
         html = render_html(run, figures, pm)
         with open(out_path, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(html)
-
-
-@hookimpl
-def reportgen_register_renderers(register: Any) -> None:
-    register(HtmlRenderer())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from reportgen import hookimpl
 from reportgen.errors import ModelLoadError
 from reportgen.plugin_api import LoadedModel, ModelLoader
 from reportgen.samplers import OpenAISampler
@@ -50,8 +49,3 @@ class OpenAILoader(ModelLoader):
             device="remote",
             info=info,
         )
-
-
-@hookimpl
-def reportgen_register_model_loaders(register: Any) -> None:
-    register(OpenAILoader())

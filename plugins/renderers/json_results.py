@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reportgen import hookimpl
 from reportgen.data import FigureSpec, RunResult
 from reportgen.plugin_api import Renderer
 from reportgen.results import dumps
@@ -18,8 +17,3 @@ class JSONRenderer(Renderer):
 
     def render(self, run: RunResult, figures: list[FigureSpec], out_path: str) -> None:
         Path(out_path).write_text(dumps(run), encoding="utf-8")
-
-
-@hookimpl
-def reportgen_register_renderers(register: Any) -> None:
-    register(JSONRenderer())
