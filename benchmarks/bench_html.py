@@ -24,7 +24,7 @@ from report_fixtures import _spec  # noqa: E402
 from reportgen.data import AttributionResult, Generation, RunResult  # noqa: E402
 from reportgen.figures import heatmap  # noqa: E402
 from reportgen.render import PLOTLY_CONFIG, plotly_js  # noqa: E402
-from reportgen_plugins.renderers.html import render_html  # noqa: E402
+from report_fixtures import html_of  # noqa: E402
 
 METHODS = ("saliency", "integrated_gradients", "attention")
 
@@ -81,7 +81,7 @@ def main() -> None:
     print(f"{'n×t':>10} {'cells':>8} {'report s':>9} {'base s':>8} {'×base':>6} {'report MB':>10} {'base MB':>8} {'×base':>6}")
     for n, t in ((32, 16), (64, 32), (128, 64), (256, 128), (512, 256)):
         run = synthetic(n, t)
-        tr, html = timed(lambda: render_html(run, []))
+        tr, html = timed(lambda: html_of(run, []))
 
         def baseline() -> str:
             parts = []

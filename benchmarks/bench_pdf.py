@@ -16,11 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report_fixtures import make_figures, make_run  # noqa: E402
+from report_fixtures import html_of, make_figures, make_run, render_context  # noqa: E402
 
 from reportgen.figures import heatmap  # noqa: E402
 from reportgen.results import dumps  # noqa: E402
-from reportgen_plugins.renderers.html import render_html  # noqa: E402
 from reportgen_plugins.renderers.pdf import KaleidoExporter, render_pdf  # noqa: E402
 from reportgen_plugins.renderers.svg import figure_svg  # noqa: E402
 
@@ -38,12 +37,12 @@ def main() -> None:
     import numpy as np
 
     run, figs = make_run(), make_figures()
-    render_html(run, figs)  # warm imports
-    t_html = timed(lambda: render_html(run, figs), 2)
+    html_of(run, figs)  # warm imports
+    t_html = timed(lambda: html_of(run, figs), 2)
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "r.pdf"
         t0 = time.perf_counter()
-        stats = render_pdf(run, figs, str(out), kaleido=False)
+        stats = render_pdf(render_context(run, figs), str(out), kaleido=False)
         t_pdf = time.perf_counter() - t0
         size = out.stat().st_size
     rj = len(dumps(run).encode())

@@ -33,7 +33,6 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
 
-    from reportgen.data import FigureSpec, RunResult
 
 hookspec = pluggy.HookspecMarker("reportgen")
 hookimpl = pluggy.HookimplMarker("reportgen")
@@ -59,11 +58,12 @@ def reportgen_register_attribution_methods(register: Callable[[Any], None]) -> N
 
 @hookspec
 def reportgen_register_aggregations(register: Callable[[Any], None]) -> None:
-    """Register aggregations (``reportgen.plugin_api.Aggregation``).
+    """Register dimensional aggregations (``reportgen.plugin_api.Aggregation``, seed 001 eq. 9).
 
-    :param register: call ``register(aggregation)``; ``aggregation.kind`` is
-        ``"dimension"`` (reduces a trailing per-cell vector, eq. 9), ``"matrix"``
-        (derives a matrix or vector from A, eqs. 4–8, 10, 11).
+    :param register: call ``register(aggregation)``; ``aggregation.name`` (e.g.
+        ``"dimension.l2"``) is what a spec's ``aggregations.dimension`` names (``l2`` is short
+        for ``dimension.l2``); ``aggregation(array)`` reduces an ``n × t × d…`` array to
+        ``n × t``. Methods apply the spec's choice through ``AttributionContext.reduce_dimension``.
     """
 
 
@@ -97,8 +97,3 @@ def reportgen_register_renderers(register: Callable[[Any], None]) -> None:
 @hookspec
 def reportgen_prepare_jinja_env(env: jinja2.Environment) -> None:
     """Add filters or globals to the one Jinja environment (autoescape stays on)."""
-
-
-@hookspec
-def reportgen_extra_figures(run: RunResult) -> list[FigureSpec] | None:
-    """Return extra figures for a finished run (a shortcut for one-off plugins)."""

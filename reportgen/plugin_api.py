@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # pragma: no cover
+    import jinja2
     import numpy as np
 
     from reportgen.cache import Cache
@@ -82,11 +83,22 @@ class ModelLoader:
         raise NotImplementedError
 
 
+def _builtin_reduce(array: np.ndarray, name: str | None = None) -> np.ndarray:
+    from reportgen.aggregate import dimension_reduce
+
+    how = (name or "l2").removeprefix("dimension.")
+    if how not in ("l2", "sum", "mean"):
+        raise ValueError(f"unknown dimensional aggregation {name!r}")
+    return dimension_reduce(array, how)  # type: ignore[arg-type]
+
+
 @dataclass
 class AttributionContext:
     """Everything a method needs to explain one stored generation.
 
     ``progress(done, total)`` reports fine-grained progress inside a long method.
+    ``reduce_dimension(array, name)`` applies the dimensional aggregation named ``name``
+    (None: the spec's ``aggregations.dimension``), resolved through the plugin registry.
     ``cache`` is a content-addressed store (``cache.get(key)``/``cache.set(key, value)``)
     that methods may use for expensive intermediate results (e.g. sampled responses).
     """
@@ -99,6 +111,7 @@ class AttributionContext:
     label: str | None = None
     progress: Callable[[int, int], None] = lambda done, total: None
     generation_settings: dict[str, Any] = field(default_factory=dict)
+    reduce_dimension: Callable[[np.ndarray, str | None], np.ndarray] = field(default=_builtin_reduce)
 
 
 class AttributionMethod:
@@ -128,11 +141,17 @@ class AttributionMethod:
 
 
 class Aggregation:
-    name: ClassVar[str] = ""
-    kind: ClassVar[str] = "matrix"  # "dimension" | "matrix"
-    description: ClassVar[str] = ""
+    """A dimensional aggregation (seed 001 eq. 9): reduces ``n × t × d…`` to ``n × t``.
 
-    def __call__(self, array: np.ndarray, **kwargs: Any) -> np.ndarray:
+    ``kind`` is ``"dimension"``, the one kind the host looks up (a spec's
+    ``aggregations.dimension`` names it).
+    """
+
+    name: str = ""
+    kind: str = "dimension"
+    description: str = ""
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -158,11 +177,27 @@ class Visualization:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class RenderContext:
+    """What the host hands every renderer.
+
+    ``figures``: every visualization's figures for ``run``. ``env``: the one Jinja
+    environment (autoescape, StrictUndefined, plugins' filters, the user's template folder).
+    ``detectors``: each installed detector's name → the methods it reads, so a report can
+    say what was checked (and when nothing could be).
+    """
+
+    run: RunResult
+    figures: tuple[FigureSpec, ...]
+    env: jinja2.Environment
+    detectors: Mapping[str, tuple[str, ...]]
+
+
 class Renderer:
     format: ClassVar[str] = ""
     extension: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
-    def render(self, run: RunResult, figures: list[FigureSpec], out_path: str) -> None:
+    def render(self, ctx: RenderContext, out_path: str) -> None:
         """Write the report to ``out_path`` (the host makes the write atomic)."""
         raise NotImplementedError

@@ -2,8 +2,8 @@
 
 ``get_plugin_manager()`` has no import-time side effects: it builds a fresh manager,
 adds the hook specs, loads every entry point of the ``reportgen`` group (built-in
-plugins are declared there too), records the ones that fail to import with the reason,
-and calls ``check_pending()``.
+plugins are declared there too) except the blocked ones, records the ones that fail to
+import with the reason, and calls ``check_pending()``.
 """
 
 from __future__ import annotations
@@ -39,30 +39,43 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
 
 
-def get_plugin_manager(*, load_entrypoints: bool = True, block: tuple[str, ...] = ()) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(GROUP)
-    pm.add_hookspecs(hookspecs)
-    pm.failed_plugins = []  # type: ignore[attr-defined]
-    pm.plugin_dists = {}  # type: ignore[attr-defined]
-    blocked = set(block) | {b for b in os.environ.get("REPORTGEN_BLOCK_PLUGINS", "").split(",") if b}
-    if load_entrypoints:
-        eps = importlib.metadata.entry_points(group=GROUP)
-        for ep in sorted(eps, key=lambda e: e.name):
-            if ep.name in blocked:
-                continue
-            if pm.get_plugin(ep.name) is not None:
-                continue  # the same entry point seen twice (editable + regular install)
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager for project ``reportgen``, plus what loading the entry points found:
+    ``failed`` (plugins that could not be imported, with the reason) and ``dists`` (each
+    plugin's distribution name and version)."""
+
+    def __init__(self) -> None:
+        super().__init__(GROUP)
+        self.add_hookspecs(hookspecs)
+        self.failed: list[FailedPlugin] = []
+        self.dists: dict[str, tuple[str | None, str | None]] = {}
+
+    def load_entry_points(self, blocked: set[str]) -> None:
+        for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+            if ep.name in blocked or self.get_plugin(ep.name) is not None:
+                continue  # blocked, or the same entry point seen twice (editable + regular install)
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken or incomplete plugin is listed, not fatal
-                pm.failed_plugins.append(FailedPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))  # type: ignore[attr-defined]
+                self.failed.append(FailedPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
                 continue
-            pm.register(plugin, name=ep.name)
-            dist = getattr(ep, "dist", None)
-            pm.plugin_dists[ep.name] = (dist.metadata["Name"], dist.version) if dist else (None, None)  # type: ignore[attr-defined]
+            self.register(plugin, name=ep.name)
+            dist = ep.dist
+            self.dists[ep.name] = (dist.metadata["Name"], dist.version) if dist else (None, None)
+
+
+def blocked_plugins(block: tuple[str, ...] = ()) -> set[str]:
+    """Plugin names not to load: ``block`` plus ``REPORTGEN_BLOCK_PLUGINS`` (comma-separated)."""
+    return set(block) | {b.strip() for b in os.environ.get("REPORTGEN_BLOCK_PLUGINS", "").split(",") if b.strip()}
+
+
+def get_plugin_manager(*, load_entrypoints: bool = True, block: tuple[str, ...] = ()) -> PluginManager:
+    pm = PluginManager()
+    if load_entrypoints:
+        pm.load_entry_points(blocked_plugins(block))
     pm.check_pending()
     if os.environ.get("REPORTGEN_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(lambda s: sys.stderr.write(s))
+        pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     return pm
 
@@ -78,9 +91,14 @@ KINDS = {
 
 
 class Registry:
-    """Name → implementation tables, filled by calling each registration hook once."""
+    """Name → implementation tables, filled by calling each registration hook through pluggy.
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    Each plugin's implementation is called on its own (``subset_hook_caller``) so the table
+    knows which plugin registered what; the calls go through pluggy's hook execution, so
+    ``REPORTGEN_TRACE_PLUGINS=1`` shows them.
+    """
+
+    def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
         self.model_loaders: dict[str, Any] = {}
         self.methods: dict[str, Any] = {}
@@ -89,15 +107,30 @@ class Registry:
         self.visualizations: dict[str, Any] = {}
         self.renderers: dict[str, Any] = {}
         self.owner: dict[tuple[str, str], str] = {}
+        plugins = pm.get_plugins()
         for kind, (hook_name, attr) in KINDS.items():
-            hook = getattr(pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                plugin_name = impl.plugin_name
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                others = [p for p in plugins if p is not impl.plugin]
 
-                def register(obj: Any, _kind: str = kind, _attr: str = attr, _plugin: str = plugin_name) -> None:
+                def register(obj: Any, _kind: str = kind, _attr: str = attr, _plugin: str = impl.plugin_name) -> None:
                     self._add(_kind, getattr(obj, _attr), obj, _plugin)
 
-                impl.function(register)
+                pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+
+    def detector_reads(self) -> dict[str, tuple[str, ...]]:
+        """Each detector's name → the methods whose results it reads (empty: every method)."""
+        return {name: tuple(d.methods or ()) for name, d in sorted(self.detectors.items())}
+
+    def dimension_aggregation(self, name: str) -> Any:
+        """The ``dimension`` aggregation a spec names (``l2`` is short for ``dimension.l2``)."""
+        for key in (name, f"dimension.{name}"):
+            agg = self.aggregations.get(key)
+            if agg is not None and agg.kind == "dimension":
+                return agg
+        return None
+
+    def dimension_aggregations(self) -> list[str]:
+        return sorted(k for k, a in self.aggregations.items() if a.kind == "dimension")
 
     def _add(self, kind: str, name: str, obj: Any, plugin: str) -> None:
         table: dict[str, Any] = getattr(self, kind)
@@ -118,9 +151,8 @@ class Registry:
 
     def plugins(self) -> list[PluginInfo]:
         out: list[PluginInfo] = []
-        dists = getattr(self.pm, "plugin_dists", {})
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda x: x[0]):
-            dist, version = dists.get(name, (None, None))
+            dist, version = self.pm.dists.get(name, (None, None))
             info = PluginInfo(
                 name=name,
                 module=getattr(plugin, "__name__", type(plugin).__name__),
@@ -136,7 +168,7 @@ class Registry:
 
     @property
     def failed(self) -> list[FailedPlugin]:
-        return list(getattr(self.pm, "failed_plugins", []))
+        return list(self.pm.failed)
 
 
 def get_registry(**kwargs: Any) -> Registry:

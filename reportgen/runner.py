@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
-import hashlib
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -23,9 +22,10 @@ import torch
 from reportgen import provenance as prov
 from reportgen.cache import Cache, atomic_write_bytes, content_key
 from reportgen.data import AttributionResult, FigureSpec, Finding, Generation, RunResult
-from reportgen.errors import ReportgenError, SpecError
-from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen.errors import RenderError, ReportgenError, SpecError
+from reportgen.plugin_api import AttributionContext, LoadedModel, RenderContext
 from reportgen.plugins import Registry, get_registry
+from reportgen.render import make_jinja_env
 from reportgen.spec import AuditSpec, load_spec
 
 RESULTS_VERSION = "1"
@@ -97,9 +97,9 @@ def _generate(loaded: LoadedModel, prompt: Any, spec: AuditSpec, cache: Cache) -
 
         gen = generate(loaded, prompt, spec.generation, seed=spec.seed)
     else:
-        from reportgen import samplers
+        from reportgen.generate import generate_via_sampler
 
-        gen = samplers.generate_via_sampler(loaded, prompt, spec.generation, spec.seed)  # type: ignore[attr-defined]
+        gen = generate_via_sampler(loaded, prompt, spec.generation, spec.seed)
     cache.set("generations", key, gen.to_json())
     return gen
 
@@ -134,6 +134,7 @@ def _attribute(
         model=loaded, generation=gen, options=opts, seed=spec.seed, cache=cache, label=ms.id,
         progress=lambda done, total: progress.detail(ms.label, done, total),
         generation_settings={**spec.generation.model_dump(), "dimension": spec.aggregations.dimension},
+        reduce_dimension=lambda array, name: _reduce(registry, array, name or spec.aggregations.dimension),
     )
     t0 = time.perf_counter()
     try:
@@ -153,6 +154,15 @@ def _attribute(
         return replace(base, status="failed", reason=problem, timings=res.timings)
     cache.set("results", key, res.to_json())
     return res
+
+
+def _reduce(registry: Registry, array: np.ndarray, name: str) -> np.ndarray:
+    agg = registry.dimension_aggregation(name)
+    if agg is None:
+        raise ReportgenError(
+            f"unknown dimensional aggregation {name!r}; installed: {', '.join(registry.dimension_aggregations())}"
+        )
+    return np.asarray(agg(array), dtype=np.float64)
 
 
 def _shape_problem(res: AttributionResult, gen: Generation) -> str | None:
@@ -187,27 +197,46 @@ def collect_figures(registry: Registry, run: RunResult) -> list[FigureSpec]:
     figs: list[FigureSpec] = []
     for name in sorted(registry.visualizations):
         figs.extend(registry.visualizations[name].figures(run))
-    for extra in registry.pm.hook.reportgen_extra_figures(run=run):
-        figs.extend(extra or [])
     figs.sort(key=lambda f: (f.section, f.model_id or "", f.prompt_id or "", f.order, f.id))
     return figs
 
 
+def render_context(registry: Registry, run: RunResult) -> RenderContext:
+    """What every renderer of ``run`` receives: figures, the one Jinja environment, detectors."""
+    return RenderContext(
+        run=run,
+        figures=tuple(collect_figures(registry, run)),
+        env=make_jinja_env(registry.pm),
+        detectors=registry.detector_reads(),
+    )
+
+
 def render(registry: Registry, run: RunResult, out_dir: Path, formats: list[str]) -> dict[str, str]:
-    """Render every format into ``out_dir``; each file is written atomically."""
-    figures = collect_figures(registry, run)
+    """Render every format into ``out_dir``, each file atomically.
+
+    A renderer that fails leaves no file behind; the other formats are still written, then
+    :class:`RenderError` names every format that failed.
+    """
+    ctx = render_context(registry, run)
     written: dict[str, str] = {}
+    failed: list[str] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
         renderer = registry.renderers[fmt]
         final = out_dir / ("results.json" if fmt == "json" else f"report.{renderer.extension or fmt}")
         tmp = final.with_name(f".{final.name}.partial")
         try:
-            renderer.render(run, figures, str(tmp))
+            renderer.render(ctx, str(tmp))
             atomic_write_bytes(final, tmp.read_bytes())
+        except Exception as exc:  # one broken renderer must not cost the other formats
+            failed.append(f"{fmt}: {type(exc).__name__}: {exc}")
+            continue
         finally:
             tmp.unlink(missing_ok=True)
         written[fmt] = str(final)
+    if failed:
+        done = ", ".join(f"{k} ({v})" for k, v in written.items()) or "nothing"
+        raise RenderError(f"could not render {'; '.join(failed)}; written: {done}")
     return written
 
 
@@ -279,7 +308,3 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
     run.findings = detect(registry, spec, run)
     written = render(registry, run, out_dir, formats)
     return run, written
-
-
-def spec_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -140,7 +140,9 @@ class MethodSpec(_Strict):
 class AggregationSpec(_Strict):
     """How per-dimension attributions are reduced and how token importance is computed (seed 001)."""
 
-    dimension: Literal["l2", "sum", "mean"] = Field("l2", description="Eq. 9: reduce the hidden dimension.")
+    dimension: str = Field(
+        "l2", description="Eq. 9: reduce the hidden dimension: l2, sum, mean or a plugin aggregation's name."
+    )
     token_importance: Literal["sum", "abs_sum"] = Field(
         "sum", description="Eq. 6 I(x_i)=Σ_j A_ij (sum) or Σ_j |A_ij| (abs_sum) for signed methods."
     )
@@ -341,6 +343,13 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
             problems.append(
                 f"{where(('disable_detectors', i))}: disable_detectors[{i}]: unknown detector{_suggest(name, detectors)}"
             )
+    dim = spec.aggregations.dimension
+    if registry.dimension_aggregation(dim) is None:
+        names = [n.removeprefix("dimension.") for n in registry.dimension_aggregations()]
+        problems.append(
+            f"{where(('aggregations', 'dimension'))}: aggregations.dimension: unknown dimensional aggregation "
+            f"{dim!r}{_suggest(dim, names)}"
+        )
     formats = sorted(registry.renderers)
     for i, f in enumerate(spec.report.formats if check_formats else []):
         if f not in registry.renderers:

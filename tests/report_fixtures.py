@@ -194,7 +194,6 @@ def make_run(*, findings: bool = True, models: int = 2, seed: int = 0) -> RunRes
                 method="probabilistic",
                 positions=(8,),
                 token=" France",
-                context="the capital of France?",
                 evidence={"kl": 2.345678, "threshold": 1.5, "nested": {"z": 4.2}},
                 message="KL divergence is an outlier at near-zero AS.",
                 suggestion="Check whether the token is redundant.",
@@ -208,7 +207,6 @@ def make_run(*, findings: bool = True, models: int = 2, seed: int = 0) -> RunRes
                 method="probabilistic",
                 positions=(5,),
                 token="<script>",
-                context=f"Summarise {INJECT_SCRIPT} and",
                 evidence={"attribution_score": -1.2, "candidates": ["<b>x</b>", "code"]},
                 message=f"The model prefers other tokens over {INJECT_IMG}.",
                 suggestion="Replace '<script>' with plain words.",
@@ -222,7 +220,6 @@ def make_run(*, findings: bool = True, models: int = 2, seed: int = 0) -> RunRes
                 method="probabilistic",
                 positions=(4,),
                 token=" is",
-                context="What is the",
                 evidence={"attribution_score": 0.001, "entropy_prompt": 3.9},
                 message="Uncertain: the interval straddles the threshold.",
                 title="Noise token ' is'",
@@ -246,7 +243,6 @@ def make_run(*, findings: bool = True, models: int = 2, seed: int = 0) -> RunRes
                 "smol": {"source": "embedded:smollm2-135m-instruct", "file_sha256": "cd" * 32, "n_params": 134515008},
                 "tiny": {"source": "hf:tiny-llama", "revision": None},
             },
-            "detectors": ["kl_outlier", "noise_token", "preferred_replacement"],
         },
         timings={"load_models": 12.5, "generate": 1.2, "attribute": 65.0, "render": 0.3},
         created_at="2025-01-02T03:04:05+00:00",
@@ -276,3 +272,31 @@ def make_figures() -> list[FigureSpec]:
         ),
         FigureSpec(id="anomaly-scatter", title="Anomalies", caption="", figure=bar("anoms"), section="anomalies"),
     ]
+
+
+#: What a registry with the PAS and DBSA families installed says its detectors read.
+DETECTORS: dict[str, tuple[str, ...]] = {
+    "dbsa_significant": ("dbsa",),
+    "kl_outlier": ("probabilistic",),
+    "noise_token": ("probabilistic",),
+    "preferred_replacement": ("probabilistic",),
+}
+
+
+def render_context(run: RunResult, figures: list[FigureSpec] | None = None, detectors: dict[str, tuple[str, ...]] | None = None, pm: Any = None) -> Any:
+    """The host's RenderContext for ``run`` without a plugin registry (the built-in Jinja env)."""
+    from reportgen.plugin_api import RenderContext
+    from reportgen.render import make_jinja_env
+
+    return RenderContext(
+        run=run,
+        figures=tuple(figures or ()),
+        env=make_jinja_env(pm),
+        detectors=DETECTORS if detectors is None else detectors,
+    )
+
+
+def html_of(run: RunResult, figures: list[FigureSpec] | None = None, detectors: dict[str, tuple[str, ...]] | None = None) -> str:
+    from reportgen_plugins.renderers.html import render_html
+
+    return render_html(render_context(run, figures, detectors))

@@ -22,8 +22,8 @@ import pytest
 
 from reportgen.aggregate import input_window, output_window
 from reportgen.figures import MAX_ALPHA
-from reportgen_plugins.renderers.html import render_html
-from report_fixtures import make_figures, make_run
+
+from report_fixtures import html_of, make_figures, make_run
 
 pytestmark = pytest.mark.browser
 
@@ -148,7 +148,7 @@ def requests(cdp: CDP) -> list[str]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(render_html(make_run(), make_figures()), "utf-8")
+    path.write_text(html_of(make_run(), make_figures()), "utf-8")
     return path
 
 
@@ -174,6 +174,7 @@ def test_every_figure_renders_without_errors(browser: str, report: Path) -> None
         assert res["missing"] == []
         html = report.read_text("utf-8")
         ids = set(re.findall(r'id="(heatmap-[^"]+)"', html))
+        assert ids  # the fixture report has heatmaps
         rendered = set(cdp.eval("Array.from(document.querySelectorAll('div.plotly-graph-div svg.main-svg')).map(s => s.closest('.plotly-graph-div').id)"))
         assert ids <= rendered
         # the injected prompt created no element and ran nothing
@@ -233,6 +234,7 @@ def test_method_switch_and_hover_window(browser: str, report: Path) -> None:
         g = run.generation("smol", "capital")
         vals = output_window(a, j, c)
         user = [i for i in range(g.n) if not g.input_special[i]]
+        assert [special for special, _ in got] == list(g.input_special) and user  # one span per input token
         lo, hi = vals[user].min(), vals[user].max()
         for i, (special, css) in enumerate(got):
             if special:

@@ -17,8 +17,9 @@ from reportgen.aggregate import intensity, token_importance
 from reportgen.data import FigureSpec
 from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
 from reportgen.render import make_jinja_env, markdown_html, plotly_div, script_json
-from reportgen_plugins.renderers.html import ContextBuilder, HtmlRenderer, render_html
-from report_fixtures import INJECT_IMG, INJECT_SCRIPT, make_figures, make_run
+from reportgen.report import build_context
+from reportgen_plugins.renderers.html import HtmlRenderer, PlotlyDrawer
+from report_fixtures import DETECTORS, INJECT_IMG, INJECT_SCRIPT, html_of, make_figures, make_run, render_context
 
 
 class Page(HTMLParser):
@@ -73,7 +74,7 @@ def run() -> Any:
 
 @pytest.fixture(scope="module")
 def html(run: Any) -> str:
-    return render_html(run, make_figures())
+    return html_of(run, make_figures())
 
 
 @pytest.fixture(scope="module")
@@ -186,10 +187,11 @@ def test_findings_sorted_with_evidence(page: Page, html: str) -> None:
 
 
 def test_no_findings_says_what_was_checked() -> None:
-    p = parse(render_html(make_run(findings=False), []))
+    p = parse(html_of(make_run(findings=False), []))
     t = p.visible_text()
     assert "No anomalies were found." in t
-    assert "detectors run: kl_outlier, noise_token, preferred_replacement" in t
+    assert "detector kl_outlier: read probabilistic results" in t
+    assert "detector dbsa_significant: had nothing to read (it reads dbsa, which this audit did not run)" in t
 
 
 def test_summary_status_and_timings(page: Page) -> None:
@@ -235,12 +237,12 @@ def test_method_switch_and_window_controls(page: Page, html: str) -> None:
 
 def test_model_comparison_and_difference() -> None:
     run = make_run()
-    ctx = ContextBuilder(run, []).build()
+    ctx = build_context(run, [], DETECTORS, PlotlyDrawer())
     comps = [c for s in ctx.sections for c in s.comparisons]
     assert [c.id for c in comps] == ["compare-capital-smol-vs-tiny", "compare-inject-smol-vs-tiny"]
-    html = render_html(run, [])
+    html = html_of(run, [])
     assert 'id="diff-inject-saliency-smol-minus-tiny"' in html
-    one = render_html(make_run(models=1), [])
+    one = html_of(make_run(models=1), [])
     assert "compare-" not in one and "diff-" not in one
 
 
@@ -252,21 +254,21 @@ def test_plugin_figures_placed_by_section(html: str) -> None:
 
 
 def test_deterministic(run: Any) -> None:
-    a = render_html(run, make_figures())
-    b = render_html(make_run(), make_figures())
+    a = html_of(run, make_figures())
+    b = html_of(make_run(), make_figures())
     assert a == b
 
 
 def test_renderer_writes_file(tmp_path: Any, run: Any) -> None:
     out = tmp_path / "report.html.tmp"
-    HtmlRenderer(pm=_pm()).render(run, [], str(out))
+    HtmlRenderer().render(render_context(run), str(out))
     assert out.read_text("utf-8").startswith("<!DOCTYPE html>")
 
 
 def test_downsampled_heatmap_note() -> None:
     run = make_run()
     run = dataclasses.replace(run, spec=run.spec.model_copy(update={"report": run.spec.report.model_copy(update={"max_heatmap_cells": 100})}))
-    html = render_html(run, [])
+    html = html_of(run, [])
     assert "exceed report.max_heatmap_cells=100" in html
 
 
@@ -288,7 +290,7 @@ def test_jinja_env_is_safe() -> None:
 
 
 def test_prepare_jinja_env_hook_and_registration() -> None:
-    import reportgen_plugins.renderers.html as mod
+    import reportgen_plugins.renderers as mod
 
     class Extra:
         @hookimpl
@@ -296,7 +298,7 @@ def test_prepare_jinja_env_hook_and_registration() -> None:
             env.filters["shout"] = lambda s: str(s).upper()
 
     pm = _pm()
-    pm.register(mod, name="html")
+    pm.register(mod, name="renderers")
     pm.register(Extra(), name="extra")
     env = make_jinja_env(pm)
     assert env.from_string("{{ 'a<'|shout }}").render() == "A&lt;"
@@ -354,12 +356,12 @@ def test_heatmap_signed_is_symmetric() -> None:
 
 def test_figure_spec_with_dict_figure_renders() -> None:
     fs = FigureSpec(id="dict fig!", title="t", caption="c", figure={"data": [{"type": "bar", "y": [1]}], "layout": {}}, section="summary")
-    html = render_html(make_run(models=1), [fs])
+    html = html_of(make_run(models=1), [fs])
     assert 'id="dict-fig"' in html
 
 
 def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
-    ctx = ContextBuilder(run, []).build()
+    ctx = build_context(run, [], DETECTORS, PlotlyDrawer())
     panel = next(p for s in ctx.sections for p in s.panels if p.id == "panel-smol-capital")
     mv = next(m for m in panel.methods if m.key == "probabilistic")
     assert mv.heatmap is None and "coloured by attribution_score" in mv.heatmap_note
@@ -367,11 +369,11 @@ def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
     cs = token_colours(r.scores["attribution_score"], run.generation("smol", "capital").input_special, signed=True)
     for tok, c in zip(mv.input_toks, cs):
         assert tok.css == ("" if tok.special else c.css)
-    assert mv.scores is not None and mv.scores.names == ["attribution_score", "entropy_prompt"]
+    assert mv.scores is not None and mv.scores.names == ("attribution_score", "entropy_prompt")
 
 
 def test_generated_special_tokens_are_muted(run: Any) -> None:
-    from reportgen_plugins.renderers.html import output_special
+    from reportgen.report.text import output_special
 
     g = run.generation("smol", "capital")
     assert output_special(g, [" Paris", "<|im_end|>", "\n", "user"]) == [False, True, False, True]
@@ -384,34 +386,44 @@ def test_unplaceable_figures_are_not_lost() -> None:
     figs = [
         FigureSpec(id="orphan", title="Orphan", caption="", figure=go.Figure(), section="prompt", model_id="nope", prompt_id="capital"),
     ]
-    html = render_html(make_run(models=1), figs)
+    html = html_of(make_run(models=1), figs)
     assert html.index('id="other-figures"') < html.index('id="orphan"') < html.index('id="provenance"')
 
 
-def test_finding_context_uses_detector_marks() -> None:
-    from reportgen_plugins.renderers.html import _split_context
+def test_finding_context_comes_from_positions(run: Any) -> None:
+    from reportgen.report.text import finding_context
 
-    assert _split_context("the cat «the» dog", "the") == ("the cat ", "the", " dog")
-    assert _split_context("a b c", "b") == ("a ", "b", " c")
-    assert _split_context("a b c", "z") == ("a b c", "", "")
+    g = run.generation("smol", "capital")
+    user = g.user_positions
+    k = user[2]
+    before, marked, after = finding_context(g, (k,))
+    assert marked == g.input_tokens[k]
+    assert before == "".join(g.input_tokens[i] for i in user[:2])
+    assert after.startswith(g.input_tokens[user[3]])
+    # a span of two tokens is marked whole; positions that are not one span are listed
+    assert finding_context(g, (k, k + 1))[1] == g.input_tokens[k] + g.input_tokens[k + 1]
+    listed = finding_context(g, (user[0], user[3]))
+    assert listed[0] == listed[2] == "" and f"({user[0]})" in listed[1] and f"({user[3]})" in listed[1]
+    assert finding_context(g, (g.n + 5,)) == ("", "", "")
+    assert finding_context(None, (1,)) == ("", "", "")
 
 
 def test_no_findings_names_what_each_detector_read() -> None:
-    from reportgen_plugins.renderers.html import ContextBuilder
-
     run = make_run(findings=False)
-    run.provenance.pop("detectors")
-    ctx = ContextBuilder(run, [], {"kl_outlier": ("probabilistic",), "dbsa_significant": ("dbsa",), "any": ()}).build()
-    assert ctx.checked[1:] == [
+    dets = {"kl_outlier": ("probabilistic",), "dbsa_significant": ("dbsa",), "any": ()}
+    ctx = build_context(run, [], dets, PlotlyDrawer())
+    assert ctx.summary.checked[1:] == (
         "detector any: reads every method's results",
         "detector dbsa_significant: had nothing to read (it reads dbsa, which this audit did not run)",
         "detector kl_outlier: read probabilistic results",
-    ]
-    assert ctx.nothing_checked is False
-    ctx = ContextBuilder(run, [], {"dbsa_significant": ("dbsa",)}).build()
-    assert ctx.nothing_checked is True
-    html = render_html(run, [])  # no plugin manager: nothing known about detectors
-    assert "no detector had results it could read" not in html
+    )
+    assert ctx.summary.nothing_checked is False
+    ctx = build_context(run, [], {"dbsa_significant": ("dbsa",)}, PlotlyDrawer())
+    assert ctx.summary.nothing_checked is True
+    html = html_of(run, [], {"dbsa_significant": ("dbsa",)})
+    assert "no detector had results it could read" in html
+    bare = build_context(run, [], {}, PlotlyDrawer())
+    assert "no anomaly detector is installed" in bare.summary.checked
 
 
 def test_edge_cases_render() -> None:
@@ -438,7 +450,7 @@ def test_edge_cases_render() -> None:
         ),
     ]
     run = dataclasses.replace(run, generations=gens, results=results)
-    html = render_html(run, [])
+    html = html_of(run, [])
     p = parse(html)
     assert 'id="heatmap-smol-inject-integrated_gradients"' in html
     assert "does not match the tokens" in p.visible_text()
@@ -453,7 +465,7 @@ def test_user_template_override(tmp_path: Any) -> None:
     )
     (tmp_path / "report.html").write_text('OVERRIDE {% include "partials/narrative.html" %}', "utf-8")
     env = make_jinja_env(user_dir=tmp_path)
-    from reportgen_plugins.renderers.html import Narrative
+    from reportgen.report.model import Narrative
     from markupsafe import Markup
 
     out = env.get_template("report.html").render(n=Narrative("n-1", "<T>", Markup("<p>x</p>")))
@@ -462,14 +474,14 @@ def test_user_template_override(tmp_path: Any) -> None:
 
 def test_malformed_plugin_figure_does_not_break_report() -> None:
     fs = FigureSpec(id="broken", title="Broken", caption="", figure={"data": [{"type": "nonsense<b>"}]}, section="summary")
-    html = render_html(make_run(models=1), [fs])
+    html = html_of(make_run(models=1), [fs])
     p = parse(html)
     assert "This figure could not be drawn: ValueError" in p.visible_text()
     assert 'id="broken"' in html and "<b>" not in html.split('id="broken"')[1][:300]
 
 
 def test_flatten_formats_numbers() -> None:
-    from reportgen_plugins.renderers.html import flatten
+    from reportgen.report.text import flatten
 
     rows = flatten({"b": {"iv": [-6.29427433013916, 40.321630646239655, None]}, "a": 1, "c": ["x", 2], "d": 0.1234567})
     assert rows == [("a", "1"), ("b.iv", "[-6.29427, 40.3216, —]"), ("c", '["x", 2]'), ("d", "0.123457")]

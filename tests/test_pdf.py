@@ -22,9 +22,10 @@ from plotly.subplots import make_subplots
 
 from reportgen.figures import esc
 from reportgen.results import dumps
-from reportgen_plugins.renderers.pdf import KaleidoExporter, PdfContextBuilder, PdfRenderer, figure_table, find_browser
+from reportgen.report import build_context
+from reportgen_plugins.renderers.pdf import KaleidoExporter, PdfRenderer, SvgDrawer, figure_table, find_browser
 from reportgen_plugins.renderers.svg import colour_at, figure_svg, heatmap_svg, nice_ticks, plain
-from report_fixtures import INJECT_IMG, INJECT_SCRIPT, make_figures, make_run
+from report_fixtures import DETECTORS, INJECT_IMG, INJECT_SCRIPT, make_figures, make_run, render_context
 
 pypdf = pytest.importorskip("pypdf")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -39,7 +40,7 @@ def run() -> Any:
 def pdf_path(run: Any, tmp_path_factory: Any) -> Path:
     out = tmp_path_factory.mktemp("pdf") / "report.pdf"
     r = PdfRenderer(kaleido=False)
-    r.render(run, make_figures(), str(out))
+    r.render(render_context(run, make_figures()), str(out))
     assert r.last_stats is not None and r.last_stats.fallback_figures == 0
     return out
 
@@ -131,13 +132,13 @@ def test_every_method_view_printed(text: str, run: Any) -> None:
 def test_registered_through_entry_point() -> None:
     from importlib.metadata import entry_points
 
-    import reportgen_plugins.renderers.pdf as mod
+    import reportgen_plugins.renderers as mod
     from reportgen.plugins import Registry, get_plugin_manager
 
-    (ep,) = [e for e in entry_points(group="reportgen") if e.name == "pdf"]
-    assert ep.value == "reportgen_plugins.renderers.pdf"
+    (ep,) = [e for e in entry_points(group="reportgen") if e.name == "renderers"]
+    assert ep.value == "reportgen_plugins.renderers"
     pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(mod, name="pdf")
+    pm.register(mod, name="renderers")
     reg = Registry(pm)
     assert isinstance(reg.renderers["pdf"], PdfRenderer)
     assert reg.renderers["pdf"].extension == "pdf"
@@ -230,17 +231,18 @@ def test_unsupported_figures_return_none_and_fall_back_to_tables() -> None:
     assert "Figure shown as data: no browser." in html
     assert "&lt;script&gt;" in html and "<script>" not in html
     assert "<td>0.25</td>" in html
-    builder = PdfContextBuilder(make_run(models=1), [], KaleidoExporter(False))
-    fb = builder.figure(sub, "sub", "Two panels")
-    assert "Figure shown as data" in str(fb.html) and builder.n_fallback == 1
+    drawer = SvgDrawer(KaleidoExporter(False))
+    fb = drawer.draw(sub, "sub", "Two panels", "")
+    assert "Figure shown as data" in str(fb.html) and drawer.n_fallback == 1
 
 
 def test_pdf_heatmaps_are_limited() -> None:
     big = np.arange(200 * 100, dtype=float).reshape(200, 100)
     fig = go.Figure(go.Heatmap(z=big))
     assert figure_svg(fig, max_cells=2400) is None
-    builder = PdfContextBuilder(make_run(models=1), [], KaleidoExporter(False))
-    assert builder.max_cells <= 2400
+    drawer = SvgDrawer(KaleidoExporter(False))
+    assert drawer.heatmap_cells(20000) == (2400, "the PDF limit of 2400")
+    assert drawer.heatmap_cells(1000) == (1000, "report.max_heatmap_cells=1000")
 
 
 def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
@@ -264,9 +266,9 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
     m = np.random.default_rng(3).uniform(size=(n, t))
     r = AttributionResult(method="saliency", model_id=g.model_id, prompt_id=g.prompt_id, input_tokens=list(g2.input_tokens),
                           output_tokens=list(g2.output_tokens), options={}, matrix=m)
-    ctx = PdfContextBuilder(dataclasses.replace(run, generations=[g2], results=[r]), [], KaleidoExporter(False)).build()
+    ctx = build_context(dataclasses.replace(run, generations=[g2], results=[r]), [], DETECTORS, SvgDrawer(KaleidoExporter(False)))
     (mv,) = [mv for s in ctx.sections for p in s.panels for mv in p.methods]
-    assert mv.heatmap is not None and mv.data_json is None
+    assert mv.heatmap is not None and mv.hover is None
     assert f"{n}×{t} = {n * t} cells exceed the PDF limit of 2400" in mv.heatmap_note
     src = re.search(r'base64,([^"]+)"', str(mv.heatmap.html)).group(1)
     cells = [c for c in ET.fromstring(base64.b64decode(src)).iter(SVG + "rect") if c.get("class") == "cell"]
@@ -276,8 +278,8 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
 def test_print_html_is_deterministic_and_script_free(run: Any) -> None:
     from reportgen_plugins.renderers.pdf import render_html_for_pdf
 
-    a, _ = render_html_for_pdf(run, make_figures(), None, KaleidoExporter(False))
-    b, _ = render_html_for_pdf(run, make_figures(), None, KaleidoExporter(False))
+    a = render_html_for_pdf(render_context(run, make_figures()), SvgDrawer(KaleidoExporter(False)))
+    b = render_html_for_pdf(render_context(run, make_figures()), SvgDrawer(KaleidoExporter(False)))
     assert a == b
     assert "<script" not in a.lower()  # injected text appears only escaped; no scripts at all
 

@@ -11,6 +11,7 @@ import pytest
 
 from reportgen import hookimpl
 from reportgen.data import AttributionResult
+from reportgen.errors import RenderError
 from reportgen.plugin_api import AttributionMethod, Renderer
 from reportgen.plugins import Registry, get_plugin_manager
 from reportgen.results import load_run
@@ -59,7 +60,7 @@ class BrokenRenderer(Renderer):
     format = "broken"
     extension = "html"
 
-    def render(self, run: Any, figures: Any, out_path: str) -> None:
+    def render(self, ctx: Any, out_path: str) -> None:
         Path(out_path).write_text("<html>half", encoding="utf-8")
         raise RuntimeError("disk full")
 
@@ -119,20 +120,27 @@ def test_same_spec_same_numbers_and_cache_reuse(tmp_path: Path, registry: Regist
     run1, _ = run_audit(spec, RunOptions(output=str(tmp_path / "a"), use_cache=False), registry)
     run2, _ = run_audit(spec, RunOptions(output=str(tmp_path / "b")), registry)  # fills the cache
     run3, _ = run_audit(spec, RunOptions(output=str(tmp_path / "c")), registry)  # reads it
+    assert len(run1.results) == len(run2.results) == len(run3.results) == 6
+    compared = 0
     for r1, r2, r3 in zip(run1.results, run2.results, run3.results):
+        assert (r1.method, r1.prompt_id, r1.status) == (r2.method, r2.prompt_id, r2.status) == (r3.method, r3.prompt_id, r3.status)
         if r1.matrix is not None:
-            assert np.array_equal(r1.matrix, r2.matrix) and np.allclose(r2.matrix, r3.matrix)
+            assert np.array_equal(r1.matrix, r2.matrix, equal_nan=True) and np.allclose(r2.matrix, r3.matrix, equal_nan=True)
+            compared += 1
+    assert compared == 4  # 2 prompts × (saliency, input_x_gradient); test.boom has no matrix
     assert run3.provenance["cache"]["hits"] >= 6  # 2 generations + 4 ok results
-    assert all(r.details.get("from_cache") for r in run3.results if r.status == "ok")
+    ok = [r for r in run3.results if r.status == "ok"]
+    assert len(ok) == 4 and all(r.details.get("from_cache") for r in ok)
 
 
 def test_failed_render_leaves_no_half_written_report(tmp_path: Path, registry: Registry) -> None:
     spec = write_spec(tmp_path, SPEC)
     run, _ = run_audit(spec, RunOptions(output=str(tmp_path / "ok")), registry)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="disk full"):
-        render(registry, run, out, ["json", "broken"])
-    assert (out / "results.json").exists()  # finished outputs are kept
+    with pytest.raises(RenderError, match=r"could not render broken: RuntimeError: disk full; written: json") as err:
+        render(registry, run, out, ["broken", "json"])
+    assert err.value.exit_code == 6
+    assert (out / "results.json").exists()  # the other formats are still written
     assert not (out / "report.html").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 

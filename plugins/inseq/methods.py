@@ -26,13 +26,12 @@ import numpy as np
 from packaging.version import Version
 from pydantic import ConfigDict, Field, create_model
 
-from reportgen.aggregate import dimension_reduce
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
 
 # Options each method forwards to Captum/inseq (name → (type, default, description)).
 _COMMON: dict[str, tuple[Any, Any, str]] = {
-    "dimension": (str | None, None, "Override the spec's dimensional aggregation: l2, sum or mean."),
+    "dimension": (str | None, None, "Override the spec's dimensional aggregation (l2, sum, mean or a plugin's)."),
 }
 _PER_METHOD: dict[str, dict[str, tuple[Any, Any, str]]] = {
     "integrated_gradients": {
@@ -207,8 +206,9 @@ class InseqMethod(AttributionMethod):
             )
         tgt = seq.target_attributions
         arr = tgt.detach().float().cpu().numpy() if hasattr(tgt, "detach") else np.asarray(tgt, dtype=np.float64)
-        how = opts.dimension or _DEFAULT_DIMENSION.get(self.inseq_name) or ctx.generation_settings.get("dimension", "l2")
-        mat = dimension_reduce(arr, how)  # (n + t) × t
+        chosen = opts.dimension or _DEFAULT_DIMENSION.get(self.inseq_name)
+        how = chosen or str(ctx.generation_settings.get("dimension", "l2"))
+        mat = ctx.reduce_dimension(arr, chosen)  # (n + t) × t
         n = gen.n
         matrix = np.asarray(mat[:n, :], dtype=np.float64)
         output_matrix = np.asarray(mat[n:, :], dtype=np.float64)

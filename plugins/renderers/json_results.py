@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from reportgen.data import FigureSpec, RunResult
-from reportgen.plugin_api import Renderer
+from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.results import dumps
 
 
@@ -15,5 +13,5 @@ class JSONRenderer(Renderer):
     extension = "json"
     description = "results.json: every generation, matrix, score, finding and the provenance (schema_version 1.0)"
 
-    def render(self, run: RunResult, figures: list[FigureSpec], out_path: str) -> None:
-        Path(out_path).write_text(dumps(run), encoding="utf-8")
+    def render(self, ctx: RenderContext, out_path: str) -> None:
+        Path(out_path).write_text(dumps(ctx.run), encoding="utf-8")

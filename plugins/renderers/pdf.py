@@ -1,6 +1,6 @@
 """The archival PDF report (renderer format ``pdf``): PDF/A-3b, vector figures, results attached.
 
-It renders the same report context as the HTML report (:class:`reportgen_plugins.renderers.html.ContextBuilder`,
+It renders the same report model as the HTML report (:func:`reportgen.report.build_context`,
 so the same sections, numbers, order and wording) through the same Jinja environment, with a
 print template (``templates/pdf/report.html``) that reuses the HTML partials, and converts the
 result with WeasyPrint into PDF/A-3b with ``results.json`` embedded as an associated file
@@ -34,10 +34,11 @@ from typing import Any, ClassVar
 
 from markupsafe import Markup
 
-from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
-from reportgen.plugin_api import Renderer
-from reportgen.render import make_jinja_env, read_asset
-from reportgen_plugins.renderers.html import ContextBuilder, FigureBlock, MethodView, _version
+from reportgen import __version__
+from reportgen.plugin_api import RenderContext, Renderer
+from reportgen.render import read_asset
+from reportgen.report import FigureBlock, build_context
+from reportgen.results import dumps
 from reportgen_plugins.renderers.svg import figure_svg, plain
 
 log = logging.getLogger(__name__)
@@ -171,25 +172,28 @@ def _cell(v: Any) -> str:
     return plain(v)
 
 
-# --------------------------------------------------------------------------- context
+# --------------------------------------------------------------------------- drawing
 
 
-class PdfContextBuilder(ContextBuilder):
-    """The HTML report context with static figures and no client-side data."""
+class SvgDrawer:
+    """Figures as static vector drawings: SVG from the data, else kaleido, else a data table."""
 
-    def __init__(self, run: RunResult, figures: list[FigureSpec], exporter: KaleidoExporter) -> None:
-        super().__init__(run, figures)
-        self.html_max_cells = self.max_cells
-        self.max_cells = min(self.max_cells, PDF_MAX_HEATMAP_CELLS)
+    interactive = False
+
+    def __init__(self, exporter: KaleidoExporter) -> None:
         self.exporter = exporter
         self.n_svg = 0
         self.n_kaleido = 0
         self.n_fallback = 0
 
-    def figure(self, fig: Any, fid: str, title: str = "", caption: str = "") -> FigureBlock:
+    def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
+        if spec_limit <= PDF_MAX_HEATMAP_CELLS:
+            return spec_limit, f"report.max_heatmap_cells={spec_limit}"
+        return PDF_MAX_HEATMAP_CELLS, f"the PDF limit of {PDF_MAX_HEATMAP_CELLS}"
+
+    def draw(self, fig: Any, fid: str, title: str, caption: str) -> FigureBlock:
         import plotly.graph_objects as go
 
-        fid = self._id(fid)
         if not isinstance(fig, go.Figure):
             fig = go.Figure(fig)
         alt = plain(title or (fig.layout.title.text if fig.layout.title else "") or fid)
@@ -203,14 +207,6 @@ class PdfContextBuilder(ContextBuilder):
             return FigureBlock(fid, title, caption, svg_img(svg, alt))
         self.n_fallback += 1
         return FigureBlock(fid, title, caption, figure_table(fig, self.exporter.reason or "no static export"))
-
-    def _method_view(self, g: Generation, r: AttributionResult) -> MethodView:
-        mv = super()._method_view(g, r)
-        note = mv.heatmap_note
-        if self.max_cells < self.html_max_cells:  # the reduction is the PDF's, not the spec's
-            note = note.replace(f"report.max_heatmap_cells={self.max_cells}", f"the PDF limit of {self.max_cells}")
-        # no client-side data in a PDF (the exact matrix is in the attached results.json)
-        return dataclasses.replace(mv, data_json=None, heatmap_note=note)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -260,36 +256,30 @@ class PdfStats:
     fallback_reason: str | None
 
 
-def render_html_for_pdf(run: RunResult, figures: list[FigureSpec], pm: Any | None, exporter: KaleidoExporter) -> tuple[str, PdfContextBuilder]:
+def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer) -> str:
     """The print HTML (static figures, no scripts) that WeasyPrint lays out."""
-    builder = PdfContextBuilder(run, figures, exporter)
-    ctx = builder.build()
-    env = make_jinja_env(pm)
-    sha = str(run.provenance.get("spec_sha256", "")) if isinstance(run.provenance, dict) else ""
-    html = env.get_template("pdf/report.html").render(
-        ctx=ctx,
+    run = ctx.run
+    report = build_context(run, ctx.figures, ctx.detectors, drawer)
+    return ctx.env.get_template("pdf/report.html").render(
+        ctx=report,
         css=Markup(read_asset("report.css")),
         print_css=Markup(read_asset("pdf/print.css")),
-        version=_version(),
+        version=__version__,
         created=_w3c_date(run.created_at),
         modified=_w3c_date(run.completed_at),
-        spec_sha=sha,
-        heatmap_cells=builder.max_cells,
-        html_heatmap_cells=builder.html_max_cells,
+        spec_sha=str(run.provenance.get("spec_sha256", "")),
     )
-    return html, builder
 
 
-def render_pdf(run: RunResult, figures: list[FigureSpec], out_path: str, pm: Any | None = None,
-               *, kaleido: bool | None = None) -> PdfStats:
+def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None) -> PdfStats:
     """Write the PDF/A-3b report with ``results.json`` attached; returns what was drawn how."""
     import weasyprint
 
-    from reportgen.results import dumps
-
+    run = ctx.run
     exporter = KaleidoExporter(kaleido)
+    drawer = SvgDrawer(exporter)
     try:
-        html, builder = render_html_for_pdf(run, figures, pm, exporter)
+        html = render_html_for_pdf(ctx, drawer)
     finally:
         exporter.close()
     results_text = dumps(run)
@@ -302,7 +292,7 @@ def render_pdf(run: RunResult, figures: list[FigureSpec], out_path: str, pm: Any
         modified=_datetime(run.completed_at or run.created_at),
     )
     doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
-    ident = hashlib.sha256((results_text + _version()).encode("utf-8")).hexdigest()[:32].encode("ascii")
+    ident = hashlib.sha256((results_text + __version__).encode("utf-8")).hexdigest()[:32].encode("ascii")
     doc.write_pdf(
         out_path,
         pdf_variant="pdf/a-3b",
@@ -310,7 +300,8 @@ def render_pdf(run: RunResult, figures: list[FigureSpec], out_path: str, pm: Any
         pdf_identifier=ident,
         custom_metadata=True,
     )
-    return PdfStats(len(doc.pages), builder.n_svg, builder.n_kaleido, builder.n_fallback, exporter.reason if builder.n_fallback else None)
+    reason = exporter.reason if drawer.n_fallback else None
+    return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason)
 
 
 class PdfRenderer(Renderer):
@@ -320,19 +311,9 @@ class PdfRenderer(Renderer):
     extension: ClassVar[str] = "pdf"
     description: ClassVar[str] = "Archival PDF/A-3b report (vector figures, results.json attached, no JavaScript)."
 
-    def __init__(self, pm: Any | None = None, kaleido: bool | None = None) -> None:
-        self.pm = pm
+    def __init__(self, kaleido: bool | None = None) -> None:
         self.kaleido = kaleido
         self.last_stats: PdfStats | None = None
 
-    def render(self, run: RunResult, figures: list[FigureSpec], out_path: str) -> None:
-        pm = self.pm
-        if pm is None:
-            from reportgen.plugins import get_plugin_manager
-
-            pm = get_plugin_manager()
-        self.last_stats = render_pdf(run, figures, out_path, pm, kaleido=self.kaleido)
-
-
-
-__all__ = ["PdfRenderer", "render_pdf", "render_html_for_pdf", "KaleidoExporter", "figure_table", "svg_img"]
+    def render(self, ctx: RenderContext, out_path: str) -> None:
+        self.last_stats = render_pdf(ctx, out_path, kaleido=self.kaleido)

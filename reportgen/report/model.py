@@ -1,0 +1,253 @@
+"""The renderer-independent report model: frozen dataclasses, every field typed.
+
+A renderer receives a :class:`ReportContext` and only chooses how figures are drawn (a
+:class:`~reportgen.report.builder.FigureDrawer`) and which templates print it. Every number,
+label, colour, id and the order of things is decided when the context is built; templates
+only loop and print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from markupsafe import Markup
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    """One figure as inserted into the page (Plotly ``<div>`` or a static drawing)."""
+
+    id: str
+    title: str
+    caption: str
+    html: Markup
+    error: str = ""  # why the figure could not be drawn (the report still renders)
+
+
+@dataclass(frozen=True)
+class Tok:
+    """One token as shown in a token view."""
+
+    index: int
+    text: str
+    special: bool
+    css: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    index: int
+    token: str
+    special: bool
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    names: tuple[str, ...]
+    rows: tuple[ScoreRow, ...]
+
+
+@dataclass(frozen=True)
+class HoverData:
+    """The matrix the HTML report's script re-colours tokens from (window sums on hover)."""
+
+    matrix: tuple[tuple[float | None, ...], ...]
+    signed: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {"A": [list(row) for row in self.matrix], "signed": self.signed}
+
+
+@dataclass(frozen=True)
+class MethodView:
+    """One method's view of one (model, prompt): token colours, heatmap, scores, status."""
+
+    key: str
+    label: str
+    method: str
+    status: str
+    reason: str | None
+    signed: bool
+    matrix_label: str
+    options: str
+    timings: tuple[tuple[str, str], ...]
+    input_toks: tuple[Tok, ...]
+    output_toks: tuple[Tok, ...]
+    heatmap: FigureBlock | None
+    heatmap_note: str
+    scores: ScoreTable | None
+    scores_fig: FigureBlock | None
+    hover: HoverData | None  # None when the renderer is static or the matrix is too large
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One (model, prompt) generation with every method's view."""
+
+    id: str
+    model_id: str
+    model_label: str
+    prompt_id: str
+    settings: str
+    n: int
+    t: int
+    user_n: int
+    window_max: int
+    window_default: int
+    methods: tuple[MethodView, ...]
+    plain_input: tuple[Tok, ...]
+    plain_output: tuple[Tok, ...]
+    steps: FigureBlock | None
+    figures: tuple[FigureBlock, ...]
+
+
+@dataclass(frozen=True)
+class CompareMethod:
+    key: str
+    label: str
+    left_input: tuple[Tok, ...]
+    left_output: tuple[Tok, ...]
+    right_input: tuple[Tok, ...]
+    right_output: tuple[Tok, ...]
+    diff: FigureBlock | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    id: str
+    left: str
+    right: str
+    left_label: str
+    right_label: str
+    same_output: bool
+    methods: tuple[CompareMethod, ...]
+
+
+@dataclass(frozen=True)
+class PromptSection:
+    id: str
+    prompt_id: str
+    label: str
+    text: str
+    panels: tuple[Panel, ...]
+    comparisons: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True)
+class FindingView:
+    id: str
+    severity: str
+    title: str
+    detector: str
+    model_id: str
+    prompt_id: str
+    method: str
+    token: str
+    positions: str
+    context: tuple[str, str, str]  # text before, the tokens at the finding's positions, text after
+    evidence: tuple[tuple[str, str], ...]
+    message: str
+    suggestion: str
+    panel_id: str
+
+
+@dataclass(frozen=True)
+class StatusCell:
+    status: str  # ok | unavailable | failed | partial | none
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    label: str
+    cells: tuple[StatusCell, ...]
+
+
+@dataclass(frozen=True)
+class Narrative:
+    id: str
+    title: str
+    html: Markup
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: str
+    label: str
+    source: str
+    info: str
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    id: str
+    label: str
+    text: str
+    anchor: str
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    label: str
+    method: str
+    options: str
+    models: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What was audited, what ran, what the detectors read, and how long it took."""
+
+    models: tuple[ModelRow, ...]
+    prompts: tuple[PromptRow, ...]
+    methods: tuple[MethodRow, ...]
+    status_models: tuple[str, ...]
+    status_rows: tuple[StatusRow, ...]
+    checked: tuple[str, ...]
+    nothing_checked: bool  # detectors are installed and none had results to read
+    timings: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Every finding, most severe first, and the counts per severity."""
+
+    severity_counts: tuple[tuple[str, int], ...]
+    top: tuple[FindingView, ...]
+    all: tuple[FindingView, ...]
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    anchor: str
+    text: str
+    level: int
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    title: str
+    description: str
+    created_at: str
+    completed_at: str
+    summary: Summary
+    findings: Findings
+    narrative_before: tuple[Narrative, ...]
+    narrative_after: tuple[Narrative, ...]
+    sections: tuple[PromptSection, ...]
+    summary_figures: tuple[FigureBlock, ...]
+    anomaly_figures: tuple[FigureBlock, ...]
+    other_figures: tuple[FigureBlock, ...]
+    provenance: tuple[tuple[str, str], ...]
+    spec_text: str
+    spec_path: str
+    heatmap_cells: int  # the largest heatmap drawn before block-averaging
+    toc: tuple[TocEntry, ...] = field(default=())
+
+    @property
+    def n_findings(self) -> int:
+        return len(self.findings.all)

@@ -1,0 +1,93 @@
+"""The summary section: what was audited, what ran, what the detectors could read, timings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reportgen.data import AttributionResult
+from reportgen.report.model import MethodRow, ModelRow, PromptRow, StatusCell, StatusRow, Summary
+from reportgen.report.text import fmt_seconds, options_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reportgen.report.builder import ReportBuilder
+
+
+def build(b: ReportBuilder, anchors: dict[str, str]) -> Summary:
+    spec, run = b.spec, b.run
+    checked, nothing_checked = _checked(b)
+    return Summary(
+        models=tuple(ModelRow(m.id, m.display, m.source, _model_info(b, m.id)) for m in spec.models),
+        prompts=tuple(PromptRow(p.id, p.label or p.id, p.user_text, anchors.get(p.id, "results")) for p in spec.prompts),
+        methods=tuple(
+            MethodRow(m.label, m.method, options_text(m.options), ", ".join(m.models) if m.models else "all")
+            for m in spec.methods
+        ),
+        status_models=tuple(m.id for m in spec.models),
+        status_rows=tuple(
+            StatusRow(
+                ms.label,
+                tuple(
+                    _status_cell([r for r in run.results if r.model_id == m.id and r.display_name == ms.label])
+                    for m in spec.models
+                ),
+            )
+            for ms in spec.methods
+        ),
+        checked=checked,
+        nothing_checked=nothing_checked,
+        timings=tuple((k, fmt_seconds(v)) for k, v in sorted(run.timings.items())),
+    )
+
+
+def _model_info(b: ReportBuilder, model_id: str) -> str:
+    models = b.run.provenance.get("models")
+    if isinstance(models, dict) and isinstance(models.get(model_id), dict):
+        info = models[model_id]
+        for k in ("sha256", "file_sha256", "revision"):
+            if info.get(k):
+                return f"{k} {str(info[k])[:16]}…"
+    return ""
+
+
+def _status_cell(rs: list[AttributionResult]) -> StatusCell:
+    if not rs:
+        return StatusCell("none", "not run", "not requested for this model")
+    st = sorted({r.status for r in rs})
+    reason = "; ".join(sorted({r.reason for r in rs if r.reason}))
+    if st == ["ok"]:
+        return StatusCell("ok", "ok" if len(rs) == 1 else f"ok ({len(rs)})", "")
+    if len(st) == 1:
+        return StatusCell(st[0], st[0], reason)
+    ok = sum(1 for r in rs if r.status == "ok")
+    return StatusCell("partial", f"ok {ok}/{len(rs)}", reason)
+
+
+def _checked(b: ReportBuilder) -> tuple[tuple[str, ...], bool]:
+    """What the detectors looked at, said plainly; and whether no detector had anything to read."""
+    run, spec = b.run, b.spec
+    ok = [r for r in run.results if r.status == "ok"]
+    out = [
+        f"{len(ok)} of {len(run.results)} method results (ok) over "
+        f"{len(spec.models)} model(s) × {len(spec.prompts)} prompt(s)"
+    ]
+    disabled = set(spec.disable_detectors)
+    active = sorted(set(b.detectors) - disabled)
+    ran = {r.method for r in ok}
+    nothing_checked = bool(active)
+    for name in active:
+        reads = b.detectors[name]
+        if not reads or "" in reads:
+            nothing_checked = False
+            out.append(f"detector {name}: reads every method's results")
+        elif ran & set(reads):
+            nothing_checked = False
+            out.append(f"detector {name}: read {', '.join(sorted(ran & set(reads)))} results")
+        else:
+            out.append(f"detector {name}: had nothing to read (it reads {', '.join(reads)}, which this audit did not run)")
+    if not b.detectors:
+        out.append("no anomaly detector is installed")
+    if spec.detectors:
+        out.append("detectors configured: " + ", ".join(sorted(spec.detectors)))
+    if disabled:
+        out.append("detectors disabled: " + ", ".join(sorted(disabled)))
+    return tuple(out), nothing_checked
