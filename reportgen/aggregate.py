@@ -17,16 +17,16 @@ def dimension_reduce(a: np.ndarray, how: Literal["l2", "sum", "mean"] = "l2") ->
         return a
     flat = a.reshape(a.shape[0], a.shape[1], -1)
     if how == "l2":
-        return np.sqrt(np.sum(flat**2, axis=-1))
+        return np.asarray(np.sqrt(np.sum(flat**2, axis=-1)))
     if how == "sum":
-        return np.sum(flat, axis=-1)
+        return np.asarray(np.sum(flat, axis=-1))
     if how == "mean":
-        return np.mean(flat, axis=-1)
+        return np.asarray(np.mean(flat, axis=-1))
     raise ValueError(f"unknown dimensional aggregation {how!r}; choose l2, sum or mean")
 
 
 def _all_nan(a: np.ndarray, axis: int) -> np.ndarray:
-    return np.all(np.isnan(a), axis=axis)
+    return np.asarray(np.all(np.isnan(a), axis=axis))
 
 
 def token_importance(a: np.ndarray, absolute: bool = False) -> tuple[list[float | None], list[float | None]]:
@@ -63,14 +63,14 @@ def input_window(a: np.ndarray, k: int, c: int) -> np.ndarray:
     """Eq. 4: A_{x_k,c}(j) = Σ_{i=max(1,k−⌊c/2⌋)}^{min(n,k+⌊c/2⌋)} A_ij (0-based k)."""
     a = np.asarray(a, dtype=np.float64)
     h = c // 2
-    return np.nansum(a[max(0, k - h) : min(a.shape[0], k + h + 1), :], axis=0)
+    return np.asarray(np.nansum(a[max(0, k - h) : min(a.shape[0], k + h + 1), :], axis=0))
 
 
 def output_window(a: np.ndarray, k: int, c: int) -> np.ndarray:
     """Eq. 5: A_{y_k,c}(i) = Σ_{j=max(1,k−⌊c/2⌋)}^{min(t,k+⌊c/2⌋)} A_ij (0-based k)."""
     a = np.asarray(a, dtype=np.float64)
     h = c // 2
-    return np.nansum(a[:, max(0, k - h) : min(a.shape[1], k + h + 1)], axis=1)
+    return np.asarray(np.nansum(a[:, max(0, k - h) : min(a.shape[1], k + h + 1)], axis=1))
 
 
 def multi_method_mean(mats: list[np.ndarray], normalise: bool = True) -> np.ndarray:
@@ -81,7 +81,7 @@ def multi_method_mean(mats: list[np.ndarray], normalise: bool = True) -> np.ndar
     if len(shapes) != 1:
         raise ValueError(f"matrices differ in shape: {sorted(shapes)}")
     stack = np.stack([intensity(m) if normalise else np.asarray(m, dtype=np.float64) for m in mats])
-    return np.nanmean(stack, axis=0)
+    return np.asarray(np.nanmean(stack, axis=0))
 
 
 def difference(a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
@@ -98,4 +98,4 @@ def temporal_weights(turn_of_token: list[int], decay: float) -> np.ndarray:
         return turns
     if not 0 < decay <= 1:
         raise ValueError("decay must be in (0, 1]")
-    return decay ** (turns.max() - turns)
+    return np.asarray(decay ** (turns.max() - turns))

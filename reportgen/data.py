@@ -82,6 +82,12 @@ def to_jsonable(x: Any) -> Any:
     return _clean(x)
 
 
+def jsonable_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A mapping made JSON-safe (keys as strings, numpy → python, NaN/inf → None)."""
+    out: dict[str, Any] = _clean(d)
+    return out
+
+
 @dataclass
 class AttributionResult:
     """What one method says about one (model, prompt) generation.
@@ -136,7 +142,7 @@ class AttributionResult:
         if self.matrix is not None:
             ix, iy = token_importance(self.matrix)
             agg = {"token_importance": {"input": ix, "output": iy}}
-        return _clean(
+        return jsonable_dict(
             {
                 "method": self.method,
                 "label": self.label,
@@ -210,7 +216,7 @@ class Finding:
     title: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return jsonable_dict(asdict(self))
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Finding:

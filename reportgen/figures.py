@@ -12,7 +12,7 @@ import html
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Mapping, Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -249,7 +249,7 @@ def heatmap(
     return fig, ds
 
 
-def step_scores_figure(output_tokens: Sequence[str], step_scores: dict[str, Sequence[float]]) -> go.Figure | None:
+def step_scores_figure(output_tokens: Sequence[str], step_scores: Mapping[str, Sequence[float]]) -> go.Figure | None:
     """Probability (bars, left axis) and entropy (line, right axis, nats) per output token."""
     prob = list(step_scores.get("probability", ()))
     ent = list(step_scores.get("entropy", ()))

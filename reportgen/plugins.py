@@ -18,6 +18,7 @@ import pluggy
 
 from reportgen import hookspecs
 from reportgen.errors import PluginError
+from reportgen.plugin_api import Aggregation, AttributionMethod, Detector, ModelLoader, Renderer, Visualization
 
 GROUP = "reportgen"
 
@@ -100,12 +101,12 @@ class Registry:
 
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
-        self.model_loaders: dict[str, Any] = {}
-        self.methods: dict[str, Any] = {}
-        self.aggregations: dict[str, Any] = {}
-        self.detectors: dict[str, Any] = {}
-        self.visualizations: dict[str, Any] = {}
-        self.renderers: dict[str, Any] = {}
+        self.model_loaders: dict[str, ModelLoader] = {}
+        self.methods: dict[str, AttributionMethod] = {}
+        self.aggregations: dict[str, Aggregation] = {}
+        self.detectors: dict[str, Detector] = {}
+        self.visualizations: dict[str, Visualization] = {}
+        self.renderers: dict[str, Renderer] = {}
         self.owner: dict[tuple[str, str], str] = {}
         plugins = pm.get_plugins()
         for kind, (hook_name, attr) in KINDS.items():
@@ -121,7 +122,7 @@ class Registry:
         """Each detector's name → the methods whose results it reads (empty: every method)."""
         return {name: tuple(d.methods or ()) for name, d in sorted(self.detectors.items())}
 
-    def dimension_aggregation(self, name: str) -> Any:
+    def dimension_aggregation(self, name: str) -> Aggregation | None:
         """The ``dimension`` aggregation a spec names (``l2`` is short for ``dimension.l2``)."""
         for key in (name, f"dimension.{name}"):
             agg = self.aggregations.get(key)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reportgen.data import AttributionResult, Finding, Generation, RunResult, to_jsonable
+from reportgen.data import AttributionResult, Finding, Generation, RunResult, jsonable_dict
 from reportgen.errors import ReportgenError
 from reportgen.spec import validate_text
 
@@ -15,7 +15,7 @@ SCHEMA_VERSION = "1.0"
 
 def run_to_json(run: RunResult) -> dict[str, Any]:
     """The seed-001 A.2 result structure, extended with generations, findings and provenance."""
-    return to_jsonable(
+    return jsonable_dict(
         {
             "schema_version": SCHEMA_VERSION,
             "job_id": run.provenance.get("spec_sha256", "")[:16],

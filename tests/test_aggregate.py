@@ -73,8 +73,11 @@ def test_temporal_weights_eq11() -> None:
     assert w.tolist() == [0.25, 0.25, 0.5, 1.0, 1.0]
 
 
-def test_registered_as_plugins() -> None:
+def test_dimension_aggregations_registered_as_plugins() -> None:
     reg = get_registry()
-    for name in ("token_importance", "intensity", "dimension.l2", "input_window", "multi_method_mean"):
-        assert name in reg.aggregations
-    assert reg.aggregations["dimension.sum"](np.ones((1, 1, 3)))[0, 0] == 3.0
+    assert reg.dimension_aggregations() == ["dimension.l2", "dimension.mean", "dimension.sum"]
+    x = np.arange(6, dtype=float).reshape(1, 2, 3)
+    assert reg.dimension_aggregation("sum")(x).tolist() == [[3.0, 12.0]]  # the spec's short name
+    assert np.allclose(reg.dimension_aggregation("dimension.l2")(x), np.sqrt((x**2).sum(-1)))
+    assert reg.dimension_aggregation("mean")(x).tolist() == [[1.0, 4.0]]
+    assert reg.dimension_aggregation("l3") is None
