@@ -68,7 +68,8 @@ def start_server(port: int, log: Any) -> subprocess.Popen[bytes]:
 
 def run_dbsa(loaded: Any, gen: Any, options: dict[str, Any], root: str) -> tuple[Any, float]:
     """One DBSA run with no cached samples (the vocabulary embedding in ``root`` is reused)."""
-    from reportgen_plugins.dbsa.method import DBSA, DBSAOptions
+    from reportgen_plugins.dbsa.method import DBSA
+    from reportgen_plugins.dbsa.options import DBSAOptions
 
     shutil.rmtree(Path(root) / "samples", ignore_errors=True)
     ctx = AttributionContext(model=loaded, generation=gen, options=DBSAOptions(**options), seed=0,
@@ -79,12 +80,14 @@ def run_dbsa(loaded: Any, gen: Any, options: dict[str, Any], root: str) -> tuple
 
 
 def summary(name: str, res: Any, wall: float) -> None:
-    d = res.details
-    sig = [u["text"] for u in d["units"] if u["significant"]]
-    print(f"{name}: {wall:.1f} s  draws={d['draws_total']}  timings={ {k: round(v, 1) for k, v in res.timings.items()} }")
-    for u in d["units"]:
-        print(f"    {u['text']!r:12} E={u['effect'] if u['effect'] is None else round(u['effect'], 4)}  "
-              f"p={u['p_value']}  q={u['q_value']}  neighbours={[r['text'] for r in u['neighbours']]}")
+    from reportgen_plugins.dbsa.payload import DbsaPayload
+
+    d = DbsaPayload.of(res)
+    sig = [u.text for u in d.units if u.significant]
+    print(f"{name}: {wall:.1f} s  draws={d.draws_total}  timings={ {k: round(v, 1) for k, v in res.timings.items()} }")
+    for u in d.units:
+        print(f"    {u.text!r:12} E={u.effect if u.effect is None else round(u.effect, 4)}  "
+              f"p={u.p_value}  q={u.q_value}  neighbours={[n.text for n in u.neighbours]}")
     print(f"    significant (q<0.05): {sig}")
 
 
@@ -98,8 +101,8 @@ def main() -> None:
     options = {"unit": "word", "neighbours": args.neighbours, "samples": args.samples, "permutations": args.permutations}
 
     from reportgen.generate import generate
-    from reportgen.samplers import generate_via_sampler
-    from reportgen_plugins.dbsa.method import embed_minilm, minilm_vocab
+    from reportgen.generate import generate_via_sampler
+    from reportgen_plugins.dbsa.embeddings import embed_minilm, minilm_vocab
     from reportgen_plugins.models.loaders import EmbeddedLoader
     from reportgen_plugins.models.openai import OpenAILoader
 

@@ -1,20 +1,30 @@
-"""Build the model input (chat template, token roles) and generate the response once."""
+"""Build the model input (chat template, token roles) and generate the response once.
+
+Open-weights models: :func:`generate` (forced-decoding step scores included) and
+:class:`LocalSampler` (every open model's sampler). API-only models: :func:`generate_via_sampler`,
+whose tokens are word-level :func:`pseudo_tokens`.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import torch
 
+from reportgen.cache import content_key
 from reportgen.data import Generation
+from reportgen.errors import SamplerError
+from reportgen.plugin_api import LoadedModel, Sampler
 
 
-def _message_list(prompt: Any) -> list[dict[str, str]] | None:
+def _messages(prompt: Any) -> list[dict[str, str]]:
+    """The prompt's chat messages (a single-turn prompt is one user message)."""
     msgs = getattr(prompt, "messages", None)
     if msgs:
         return [{"role": m.role, "content": m.content} for m in msgs]
-    return None
+    return [{"role": "user", "content": prompt.text}]
 
 
 def render_prompt(tokenizer: Any, prompt: Any, use_chat_template: bool) -> tuple[str, list[tuple[int, int]]]:
@@ -24,9 +34,7 @@ def render_prompt(tokenizer: Any, prompt: Any, use_chat_template: bool) -> tuple
     generation prompt; a model without one sees the plain text (single-turn) or the
     messages joined by blank lines.
     """
-    messages = _message_list(prompt)
-    if messages is None:
-        messages = [{"role": "user", "content": prompt.text}]
+    messages = _messages(prompt)
     if use_chat_template:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     else:
@@ -141,5 +149,163 @@ def generate(
         response_text=tok.decode(out_ids, skip_special_tokens=True),
         step_scores={k: tuple(v) for k, v in step.items()},
         settings={**settings.model_dump(), "seed": seed},
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# --------------------------------------------------------------------------- sampling (open models)
+
+
+def _pad_id(tok: Any) -> int:
+    return int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+
+class LocalSampler(Sampler):
+    """Samples from an open-weights model loaded by transformers (temperature sampling)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        # the weights' hash (when known) keys cached samples, so a changed file never reuses them
+        weights = content_key(loaded.info.get("sha256")) if loaded.info.get("sha256") else loaded.id
+        self.id = f"local:{loaded.source}:{weights[:16]}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local", "model": self.loaded.id}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompt: str | list[dict[str, str]],
+        n: int,
+        *,
+        seed: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+    ) -> list[str]:
+        tok, model = self.loaded.tokenizer, self.loaded.model
+        if isinstance(prompt, list):
+            if self.loaded.chat_template:
+                text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            else:
+                text = "\n\n".join(m["content"] for m in prompt)
+            ids = tok(text, add_special_tokens=not self.loaded.chat_template, return_tensors="pt").input_ids
+        else:
+            ids = tok(prompt, return_tensors="pt").input_ids
+        ids = ids.to(model.device)
+        torch.manual_seed(seed)
+        out = model.generate(
+            ids.repeat(n, 1),
+            attention_mask=torch.ones_like(ids).repeat(n, 1),
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=_pad_id(tok),
+        )
+        return [str(tok.decode(row[ids.shape[1]:], skip_special_tokens=True)) for row in out]
+
+    @torch.no_grad()
+    def sample_ids(
+        self,
+        input_ids: list[int],
+        n: int,
+        *,
+        seed: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+    ) -> list[str]:
+        """Sample ``n`` responses to an exact token-id input (no re-tokenisation)."""
+        tok, model = self.loaded.tokenizer, self.loaded.model
+        ids = torch.tensor([list(input_ids)], device=model.device)
+        torch.manual_seed(seed)
+        kwargs: dict[str, Any] = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        if temperature <= 0:
+            kwargs = {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+        out = model.generate(
+            ids.repeat(n, 1),
+            attention_mask=torch.ones_like(ids).repeat(n, 1),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=_pad_id(tok),
+            **kwargs,
+        )
+        return [str(tok.decode(row[ids.shape[1]:], skip_special_tokens=True)) for row in out]
+
+
+# --------------------------------------------------------------------------- API-only models
+
+#: DBSA word units (methods.md §3.1): numbers with optional currency/decimals/percent,
+#: runs of word characters, or one punctuation mark.
+WORD_RE = re.compile(r"[$€£¥]?\d+(?:[.,]\d+)*%?|\w+|[^\w\s]")
+
+#: Pseudo-token placed between chat messages (marked special: it is not user content).
+MESSAGE_SEPARATOR = "\n\n"
+
+
+def words_with_space(text: str) -> list[tuple[str, int, int]]:
+    """Pseudo-tokens that concatenate back to ``text``: each :data:`WORD_RE` word with the whitespace before it.
+
+    Returns ``(token, word_start, word_end)``; trailing whitespace joins the last token.
+    A text with no word is one whitespace token (span empty).
+    """
+    spans = [m.span() for m in WORD_RE.finditer(text)]
+    if not spans:
+        return [(text, len(text), len(text))] if text else []
+    out: list[tuple[str, int, int]] = []
+    prev = 0
+    for a, b in spans:
+        out.append((text[prev:b], a, b))
+        prev = b
+    if prev < len(text):
+        tok, a, b = out[-1]
+        out[-1] = (tok + text[prev:], a, b)
+    return out
+
+
+def pseudo_tokens(messages: list[dict[str, str]]) -> list[tuple[str, bool, int | None, int, int]]:
+    """Word-level pseudo-tokens over the messages' contents.
+
+    Each entry is (display string, special, message index or None, word start, word end);
+    spans are character offsets in that message's content. Messages are joined by a
+    special :data:`MESSAGE_SEPARATOR` token.
+    """
+    out: list[tuple[str, bool, int | None, int, int]] = []
+    for k, m in enumerate(messages):
+        if k:
+            out.append((MESSAGE_SEPARATOR, True, None, 0, 0))
+        out.extend((tok, False, k, a, b) for tok, a, b in words_with_space(m["content"]))
+    return out
+
+
+def generate_via_sampler(loaded: LoadedModel, prompt: Any, settings: Any, seed: int) -> Generation:
+    """The reference response of a black-box model (``loaded.model is None``).
+
+    Greedy (temperature 0) unless ``settings.do_sample``. Input and output tokens are
+    word-level pseudo-tokens with whitespace kept (ids are a running index, no step scores);
+    ``settings["messages"]`` keeps the messages so methods can perturb them.
+    """
+    t0 = time.perf_counter()
+    sampler = loaded.sampler
+    if sampler is None:
+        raise SamplerError(f"model {loaded.id!r} has no sampler")
+    messages = _messages(prompt)
+    chat = getattr(sampler, "chat", True)
+    payload: str | list[dict[str, str]] = messages if chat else MESSAGE_SEPARATOR.join(m["content"] for m in messages)
+    temperature = settings.temperature if settings.do_sample else 0.0
+    response = sampler.sample(payload, 1, seed=seed, max_new_tokens=settings.max_new_tokens, temperature=temperature)[0]
+    toks = pseudo_tokens(messages)
+    out_toks = [t for t, _, _ in words_with_space(response)]
+    return Generation(
+        model_id=loaded.id,
+        prompt_id=prompt.id,
+        input_ids=tuple(range(len(toks))),
+        input_tokens=tuple(t[0] for t in toks),
+        input_special=tuple(t[1] for t in toks),
+        output_ids=tuple(range(len(out_toks))),
+        output_tokens=tuple(out_toks),
+        prompt_text="".join(t[0] for t in toks),
+        response_text=response,
+        step_scores={},
+        settings={**settings.model_dump(), "seed": seed, "messages": messages, "tokens": "words"},
         seconds=time.perf_counter() - t0,
     )

@@ -60,7 +60,7 @@ class TinyLoader:
 
     def load(self, model_spec: Any, *, base_dir: str, device: str) -> Any:
         from reportgen.plugin_api import LoadedModel
-        from reportgen.samplers import LocalSampler
+        from reportgen.generate import LocalSampler
 
         self.loads += 1
         seed = int(model_spec.source.split(":", 1)[1] or 0)

@@ -1,4 +1,4 @@
-"""Known answers for reportgen.stats (methods.md §3.3): energy distance, permutation test, BH."""
+"""Known answers for the DBSA statistics (reportgen_plugins.dbsa.stats, methods.md §3.3): energy distance, permutation test, BH."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from reportgen.stats import (
+from reportgen_plugins.dbsa.stats import (
     benjamini_hochberg,
     combine_pvalues,
     energy_distance,

@@ -1,4 +1,4 @@
-"""OpenAISampler against a real in-process HTTP server (http.server on 127.0.0.1, port 0)."""
+"""OpenAISampler against a real in-process HTTP server (http.server on 127.0.0.1, port 0), with DBSA's cached draws."""
 
 from __future__ import annotations
 
@@ -13,13 +13,9 @@ import pytest
 
 from reportgen.cache import Cache
 from reportgen.errors import SamplerError
-from reportgen.samplers import (
-    OpenAISampler,
-    draw_samples,
-    generate_via_sampler,
-    pseudo_tokens,
-    words_with_space,
-)
+from reportgen.generate import generate_via_sampler, pseudo_tokens, words_with_space
+from reportgen_plugins.dbsa.sampling import draw_samples
+from reportgen_plugins.models.openai import OpenAISampler
 
 
 class FakeState:

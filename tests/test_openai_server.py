@@ -79,9 +79,11 @@ def test_dbsa_over_http(llama_server, tmp_path, monkeypatch):
     from reportgen.cache import Cache
     from reportgen.errors import SamplerError
     from reportgen.plugin_api import AttributionContext
-    from reportgen.samplers import generate_via_sampler
+    from reportgen.generate import generate_via_sampler
     from reportgen.spec import GenerationSpec, ModelSpec, PromptSpec
-    from reportgen_plugins.dbsa.method import DBSA, DBSAOptions
+    from reportgen_plugins.dbsa.method import DBSA
+    from reportgen_plugins.dbsa.options import DBSAOptions
+    from reportgen_plugins.dbsa.payload import DbsaPayload
     from reportgen_plugins.models.openai import OpenAILoader
 
     monkeypatch.setenv(KEY_ENV, SECRET)
@@ -97,19 +99,21 @@ def test_dbsa_over_http(llama_server, tmp_path, monkeypatch):
     wall = time.perf_counter() - t0
     print(f"dbsa over HTTP: {wall:.1f} s")  # speed is measured in benchmarks/, never asserted
     assert res.matrix.shape == (gen.n, gen.t)
-    assert res.details["draws_total"] == 4 * (1 + 4) == res.details["draws_now"]
+    payload = DbsaPayload.of(res)
+    assert payload.draws_total == 4 * (1 + 4) == payload.draws_now
     assert loaded.sampler.requests_sent >= 1 + 20  # the reference + one request per draw (n is ignored by llama.cpp)
     assert loaded.sampler.supports_n is False
     for name in ("effect_size", "p_value", "q_value"):
         assert len(res.scores[name]) == gen.n
-    for u in res.details["units"]:
-        assert 0 < u["p_value"] <= 1 and 0 < u["q_value"] <= 1 and u["effect"] >= 0
+    for u in payload.units:
+        assert u.p_value is not None and u.q_value is not None and u.effect is not None
+        assert 0 < u.p_value <= 1 and 0 < u.q_value <= 1 and u.effect >= 0
     blob = json.dumps(res.to_json())
     assert SECRET not in blob and KEY_ENV in blob  # the variable's name is provenance, its value never
     # rerun: everything is cached, no request is sent
     before = loaded.sampler.requests_sent
     res2 = DBSA().attribute(AttributionContext(model=loaded, generation=gen, options=opts, seed=0, cache=Cache(tmp_path / "c")))
-    assert loaded.sampler.requests_sent == before and res2.details["draws_now"] == 0
+    assert loaded.sampler.requests_sent == before and DbsaPayload.of(res2).draws_now == 0
     # wrong key → a clear HTTP 401 error, not retried
     monkeypatch.setenv(KEY_ENV, "wrong")
     with pytest.raises(SamplerError, match="HTTP 401"):
@@ -152,7 +156,9 @@ report:
     run, written = runner.run_audit(str(spec), runner.RunOptions(output=str(tmp_path / "out")))
     res = [r for r in run.results if r.method == "dbsa"]
     assert len(res) == 1 and res[0].status == "ok", res[0].reason if res else run.results
-    assert res[0].details["samples"] == 3
+    from reportgen_plugins.dbsa.payload import DbsaPayload
+
+    assert DbsaPayload.of(res[0]).samples == 3
     for path in written.values():
         text = Path(path).read_text(encoding="utf-8", errors="replace")
         assert SECRET not in text

@@ -64,7 +64,7 @@ def _finish(spec: Any, model: Any, tokenizer: Any, info: dict[str, Any], device:
         chat_template=use_template,
         attn_implementation=getattr(model.config, "_attn_implementation", None),
     )
-    from reportgen.samplers import LocalSampler
+    from reportgen.generate import LocalSampler
 
     loaded = LoadedModel(
         id=spec.id,

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 Metric = Literal["cosine", "l2", "l1"]
 Combine = Literal["fisher", "mean", "min_bonferroni"]
@@ -31,48 +32,54 @@ Combine = Literal["fisher", "mean", "min_bonferroni"]
 TIE_RTOL = 1e-9
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+Array = NDArray[np.float64]
+
+
+def _unit(x: Array) -> Array:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: Metric = "cosine") -> np.ndarray:
+def pairwise_distances(a: ArrayLike, b: ArrayLike, metric: Metric = "cosine") -> Array:
     """Distance matrix D[i, j] = d(a_i, b_j)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    xs = np.asarray(a, dtype=np.float64)
+    ys = np.asarray(b, dtype=np.float64)
+    dist: Array
     if metric == "cosine":
-        return 1.0 - _unit(a) @ _unit(b).T
-    if metric == "l2":
+        dist = 1.0 - _unit(xs) @ _unit(ys).T
+    elif metric == "l2":
         # direct differences: the Gram-matrix shortcut loses ~1e-8 on the diagonal
-        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    if metric == "l1":
-        return np.abs(a[:, None, :] - b[None, :, :]).sum(-1)
-    raise ValueError(f"unknown metric {metric!r}; choose cosine, l2 or l1")
+        dist = np.sqrt(((xs[:, None, :] - ys[None, :, :]) ** 2).sum(-1))
+    elif metric == "l1":
+        dist = np.abs(xs[:, None, :] - ys[None, :, :]).sum(-1)
+    else:
+        raise ValueError(f"unknown metric {metric!r}; choose cosine, l2 or l1")
+    return dist
 
 
-def energy_distance(x: np.ndarray, y: np.ndarray, metric: Metric = "cosine") -> float:
+def energy_distance(x: ArrayLike, y: ArrayLike, metric: Metric = "cosine") -> float:
     """V-statistic energy distance between samples ``x`` (n × d) and ``y`` (m × d)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if len(x) == 0 or len(y) == 0:
+    xs = np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    if len(xs) == 0 or len(ys) == 0:
         raise ValueError("energy distance needs at least one sample on each side")
-    dxy = pairwise_distances(x, y, metric).mean()
-    dxx = pairwise_distances(x, x, metric).mean()
-    dyy = pairwise_distances(y, y, metric).mean()
+    dxy = pairwise_distances(xs, ys, metric).mean()
+    dxx = pairwise_distances(xs, xs, metric).mean()
+    dyy = pairwise_distances(ys, ys, metric).mean()
     return float(2.0 * dxy - dxx - dyy)
 
 
-def _split_statistics(d: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _split_statistics(d: Array, masks: NDArray[np.bool_]) -> Array:
     """E for each split of the pooled sample: rows of ``masks`` are True for group X.
 
     With w = 1_X/n − 1_Y/m, w^T D w = (1/n²)ΣD_XX + (1/m²)ΣD_YY − (2/nm)ΣD_XY = −E,
     so every split's statistic is one quadratic form in the pooled distance matrix D.
     """
-    masks = masks.astype(bool)
     n = masks.sum(1, keepdims=True)
     m = masks.shape[1] - n
     w = np.where(masks, 1.0 / n, -1.0 / m)
-    return -np.einsum("bi,ij,bj->b", w, d, w)
+    stats: Array = -np.einsum("bi,ij,bj->b", w, d, w)
+    return stats
 
 
 def n_splits(n: int, m: int) -> int:
@@ -81,8 +88,8 @@ def n_splits(n: int, m: int) -> int:
 
 
 def permutation_test(
-    x: np.ndarray,
-    y: np.ndarray,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
     permutations: int = 1000,
     rng: np.random.Generator | None = None,
@@ -97,12 +104,12 @@ def permutation_test(
     p = #{splits with E_s ≥ E}/C(n+m, n); the observed split is one of them.
     Returns ``(E, p)``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n, m = len(x), len(y)
+    xs = np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    n, m = len(xs), len(ys)
     if n == 0 or m == 0:
         raise ValueError("permutation test needs at least one sample on each side")
-    pooled = np.concatenate([x, y])
+    pooled = np.concatenate([xs, ys])
     d = pairwise_distances(pooled, pooled, metric)
     observed_mask = np.zeros((1, n + m), dtype=bool)
     observed_mask[0, :n] = True
@@ -128,7 +135,7 @@ def permutation_test(
     return e_obs, (1 + exceed) / (permutations + 1)
 
 
-def _chunks(it: itertools.combinations, size: int):  # type: ignore[type-arg]
+def _chunks(it: Iterable[tuple[int, ...]], size: int) -> Iterator[list[tuple[int, ...]]]:
     buf: list[tuple[int, ...]] = []
     for item in it:
         buf.append(item)
@@ -139,7 +146,7 @@ def _chunks(it: itertools.combinations, size: int):  # type: ignore[type-arg]
         yield buf
 
 
-def combine_pvalues(pvalues: list[float] | np.ndarray, method: Combine = "fisher") -> float:
+def combine_pvalues(pvalues: Sequence[float | None], method: Combine = "fisher") -> float:
     """Combine one unit's neighbour p-values into one p-value.
 
     fisher: −2 Σ log p ~ χ²(2k) under independence (scipy.stats.combine_pvalues);
@@ -163,7 +170,7 @@ def combine_pvalues(pvalues: list[float] | np.ndarray, method: Combine = "fisher
     raise ValueError(f"unknown combination {method!r}; choose fisher, mean or min_bonferroni")
 
 
-def benjamini_hochberg(pvalues: list[float] | np.ndarray) -> np.ndarray:
+def benjamini_hochberg(pvalues: ArrayLike) -> Array:
     """BH step-up adjusted p-values q_(i) = min_{k≥i} min(1, m·p_(k)/k); NaN stays NaN.
 
     NaN entries are left out of m (they were not tested).
