@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import os
 import socket
 import subprocess
 import sys
