@@ -21,8 +21,23 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-#: Plotly ``config`` used for every figure in a report.
-PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True}
+#: Plotly ``config`` used for every figure in a report: every feature that can reach a network
+#: (the logo link, sending the figure to Plotly's cloud) is off; plotly.js has no server URL by default.
+PLOTLY_CONFIG: dict[str, Any] = {
+    "displaylogo": False,
+    "responsive": True,
+    "showSendToCloud": False,
+    "showTips": False,
+    "modeBarButtonsToRemove": ["sendDataToCloud"],
+}
+
+#: The HTML report's Content-Security-Policy: inline script and style run; nothing can be
+#: fetched, sent, framed or submitted (images and fonts only from data:/blob: URLs).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "font-src data:; connect-src 'none'; media-src 'none'; object-src 'none'; frame-src 'none'; "
+    "child-src 'none'; worker-src 'none'; manifest-src 'none'; form-action 'none'; base-uri 'none'"
+)
 
 _MARKDOWN: Any = None
 
@@ -58,6 +73,7 @@ def make_jinja_env(pm: Any | None = None, user_dir: str | Path | None = None) ->
     env.filters["markdown"] = markdown_html
     env.filters["fmt"] = fmt_number
     env.filters["script_json"] = script_json
+    env.globals["content_security_policy"] = CONTENT_SECURITY_POLICY
     if pm is not None:
         pm.hook.reportgen_prepare_jinja_env(env=env)
     return env
@@ -89,7 +105,7 @@ def plotly_div(fig: Any, div_id: str) -> Markup:
     import plotly.io as pio
 
     html = pio.to_html(
-        fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG, validate=True
+        fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=dict(PLOTLY_CONFIG), validate=True
     )
     return Markup(html)
 
