@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Mapping, Any, Sequence
 
 import numpy as np
+
+from reportgen.unicode import make_visible
 import plotly.graph_objects as go
 
 #: Significant digits kept in figure data (smaller reports, byte-stable output).
@@ -52,9 +54,9 @@ def slug(text: str) -> str:
 
 
 def esc(token: str) -> str:
-    """A token as safe Plotly text: HTML-escaped, newlines and tabs visible."""
+    """A token as safe Plotly text: HTML-escaped; newlines, tabs and invisible characters visible."""
     t = token.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", "⇥")
-    return html.escape(t, quote=False)
+    return html.escape(make_visible(t), quote=False)
 
 
 def label(i: int, token: str, width: int = 16) -> str:

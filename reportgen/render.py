@@ -21,6 +21,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from reportgen.unicode import neutralise
+
 #: Plotly ``config`` used for every figure in a report: every feature that can reach a network
 #: (the logo link, sending the figure to Plotly's cloud) is off; plotly.js has no server URL by default.
 PLOTLY_CONFIG: dict[str, Any] = {
@@ -69,6 +71,7 @@ def make_jinja_env(pm: Any | None = None, user_dir: str | Path | None = None) ->
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_finalize,
     )
     env.filters["markdown"] = markdown_html
     env.filters["fmt"] = fmt_number
@@ -77,6 +80,13 @@ def make_jinja_env(pm: Any | None = None, user_dir: str | Path | None = None) ->
     if pm is not None:
         pm.hook.reportgen_prepare_jinja_env(env=env)
     return env
+
+
+def _finalize(value: Any) -> Any:
+    """Every plain string a template prints has its bidi and control characters made visible."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return neutralise(value)
+    return value
 
 
 def read_asset(name: str) -> str:
@@ -124,16 +134,16 @@ def script_json(value: Any) -> Markup:
 
 
 def markdown_html(text: str) -> Markup:
-    """CommonMark to HTML with raw HTML *not* passed through (it shows as text)."""
+    """CommonMark (plus tables) to HTML; raw HTML is *not* passed through (it shows as text)."""
     global _MARKDOWN
     if _MARKDOWN is None:
         from markdown_it import MarkdownIt
 
-        md = MarkdownIt("commonmark", {"html": False})
+        md = MarkdownIt("commonmark", {"html": False}).enable("table")
         # Only relative anchors and data: images survive; other links are shown as text.
         md.validateLink = _safe_link  # type: ignore[method-assign]
         _MARKDOWN = md
-    return Markup(_MARKDOWN.render(text))
+    return Markup(_MARKDOWN.render(neutralise(text)))
 
 
 def _safe_link(url: str) -> bool:

@@ -10,6 +10,7 @@ from reportgen.data import Generation
 from reportgen.figures import token_colours
 from reportgen.render import fmt_number
 from reportgen.report.model import Tok
+from reportgen.unicode import make_visible
 
 #: Tokens of user content shown on each side of a finding's tokens.
 CONTEXT_WIDTH = 8
@@ -23,8 +24,9 @@ def exact(x: float | None) -> str:
 
 
 def display_token(tok: str) -> str:
-    """A token as page text: newlines and tabs made visible (the newline still breaks the line)."""
-    t = tok.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "⇥")
+    """A token as page text: newlines, tabs and invisible characters made visible (the newline
+    still breaks the line)."""
+    t = make_visible(tok.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "⇥"))
     if t == "":
         return "∅"
     return t.replace("\n", "⏎\n")
