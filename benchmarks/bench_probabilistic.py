@@ -30,8 +30,9 @@ from reportgen.cache import Cache
 from reportgen.data import Generation
 from reportgen.plugin_api import AttributionContext, LoadedModel
 from reportgen_plugins.pas.engine import PrefixScorer
-from reportgen_plugins.pas.core import position_stats
+from reportgen_plugins.pas.estimators import position_stats
 from reportgen_plugins.pas.method import PASOptions, ProbabilisticMethod
+from reportgen_plugins.pas.payload import PasPayload
 
 TABLE1 = {
     "p7": "What year did Albert Einstein visit Mars?",
@@ -152,16 +153,17 @@ def section2(model: Any, tok: Any, loaded: LoadedModel) -> None:
     qs = make_gen(tok, model, "What is the capital of France?", 12)
     ctx = AttributionContext(model=loaded, generation=qs, options=PASOptions(), seed=0, cache=Cache(None))
     r, t_qs = timed(lambda: ProbabilisticMethod().attribute(ctx))
+    p = PasPayload.of(r)
     print("\n2. default options (mode=fast) on the quickstart prompt 'What is the capital of France?'")
     print(f"   n={qs.n}, user tokens={len(qs.user_positions)}, t={qs.t}: {t_qs:.1f} s "
-          f"({t_qs / max(1, len(r.details['positions'])):.1f} s/position); response {qs.response_text!r}")
+          f"({t_qs / max(1, len(p.positions)):.1f} s/position); response {qs.response_text!r}")
     print(f"   {'k':>4} {'token':<12}{'kind':<11}{'AS':>9}{'interval':>22}{'certified':>24}{'eval':>6}")
-    for kk in r.details["positions"]:
+    for kk in p.positions:
         lo, hi = r.intervals["attribution_score"][kk]
-        clo, chi = r.details["certified_interval"][str(kk)]
-        print(f"   {kk:>4} {qs.input_tokens[kk]!r:<12}{r.details['interval_kind'][str(kk)]:<11}"
+        clo, chi = p.certified_interval[kk]
+        print(f"   {kk:>4} {qs.input_tokens[kk]!r:<12}{p.interval_kind[kk]:<11}"
               f"{r.scores['attribution_score'][kk]:>9.3f}{f'[{lo:.3f}, {hi:.3f}]':>22}{f'[{clo:.2f}, {chi:.2f}]':>24}"
-              f"{r.details['evaluated_candidates'][str(kk)]:>6}")
+              f"{p.evaluated_candidates[kk]:>6}")
 
 
 
@@ -191,14 +193,14 @@ def section3(model: Any, tok: Any, gen: Generation, args: Any) -> None:
             tok_rate.append(len(sub) * (1 + len(sc.suffix(kk))) / s_ex)
             o = int(np.nonzero(sub == g.input_ids[kk])[0][0])
             as_ex = position_stats(l_ex, o).attribution_score
-            info, s_f = timed(lambda: meth._fast(sc, kk, sub, opts, np.random.default_rng([0, kk]), {}))
-            o2 = int(np.nonzero(info["ids"] == g.input_ids[kk])[0][0])
-            as_f = position_stats(info["l_cum"], o2, info["logw"]).attribution_score
-            lo, hi = info["interval"]
+            sup, s_f = timed(lambda: meth._fast(sc, kk, sub, opts, np.random.default_rng([0, kk]), {}))
+            o2 = int(np.nonzero(sup.ids == g.input_ids[kk])[0][0])
+            as_f = position_stats(sup.l_cum, o2, sup.logw).attribution_score
+            lo, hi = sup.interval or sup.certified or (as_f, as_f)
             err = abs(as_f - as_ex)
             worst = max(worst, err)
-            print(f"   {pid:<7}{kk:>4} {g.input_tokens[kk]!r:<12}{s_ex:>9.1f}{s_f:>8.1f}{info['evaluated']:>10} "
-                  f"{info['kind']:<10}{as_ex:>10.3f}{as_f:>9.3f}{err:>8.3f}{str(lo - 1e-9 <= as_ex <= hi + 1e-9):>8}")
+            print(f"   {pid:<7}{kk:>4} {g.input_tokens[kk]!r:<12}{s_ex:>9.1f}{s_f:>8.1f}{sup.evaluated:>10} "
+                  f"{sup.kind:<10}{as_ex:>10.3f}{as_f:>9.3f}{err:>8.3f}{str(lo - 1e-9 <= as_ex <= hi + 1e-9):>8}")
     rate = float(np.mean(tok_rate))
     full_L = 1 + len(PrefixScorer(model, x, y).suffix(k))
     print(f"   largest |AS error| {worst:.3f} nats; exact throughput {rate:.0f} token-forwards/s -> full-vocabulary exact "

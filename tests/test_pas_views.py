@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 import pytest
 
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
+from reportgen_plugins.pas.detectors import DETECTORS
+from reportgen_plugins.pas.payload import PasPayload
 from reportgen_plugins.pas.views import ORDER, PASViews, _View, anomalous_positions, esc, tick
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -277,7 +279,6 @@ def test_contract_with_the_probabilistic_method() -> None:
     prob = pytest.importorskip("reportgen_plugins.pas.method")
     from reportgen.cache import Cache
     from reportgen.plugin_api import AttributionContext, LoadedModel
-    from reportgen_plugins.pas.detectors import DETECTORS
 
     torch.manual_seed(1)
     cfg = transformers.LlamaConfig(
@@ -308,3 +309,24 @@ def test_contract_with_the_probabilistic_method() -> None:
         figs = PASViews().figures(make_run([r], [gen]))
         assert [f.id for f in figs] == [f"pas-{k}-toy-p" for k in ORDER]
         assert len(figs[0].figure.data[0].y) == len(x) - 1
+        assert_same_from_json(r, gen)
+
+
+def findings_and_figures(r: AttributionResult, gen: Generation) -> tuple[list[Any], list[str]]:
+    finds = [f.to_json() for cls in DETECTORS for f in cls().detect(r, gen, cls.options_model(max_findings=None))]
+    return finds, [f.figure.to_json() for f in PASViews().figures(make_run([r], [gen]))]
+
+
+def assert_same_from_json(r: AttributionResult, gen: Generation) -> None:
+    """A result read back from results.json has the same payload and drives the detectors and
+    the views exactly as the live result does."""
+    back = AttributionResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert PasPayload.of(back) == PasPayload.of(r)
+    assert findings_and_figures(back, gen) == findings_and_figures(r, gen)
+
+
+def test_result_loaded_back_from_json_drives_detectors_and_views_the_same() -> None:
+    r, gen = make_result(), make_generation()
+    finds, figs = findings_and_figures(r, gen)
+    assert len(figs) == 5 and {f["detector"] for f in finds} >= {"kl_outlier", "preferred_replacement", "unstable_token"}
+    assert_same_from_json(r, gen)

@@ -7,7 +7,9 @@ per-candidate full forward, closed forms for a model that ignores all but the la
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,10 +17,10 @@ import torch
 import transformers
 
 from reportgen.cache import Cache
-from reportgen.data import Generation
+from reportgen.data import AttributionResult, Generation
 from reportgen.plugin_api import AttributionContext, LoadedModel
 from reportgen_plugins.pas.engine import PrefixScorer
-from reportgen_plugins.pas.core import (
+from reportgen_plugins.pas.estimators import (
     certified_as_interval,
     logsumexp,
     nucleus,
@@ -26,6 +28,13 @@ from reportgen_plugins.pas.core import (
     response_entropy,
 )
 from reportgen_plugins.pas.method import MATRIX_LABEL, PASOptions, ProbabilisticMethod
+from reportgen_plugins.pas.payload import (
+    Candidate,
+    CandidateLists,
+    PasPayload,
+    ReplacementStats,
+    ResponseSample,
+)
 
 SCORE_NAMES = [
     "attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",
@@ -109,15 +118,16 @@ def test_result_contract(exact16):
     for nm in SCORE_NAMES:
         assert len(r.scores[nm]) == n and r.scores[nm][0] is None
         assert all(isinstance(v, float) for v in r.scores[nm][1:])
-    d = r.details
-    assert d["mode"] == "exact" and d["positions"] == [1, 2, 3, 4, 5] and d["vocabulary_size"] == 16
-    assert set(d["candidates"]) == {"1", "2", "3", "4", "5"}
-    assert all(d["interval_kind"][str(k)] == "exact" for k in d["positions"])
-    assert all(d["evaluated_candidates"][str(k)] == 16 for k in d["positions"])
-    c = d["candidates"]["2"]
-    assert len(c["prior"]) == 5 and {"token", "id", "p"} <= set(c["prior"][0])
-    assert c["prior"][0]["p"] >= c["prior"][1]["p"]
-    for k in d["positions"]:
+    d = PasPayload.of(r)
+    assert d.mode == "exact" and d.positions == (1, 2, 3, 4, 5) and d.vocabulary_size == 16
+    assert set(d.candidates) == {1, 2, 3, 4, 5}
+    assert all(d.interval_kind[k] == "exact" for k in d.positions)
+    assert all(d.evaluated_candidates[k] == 16 for k in d.positions)
+    c = d.candidates[2]
+    assert len(c.prior) == 5 and len(c.posterior) == 5 and c.prior[0].id is not None
+    assert c.prior[0].p >= c.prior[1].p
+    assert d.replacement is None and not d.certified_interval and not d.skipped
+    for k in d.positions:
         lo, hi = r.intervals["attribution_score"][k]
         assert lo == hi == r.scores["attribution_score"][k]
         assert r.scores["attribution_score"][k] == pytest.approx(
@@ -130,7 +140,7 @@ def test_result_contract(exact16):
 
 # ---------------------------------------------------------------- 8: telescoping matrix
 def test_matrix_rows_sum_to_as(exact16):
-    for k in exact16.details["positions"]:
+    for k in PasPayload.of(exact16).positions:
         assert np.nansum(exact16.matrix[k]) == pytest.approx(exact16.scores["attribution_score"][k], abs=1e-10)
 
 
@@ -178,8 +188,8 @@ def test_ignored_token_model():
         assert s["entropy_prompt_response"] == pytest.approx(s["entropy_prompt"], abs=1e-5)
         assert s["kl_posterior_prior"] == pytest.approx(0.0, abs=1e-5)
         assert s["kl_prior_posterior"] == pytest.approx(0.0, abs=1e-5)
-        c = r.details["candidates"][str(k)]
-        assert [e["id"] for e in c["prior"]] == [e["id"] for e in c["posterior"]]
+        c = PasPayload.of(r).candidates[k]
+        assert [e.id for e in c.prior] == [e.id for e in c.posterior]
         assert np.allclose(r.matrix[k], 0.0, atol=1e-5)
     # the last prompt token does matter
     assert abs(r.scores["attribution_score"][len(X) - 1]) > 1e-3
@@ -207,20 +217,21 @@ def test_fast_full_vocab_equals_exact(llama16, exact16):
     for nm in SCORE_NAMES:
         assert np.allclose(np.array(r.scores[nm][1:]), np.array(exact16.scores[nm][1:]), atol=1e-9)
     assert np.allclose(r.matrix[1:], exact16.matrix[1:], atol=1e-9)
-    assert set(r.details["interval_kind"].values()) <= {"exact", "certified"}
+    assert set(PasPayload.of(r).interval_kind.values()) <= {"exact", "certified"}
 
 
 @pytest.mark.parametrize("pool", [0, "all", 5])
 def test_fast_certified_interval_contains_exact(llama16, exact16, pool):
     r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=6, tail_samples=0,
             batch_size=3, bound_pool=pool)
-    for k in r.details["positions"]:
+    p = PasPayload.of(r)
+    for k in p.positions:
         lo, hi = r.intervals["attribution_score"][k]
         ex = exact16.scores["attribution_score"][k]
         assert lo <= ex + 1e-9 and ex <= hi + 1e-9 and lo <= hi
         assert lo <= r.scores["attribution_score"][k] <= hi
-        assert r.details["interval_kind"][str(k)] in ("certified", "exact")
-        assert r.details["evaluated_candidates"][str(k)] <= 6
+        assert p.interval_kind[k] in ("certified", "exact")
+        assert p.evaluated_candidates[k] <= 6
         assert np.nansum(r.matrix[k]) == pytest.approx(r.scores["attribution_score"][k], abs=1e-10)
 
 
@@ -239,20 +250,21 @@ def test_certified_interval_is_tight_when_extremes():
 def test_fast_estimate_mode(llama16, exact16):
     r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=4, tail_samples=64, batch_size=4,
             tolerance=1e-4)
-    kinds = r.details["interval_kind"]
+    p = PasPayload.of(r)
+    kinds = p.interval_kind
     assert "estimate" in kinds.values()
     errs, widths = [], []
-    for k in r.details["positions"]:
+    for k in p.positions:
         lo, hi = r.intervals["attribution_score"][k]
-        clo, chi = r.details["certified_interval"][str(k)]
+        clo, chi = p.certified_interval[k]
         est = r.scores["attribution_score"][k]
         assert clo - 1e-9 <= lo <= est <= hi <= chi + 1e-9
         assert np.nansum(r.matrix[k]) == pytest.approx(est, abs=1e-10)
-        if kinds[str(k)] == "estimate":
+        if kinds[k] == "estimate":
             errs.append(abs(est - exact16.scores["attribution_score"][k]))
             widths.append(chi - clo)
             # listed probabilities are individual estimates exp(ℓ(v) − D̂), clipped to [0, 1]
-            assert all(0.0 <= e["p"] <= 1.0 for e in r.details["candidates"][str(k)]["prior"])
+            assert all(0.0 <= e.p <= 1.0 for e in p.candidates[k].prior)
     # the importance-sampled estimate beats the certified interval's half-width by far on this toy
     assert max(errs) < 0.5 * max(widths)
 
@@ -281,10 +293,10 @@ def test_estimate_is_unbiased_for_tail_sums(llama16):
         exact = np.exp(l_all[:, col]).sum()
         ests = []
         for seed in range(1000):
-            info = meth._fast(Lookup(), k, np.arange(16), opts, np.random.default_rng(seed), {})
-            assert info["kind"] == "estimate"
-            w = np.exp(info["logw"])
-            ests.append(np.sum(w * np.exp(info["l_cum"][:, col])))
+            sup = meth._fast(Lookup(), k, np.arange(16), opts, np.random.default_rng(seed), {})
+            assert sup.kind == "estimate" and sup.logw is not None
+            w = np.exp(sup.logw)
+            ests.append(np.sum(w * np.exp(sup.l_cum[:, col])))
         assert np.mean(ests) == pytest.approx(exact, rel=0.03)
 
 
@@ -310,21 +322,22 @@ def test_replacement_entropy_bounds(llama16, tmp_path):
     assert gen0.t == 0
     cache = Cache(tmp_path)
     r = run(llama16, gen, cache=cache, mode="exact", replacement_entropy=True, replacement_max_candidates=6)
-    rep = r.details["replacement"]
-    for k in r.details["positions"]:
+    p = PasPayload.of(r)
+    assert p.replacement is not None
+    for k in p.positions:
         e = r.scores["replacement_entropy"][k]
-        d = rep[str(k)]
-        assert 1 <= d["count"] <= 6
-        assert 0.0 <= e <= math.log(d["count"]) + 1e-12
-        assert (e == 0.0) == (d["distinct_responses"] == 1)
+        d = p.replacement[k]
+        assert 1 <= d.count <= 6
+        assert 0.0 <= e <= math.log(d.count) + 1e-12
+        assert (e == 0.0) == (d.distinct_responses == 1)
         pct = r.scores["original_response_pct"][k]
-        assert pct == pytest.approx(100.0 * d["original_response_count"] / d["count"])
-        assert (pct == 100.0) == (d["original_response_count"] == d["count"])
-        assert d["original_token_count"] in (0, 1)
-        assert len(d["responses"]) == min(10, d["count"])
+        assert pct == pytest.approx(100.0 * d.original_response_count / d.count)
+        assert (pct == 100.0) == (d.original_response_count == d.count)
+        assert d.original_token_count in (0, 1)
+        assert len(d.responses) == min(10, d.count)
         # candidates that keep the original token reproduce the original greedy response
-        if d["original_token_count"] == 1:
-            assert d["original_response_count"] >= 1
+        if d.original_token_count == 1:
+            assert d.original_response_count >= 1
     # the second run is served from the cache and gives the same numbers
     hits = cache.hits
     r2 = run(llama16, gen, cache=cache, mode="exact", replacement_entropy=True, replacement_max_candidates=6)
@@ -339,7 +352,8 @@ def test_options_and_positions(llama16):
     with pytest.raises(Exception):
         PASOptions(mode="slow")
     r = run(llama16, make_generation(X, Y), mode="exact", positions=[0, 3])
-    assert r.details["positions"] == [3] and "0" in r.details["skipped"]
+    p = PasPayload.of(r)
+    assert p.positions == (3,) and 0 in p.skipped
     assert all(v is None for i, v in enumerate(r.scores["attribution_score"]) if i != 3)
     assert np.all(np.isnan(np.delete(r.matrix, 3, axis=0)))
     with pytest.raises(ValueError):
@@ -347,11 +361,89 @@ def test_options_and_positions(llama16):
 
 
 def test_plugin_registers():
-    from reportgen_plugins import probabilistic
+    from reportgen_plugins import pas
 
-    got = []
-    probabilistic.reportgen_register_attribution_methods(got.append)
+    got: list[Any] = []
+    pas.reportgen_register_attribution_methods(got.append)
     assert [m.name for m in got] == ["probabilistic"] and got[0].options_model is PASOptions
+
+
+# ---------------------------------------------------------------- the typed payload
+def full_payload() -> PasPayload:
+    """A hand-made payload with every field set (non-ASCII and markup tokens, a missing id)."""
+    return PasPayload(
+        mode="fast",
+        positions=(2, 5),
+        log_p_response=-3.25,
+        candidates={
+            2: CandidateLists(prior=(Candidate("café", 7, 0.5), Candidate("<b>", None, 0.25)),
+                              posterior=(Candidate("\n", 3, 0.75),)),
+            5: CandidateLists(),
+        },
+        interval_kind={2: "estimate", 5: "certified"},
+        evaluated_candidates={2: 12, 5: 64},
+        vocabulary_size=49152,
+        replacement={2: ReplacementStats(3, 1, 2, 2, (ResponseSample(" café", " 1997."), ResponseSample("x", ""))),
+                     5: ReplacementStats(1, 1, 1, 1)},
+        certified_interval={2: (-0.5, 0.25), 5: (1.0, 1.0)},
+        skipped={0: "position 0 has no preceding token"},
+    )
+
+
+def test_payload_round_trip() -> None:
+    p = full_payload()
+    assert PasPayload.from_json(p.to_json()) == p
+    assert PasPayload.from_json(json.loads(json.dumps(p.to_json()))) == p  # through results.json
+    empty = PasPayload()
+    assert PasPayload.from_json(empty.to_json()) == empty
+    assert PasPayload.from_json({}) == empty  # a hand-made result without details
+    assert PasPayload.from_json({**p.to_json(), "from_cache": True}) == p  # the runner's flag is not PAS's
+    assert PasPayload(replacement={}).to_json()["replacement"] == {}  # computed for no position ≠ not computed
+    assert "replacement" not in empty.to_json()
+    with pytest.raises(ValueError, match="interval kind"):
+        PasPayload.from_json({"interval_kind": {"2": "guess"}})
+
+
+def test_details_json_layout(exact16):
+    """results.json keeps the layout it had before the payload was typed (cached results, golden HTML)."""
+    d = exact16.details
+    assert list(d) == ["mode", "positions", "log_p_response", "candidates", "interval_kind",
+                       "evaluated_candidates", "vocabulary_size"]
+    assert d["positions"] == [1, 2, 3, 4, 5] and list(d["candidates"]) == ["1", "2", "3", "4", "5"]
+    assert list(d["candidates"]["2"]) == ["prior", "posterior"]
+    assert list(d["candidates"]["2"]["prior"][0]) == ["token", "id", "p"]
+    assert d["interval_kind"]["1"] == "exact" and d["evaluated_candidates"]["1"] == 16
+    p = full_payload().to_json()
+    assert list(p)[-3:] == ["replacement", "certified_interval", "skipped"]
+    assert p["replacement"]["2"] == {"count": 3, "original_token_count": 1, "original_response_count": 2,
+                                     "distinct_responses": 2, "responses": [
+                                         {"candidate": " café", "response": " 1997."},
+                                         {"candidate": "x", "response": ""}]}
+    assert p["certified_interval"] == {"2": [-0.5, 0.25], "5": [1.0, 1.0]} and p["skipped"] == {"0": p["skipped"]["0"]}
+
+
+def test_payload_of_a_real_result(smollm_tokenizer):
+    """The method's payload on conftest's tiny model (real tokenizer: real token strings) survives
+    to_json/from_json and a trip through results.json."""
+    from conftest import tiny_llama as conftest_tiny_llama
+
+    tok = smollm_tokenizer
+    model = conftest_tiny_llama(len(tok), seed=4)
+    x = tok("Où est le café? <b>&amp;</b>", add_special_tokens=False).input_ids
+    gen = make_generation(x, [17, 907, 2])
+    loaded = LoadedModel(id="tiny", source="tiny:4", model=model, tokenizer=tok)
+    opts = PASOptions(mode="fast", max_candidates=6, tail_samples=4, neighbours=2, batch_size=8,
+                      replacement_entropy=True, replacement_max_candidates=3)
+    r = ProbabilisticMethod().attribute(
+        AttributionContext(model=loaded, generation=gen, options=opts, seed=0, cache=Cache(None)))
+    p = PasPayload.of(r)
+    assert r.details == p.to_json()  # the method writes exactly its payload
+    assert PasPayload.from_json(p.to_json()) == p
+    assert p.positions == tuple(range(1, len(x))) and p.vocabulary_size == len(tok)
+    assert p.replacement is not None and set(p.replacement) == set(p.positions) == set(p.certified_interval)
+    assert any(c.token.strip() for c in p.candidates[1].prior)  # decoded strings, not ids
+    back = AttributionResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert PasPayload.of(back) == p
 
 
 # ---------------------------------------------------------------- real model (slow)
@@ -376,7 +468,8 @@ def test_smollm2_fast_mode():
     ctx = AttributionContext(model=loaded, generation=gen, seed=0, cache=Cache(None),
                              options=PASOptions(positions=positions, max_candidates=16, tail_samples=8, batch_size=16))
     r = ProbabilisticMethod().attribute(ctx)
-    assert r.details["vocabulary_size"] == 49152
+    p = PasPayload.of(r)
+    assert p.vocabulary_size == 49152
     for k in positions:
         vals = [r.scores[nm][k] for nm in SCORE_NAMES]
         assert all(math.isfinite(v) for v in vals)
@@ -384,6 +477,6 @@ def test_smollm2_fast_mode():
             r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-9)
         lo, hi = r.intervals["attribution_score"][k]
         assert lo <= r.scores["attribution_score"][k] <= hi
-        clo, chi = r.details["certified_interval"][str(k)]
+        clo, chi = p.certified_interval[k]
         assert clo <= lo and hi <= chi
         assert np.nansum(r.matrix[k]) == pytest.approx(r.scores["attribution_score"][k], abs=1e-8)

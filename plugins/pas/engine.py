@@ -14,11 +14,17 @@ we do not, because our stored response may legitimately end with EOS.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from transformers import DynamicCache
+
+from reportgen_plugins.pas.estimators import FloatArray
+
+Ids = Sequence[int] | npt.NDArray[np.int64]
 
 
 def available_memory_bytes(device: torch.device) -> int:
@@ -84,13 +90,13 @@ class PrefixScorer:
         tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
         self.log_p_response = float(logp[self.n - 1 : self.n - 1 + self.t].gather(1, tgt[:, None]).sum()) if self.t else 0.0
 
-    def prior_logp(self, k: int) -> np.ndarray:
+    def prior_logp(self, k: int) -> FloatArray:
         """log P(v | x_{<k}) for every v (k ≥ 1)."""
         if k < 1:
             raise ValueError("position 0 has no preceding context; P(x_0) is not defined")
         return self.log_next[k - 1].cpu().numpy()
 
-    def embedding_similarity(self, token: int, ids: np.ndarray) -> np.ndarray:
+    def embedding_similarity(self, token: int, ids: npt.ArrayLike) -> FloatArray:
         """Cosine similarity of the input embeddings of ``ids`` to that of ``token``."""
         emb = self.model.get_input_embeddings().weight
         ids_t = torch.as_tensor(np.asarray(ids), device=emb.device, dtype=torch.long)
@@ -98,7 +104,8 @@ class PrefixScorer:
             e = emb[ids_t].float()
             ref = emb[int(token)].float()
             sim = (e @ ref) / (e.norm(dim=1) * ref.norm() + 1e-12)
-        return sim.double().cpu().numpy()
+        out: FloatArray = sim.double().cpu().numpy()
+        return out
 
     def _cache(self, k: int, batch: int) -> DynamicCache:
         data = [(kk[:, :, :k].expand(batch, -1, -1, -1), vv[:, :, :k].expand(batch, -1, -1, -1)) for kk, vv in self._layers]
@@ -111,17 +118,17 @@ class PrefixScorer:
         return auto_batch_size(self.model, k, 1 + len(self.suffix(k)), self.vocab_logits, self.device)
 
     @torch.no_grad()
-    def score(self, k: int, cands: Sequence[int], batch_size: int | None = None) -> np.ndarray:
+    def score(self, k: int, cands: Ids, batch_size: int | None = None) -> FloatArray:
         """Exact ℓ^(0..t) for each candidate (one teacher-forced forward per batch, shared prefix)."""
-        cands = [int(c) for c in cands]
+        ids = [int(c) for c in cands]
         suffix = self.suffix(k)
         n_den = self.n - k - 1  # prompt factors after position k
         prior = self.log_next[k - 1]
         bs = batch_size or self.default_batch_size(k)
-        out = np.empty((len(cands), self.t + 1), dtype=np.float64)
+        out = np.empty((len(ids), self.t + 1), dtype=np.float64)
         tgt_row = torch.tensor(suffix, device=self.device, dtype=torch.long)
-        for s in range(0, len(cands), bs):
-            chunk = cands[s : s + bs]
+        for s in range(0, len(ids), bs):
+            chunk = ids[s : s + bs]
             b = len(chunk)
             cand_t = torch.tensor(chunk, device=self.device, dtype=torch.long)
             inp = torch.cat([cand_t[:, None], tgt_row[None, :].expand(b, -1)], dim=1)
@@ -136,14 +143,14 @@ class PrefixScorer:
         return out
 
     @torch.no_grad()
-    def next_token_logp(self, k: int, cands: Sequence[int], batch_size: int | None = None) -> np.ndarray:
+    def next_token_logp(self, k: int, cands: Ids, batch_size: int | None = None) -> FloatArray:
         """log P(x_{k+1} | x_{<k}, v) for each candidate (one one-token step per batch), k < n−1."""
-        cands = [int(c) for c in cands]
+        ids = [int(c) for c in cands]
         target = self.x[k + 1]
         bs = batch_size or auto_batch_size(self.model, k, 1, self.vocab_logits, self.device)
-        out = np.empty(len(cands), dtype=np.float64)
-        for s in range(0, len(cands), bs):
-            chunk = cands[s : s + bs]
+        out = np.empty(len(ids), dtype=np.float64)
+        for s in range(0, len(ids), bs):
+            chunk = ids[s : s + bs]
             inp = torch.tensor(chunk, device=self.device, dtype=torch.long)[:, None]
             logits = self.model(inp, past_key_values=self._cache(k, len(chunk)), use_cache=True).logits[:, 0]
             lp = torch.log_softmax(logits.double(), dim=-1)[:, target]
@@ -151,7 +158,7 @@ class PrefixScorer:
         return out
 
     @torch.no_grad()
-    def score_naive(self, k: int, cands: Sequence[int], batch_size: int = 16) -> np.ndarray:
+    def score_naive(self, k: int, cands: Ids, batch_size: int = 16) -> FloatArray:
         """Reference: a separate full forward over [x^(v), y] per candidate (no shared cache)."""
         rows = []
         for s in range(0, len(cands), batch_size):

@@ -15,7 +15,7 @@ template included; y = the stored response), over the vocabulary V:
 Two modes:
 
 ``exact``: every v in V is evaluated, one teacher-forced forward per candidate batch on top of
-the shared prefix cache (see ``pas_engine``). n·V·(n−k+t) token-forwards: minutes per
+the shared prefix cache (see ``engine``). n·V·(n−k+t) token-forwards: minutes per
 position on a CPU for a 49k vocabulary, seconds on a GPU.
 
 ``fast`` (default): certified truncation (methods.md §1.5(c)). u(v) = P(v|x_{<k})·P(x_{k+1}|x_{<k},v)
@@ -23,13 +23,13 @@ position on a CPU for a 49k vocabulary, seconds on a GPU.
 The original token, its ``neighbours`` nearest input-embedding neighbours and then the top
 candidates by u form the evaluation order; the set S is evaluated exactly, growing in batches until the den and num tail
 bounds are below ``tolerance`` or ``max_candidates`` is reached; AS then lies in a certified
-interval (``pas_math.certified_as_interval``). When that interval is wider than
+interval (``estimators.certified_as_interval``). When that interval is wider than
 2·``tolerance`` (typical: the numerator's tail bound is loose, because every term is smaller
 than its bound by about P(y|x)), the tail v ∉ S is importance-sampled with proposal q ∝ u
 (``tail_samples`` draws, with replacement): each draw's weight e(v)/q(v) lies in [0, U], the
 estimate is unbiased for both tail sums, and a percentile bootstrap gives a 95 % interval,
 intersected with the certified one. Each position says which kind it got in
-``details["interval_kind"]``; ``details["certified_interval"]`` always holds the certified
+``PasPayload.interval_kind``; ``PasPayload.certified_interval`` always holds the certified
 interval. In fast mode the entropies, KLs and the A matrix are computed over the same
 weighted support (S exactly, plus the weighted tail sample when there is one).
 
@@ -37,23 +37,31 @@ Position 0 is never scored: a causal model gives no distribution for the first t
 Natural next-token distributions are used (no EOS renormalisation; the paper's code
 renormalised without EOS because it forced ``min_new_tokens``, while our stored response
 may end with EOS).
+
+Everything beyond scores, matrix and intervals (candidates, interval kinds, replacement counts,
+...) is handed to the detectors and views as a :class:`~reportgen_plugins.pas.payload.PasPayload`
+in ``AttributionResult.details``.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from pydantic import ConfigDict, Field
 
 from reportgen.cache import content_key
-from reportgen.data import AttributionResult
+from reportgen.data import AttributionResult, Generation
 from reportgen.plugin_api import AttributionContext, AttributionMethod, Options
 from reportgen_plugins.pas.engine import PrefixScorer
-from reportgen_plugins.pas.core import (
+from reportgen_plugins.pas.estimators import (
+    FloatArray,
     PositionStats,
     bootstrap_as_interval,
     certified_as_interval,
@@ -62,8 +70,22 @@ from reportgen_plugins.pas.core import (
     position_stats,
     response_entropy,
 )
+from reportgen_plugins.pas.payload import (
+    Candidate,
+    CandidateLists,
+    IntervalKind,
+    PasPayload,
+    ReplacementStats,
+    ResponseSample,
+)
 
+IntArray = npt.NDArray[np.int64]
 MATRIX_LABEL = "Δ log posterior of the prompt token per response token (nats)"
+#: The scores every scored position gets (from :func:`position_stats`), in results.json order.
+STAT_SCORES = (
+    "attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",
+    "kl_prior_posterior", "log_prior_original", "log_posterior_original",
+)
 
 
 class PASOptions(Options):
@@ -112,6 +134,19 @@ class PASOptions(Options):
     """Take the nucleus of π_k (``prior``, the paper's P_I_PERC files) or of ρ_k (``posterior``)."""
 
 
+@dataclass(frozen=True)
+class Support:
+    """The candidates evaluated at one position: their ℓ values, weights and the AS interval."""
+
+    ids: IntArray  # vocabulary ids, one per row of l_cum
+    l_cum: FloatArray  # (m, t+1): ℓ_den, then ℓ^(1..t)
+    logw: FloatArray | None  # log weights (None: all ones)
+    kind: IntervalKind
+    evaluated: int  # candidates evaluated exactly (tail draws included)
+    interval: tuple[float, float] | None = None  # AS interval (fast mode)
+    certified: tuple[float, float] | None = None  # certified AS interval (fast mode)
+
+
 class ProbabilisticMethod(AttributionMethod):
     """PAS: how much the response raises the posterior of each prompt token (seed 003)."""
 
@@ -125,7 +160,7 @@ class ProbabilisticMethod(AttributionMethod):
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def vocabulary_ids(tokenizer: Any, logits_size: int, which: str) -> np.ndarray:
+    def vocabulary_ids(tokenizer: Any, logits_size: int, which: str) -> IntArray:
         """Candidate ids: the tokenizer's vocabulary (within the output layer), optionally without specials."""
         size = logits_size
         if tokenizer is not None:
@@ -133,7 +168,7 @@ class ProbabilisticMethod(AttributionMethod):
                 size = min(size, len(tokenizer))
             except TypeError:
                 pass
-        ids = np.arange(size)
+        ids = np.arange(size, dtype=np.int64)
         if which == "no_special" and tokenizer is not None:
             special = set(getattr(tokenizer, "all_special_ids", []) or [])
             added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
@@ -142,8 +177,8 @@ class ProbabilisticMethod(AttributionMethod):
         return ids
 
     @staticmethod
-    def scored_positions(gen: Any, which: Any) -> tuple[list[int], dict[str, str]]:
-        skipped: dict[str, str] = {}
+    def scored_positions(gen: Generation, which: Literal["user", "all"] | list[int]) -> tuple[list[int], dict[int, str]]:
+        skipped: dict[int, str] = {}
         if which == "user":
             pos = gen.user_positions
         elif which == "all":
@@ -154,18 +189,19 @@ class ProbabilisticMethod(AttributionMethod):
                 if not 0 <= p < gen.n:
                     raise ValueError(f"probabilistic: position {p} is outside the input (n = {gen.n})")
         if 0 in pos:
-            skipped["0"] = "position 0 has no preceding token, so its prior P(x_0) is undefined"
+            skipped[0] = "position 0 has no preceding token, so its prior P(x_0) is undefined"
             pos = [p for p in pos if p != 0]
         return pos, skipped
 
     # ------------------------------------------------------------------ one position
-    def _exact(self, scorer: PrefixScorer, k: int, vocab: np.ndarray, bs: int | None) -> tuple[np.ndarray, np.ndarray, None]:
-        l_cum = scorer.score(k, vocab, bs)
-        return vocab, l_cum, None
+    @staticmethod
+    def _exact(scorer: PrefixScorer, k: int, vocab: IntArray, bs: int | None) -> Support:
+        return Support(ids=vocab, l_cum=scorer.score(k, vocab, bs), logw=None, kind="exact", evaluated=len(vocab))
 
     def _fast(
-        self, scorer: PrefixScorer, k: int, vocab: np.ndarray, opts: PASOptions, rng: np.random.Generator, timings: dict[str, float]
-    ) -> dict[str, Any]:
+        self, scorer: PrefixScorer, k: int, vocab: IntArray, opts: PASOptions, rng: np.random.Generator,
+        timings: dict[str, float],
+    ) -> Support:
         orig = scorer.x[k]
         logu = scorer.prior_logp(k)[vocab].astype(np.float64)
         pool = opts.bound_pool
@@ -191,7 +227,7 @@ class ProbabilisticMethod(AttributionMethod):
         bs = opts.batch_size or scorer.default_batch_size(k)
         step = max(1, min(bs, cap))
         done = 0
-        rows: list[np.ndarray] = []
+        rows: list[FloatArray] = []
         d_s = n_s = log_tail = -math.inf
         while done < cap:
             take = order[done : min(done + step, cap)]
@@ -211,18 +247,11 @@ class ProbabilisticMethod(AttributionMethod):
         c = float(l_cum[0, -1] - l_cum[0, 0])
         cert = certified_as_interval(c, d_s, n_s, log_tail)
         tail = order[done:]
-        info: dict[str, Any] = {
-            "certified": [cert[0], cert[1]],
-            "log_tail_bound": log_tail if math.isfinite(log_tail) else None,
-            "log_den_partial": d_s,
-            "log_num_partial": n_s,
-        }
-        if len(tail) == 0:
-            info.update(kind="exact", ids=vocab[s_idx], l_cum=l_cum, logw=None, interval=[cert[0], cert[1]], evaluated=done)
-            return info
+        if len(tail) == 0:  # S is the whole vocabulary: AS is exact
+            return Support(ids=vocab[s_idx], l_cum=l_cum, logw=None, kind="exact", evaluated=done, certified=cert)
         if cert[1] - cert[0] <= 2 * opts.tolerance or opts.tail_samples == 0:
-            info.update(kind="certified", ids=vocab[s_idx], l_cum=l_cum, logw=None, interval=[cert[0], cert[1]], evaluated=done)
-            return info
+            return Support(ids=vocab[s_idx], l_cum=l_cum, logw=None, kind="certified", evaluated=done,
+                           interval=cert, certified=cert)
         # Importance sampling of the tail with q ∝ u (weights e(v)/q(v) ∈ [0, U]).
         logq = logu[tail] - log_tail
         q = np.exp(logq - logsumexp(logq))
@@ -235,16 +264,15 @@ class ProbabilisticMethod(AttributionMethod):
         w_den = np.exp(l_tail[inv, 0] - lq[inv] - d_s)
         w_num = np.exp(l_tail[inv, -1] - lq[inv] - d_s)
         lo, hi = bootstrap_as_interval(c, 0.0, n_s - d_s, w_den, w_num, rng=rng)
-        lo, hi = max(lo, cert[0]), min(hi, cert[1])
-        info.update(
-            kind="estimate",
+        return Support(
             ids=np.concatenate([vocab[s_idx], vocab[tail[uniq]]]),
             l_cum=np.concatenate([l_cum, l_tail]),
             logw=np.concatenate([np.zeros(len(s_idx)), logw]),
-            interval=[lo, hi],
+            kind="estimate",
             evaluated=done + len(uniq),
+            interval=(max(lo, cert[0]), min(hi, cert[1])),
+            certified=cert,
         )
-        return info
 
     # ------------------------------------------------------------------ replacement entropy
     @torch.no_grad()
@@ -297,7 +325,10 @@ class ProbabilisticMethod(AttributionMethod):
                 ctx.cache.set("probabilistic", keys[i], list(cut))
         return [found[i] for i in range(len(cands))]
 
-    def _replacement(self, ctx: AttributionContext, k: int, st: PositionStats, ids: np.ndarray, opts: PASOptions) -> dict[str, Any]:
+    def _replacement(
+        self, ctx: AttributionContext, k: int, st: PositionStats, ids: IntArray, opts: PASOptions
+    ) -> tuple[ReplacementStats, float, float]:
+        """Counts at position k, the replacement entropy and the original-response share (%)."""
         gen = ctx.generation
         logp = st.log_prior if opts.replacement_posterior == "prior" else st.log_posterior
         sel = nucleus(np.exp(logp), opts.replacement_top_p, opts.replacement_max_candidates)
@@ -305,109 +336,88 @@ class ProbabilisticMethod(AttributionMethod):
         settings = {**(gen.settings or {}), **(ctx.generation_settings or {})}
         max_new = int(settings.get("max_new_tokens") or max(gen.t, 1))
         responses = self._regenerate(ctx, k, cands, max_new)
-        tok = ctx.model.tokenizer
-        dec = (lambda ids_: tok.decode(list(ids_), skip_special_tokens=False)) if tok is not None else str
+        dec = _decoder(ctx.model.tokenizer)
         orig_str = dec([gen.input_ids[k]])
         original = tuple(int(t) for t in gen.output_ids)
-        ori_tok = sum(1 for v in cands if dec([v]) == orig_str)
         ori_resp = sum(1 for r in responses if r == original)
-        return {
-            "count": len(cands),
-            "original_token_count": ori_tok,
-            "original_response_count": ori_resp,
-            "distinct_responses": len(set(responses)),
-            "entropy": response_entropy(responses),
-            "original_response_pct": 100.0 * ori_resp / len(cands),
-            "responses": [{"candidate": dec([v]), "response": dec(r)} for v, r in list(zip(cands, responses))[:10]],
-        }
+        stats = ReplacementStats(
+            count=len(cands),
+            original_token_count=sum(1 for v in cands if dec([v]) == orig_str),
+            original_response_count=ori_resp,
+            distinct_responses=len(set(responses)),
+            responses=tuple(ResponseSample(dec([v]), dec(r)) for v, r in list(zip(cands, responses))[:10]),
+        )
+        return stats, response_entropy(responses), 100.0 * ori_resp / len(cands)
 
     # ------------------------------------------------------------------ main
     def attribute(self, ctx: AttributionContext) -> AttributionResult:
         t_start = time.perf_counter()
         opts: PASOptions = ctx.options if isinstance(ctx.options, PASOptions) else PASOptions(**(ctx.options or {}))
         gen = ctx.generation
-        model, tok = ctx.model.model, ctx.model.tokenizer
         n, t = gen.n, gen.t
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        scorer = PrefixScorer(model, gen.input_ids, gen.output_ids)
+        scorer = PrefixScorer(ctx.model.model, gen.input_ids, gen.output_ids)
         timings["base_forward"] = time.perf_counter() - t0
-        vocab_all = self.vocabulary_ids(tok, scorer.vocab_logits, opts.vocabulary)
+        vocab_all = self.vocabulary_ids(ctx.model.tokenizer, scorer.vocab_logits, opts.vocabulary)
         positions, skipped = self.scored_positions(gen, opts.positions)
 
-        names = ["attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",
-                 "kl_prior_posterior", "log_prior_original", "log_posterior_original"]
-        if opts.replacement_entropy:
-            names += ["replacement_entropy", "original_response_pct"]
+        names = list(STAT_SCORES) + (["replacement_entropy", "original_response_pct"] if opts.replacement_entropy else [])
         scores: dict[str, list[float | None]] = {nm: [None] * n for nm in names}
         intervals: list[list[float | None] | None] = [None] * n
         matrix = np.full((n, t), np.nan)
-        cand_detail: dict[str, Any] = {}
-        kinds: dict[str, str] = {}
-        evaluated: dict[str, int] = {}
-        certified: dict[str, list[float]] = {}
-        replacement: dict[str, Any] = {}
-        decode = (lambda i: tok.decode([int(i)], skip_special_tokens=False)) if tok is not None else str
+        candidates: dict[int, CandidateLists] = {}
+        kinds: dict[int, IntervalKind] = {}
+        evaluated: dict[int, int] = {}
+        certified: dict[int, tuple[float, float]] = {}
+        replacement: dict[int, ReplacementStats] = {}
+        dec = _decoder(ctx.model.tokenizer)
         ctx.progress(0, len(positions))
         for done_pos, k in enumerate(positions, start=1):
             orig = gen.input_ids[k]
             vocab = vocab_all if np.any(vocab_all == orig) else np.sort(np.append(vocab_all, orig))
             t0 = time.perf_counter()
             if opts.mode == "exact":
-                ids, l_cum, _ = self._exact(scorer, k, vocab, opts.batch_size)
-                logw = None
-                kind = "exact"
-                n_eval = len(ids)
+                sup = self._exact(scorer, k, vocab, opts.batch_size)
             else:
                 rng = np.random.default_rng([int(ctx.seed) & 0xFFFFFFFF, k])
-                info = self._fast(scorer, k, vocab, opts, rng, timings)
-                ids, l_cum, logw, kind, n_eval = info["ids"], info["l_cum"], info["logw"], info["kind"], info["evaluated"]
-                certified[str(k)] = info["certified"]
+                sup = self._fast(scorer, k, vocab, opts, rng, timings)
             timings["candidates"] = timings.get("candidates", 0.0) + time.perf_counter() - t0
-            o_row = int(np.nonzero(ids == orig)[0][0])
-            st = position_stats(l_cum, o_row, logw)
-            for nm in names[:7]:
+            st = position_stats(sup.l_cum, int(np.nonzero(sup.ids == orig)[0][0]), sup.logw)
+            for nm in STAT_SCORES:
                 scores[nm][k] = float(getattr(st, nm))
             matrix[k] = st.matrix_row
-            if kind == "exact":
-                intervals[k] = [st.attribution_score, st.attribution_score]
-            else:
-                lo, hi = info["interval"]
-                intervals[k] = [min(lo, st.attribution_score), max(hi, st.attribution_score)]
-            kinds[str(k)] = kind
-            evaluated[str(k)] = int(n_eval)
-            top = opts.top_candidates
-            cand_detail[str(k)] = {
-                which: [
-                    {"token": decode(ids[i]), "id": int(ids[i]), "p": min(1.0, float(math.exp(lv[i])))}
-                    for i in np.argsort(-lv, kind="stable")[:top]
-                ]
-                for which, lv in (("prior", st.log_prior), ("posterior", st.log_posterior))
-            }
+            a = st.attribution_score
+            lo, hi = sup.interval or (a, a)
+            intervals[k] = [min(lo, a), max(hi, a)]
+            kinds[k] = sup.kind
+            evaluated[k] = int(sup.evaluated)
+            if sup.certified is not None:
+                certified[k] = sup.certified
+            candidates[k] = CandidateLists(
+                prior=_top(sup.ids, st.log_prior, opts.top_candidates, dec),
+                posterior=_top(sup.ids, st.log_posterior, opts.top_candidates, dec),
+            )
             if opts.replacement_entropy:
                 t0 = time.perf_counter()
-                rep = self._replacement(ctx, k, st, ids, opts)
+                replacement[k], scores["replacement_entropy"][k], scores["original_response_pct"][k] = (
+                    self._replacement(ctx, k, st, sup.ids, opts)
+                )
                 timings["replacement"] = timings.get("replacement", 0.0) + time.perf_counter() - t0
-                scores["replacement_entropy"][k] = rep.pop("entropy")
-                scores["original_response_pct"][k] = rep.pop("original_response_pct")
-                replacement[str(k)] = rep
             ctx.progress(done_pos, len(positions))
 
-        details: dict[str, Any] = {
-            "mode": opts.mode,
-            "positions": positions,
-            "log_p_response": scorer.log_p_response,
-            "candidates": cand_detail,
-            "interval_kind": kinds,
-            "evaluated_candidates": evaluated,
-            "vocabulary_size": int(len(vocab_all)),
-        }
-        if opts.replacement_entropy:
-            details["replacement"] = replacement
-        if certified:
-            details["certified_interval"] = certified
-        if skipped:
-            details["skipped"] = skipped
+        payload = PasPayload(
+            mode=opts.mode,
+            positions=tuple(positions),
+            log_p_response=scorer.log_p_response,
+            candidates=candidates,
+            interval_kind=kinds,
+            evaluated_candidates=evaluated,
+            vocabulary_size=int(len(vocab_all)),
+            replacement=replacement if opts.replacement_entropy else None,
+            certified_interval=certified,
+            skipped=skipped,
+        )
         timings["seconds"] = time.perf_counter() - t_start
         return AttributionResult.for_generation(
             gen,
@@ -418,7 +428,22 @@ class ProbabilisticMethod(AttributionMethod):
             signed=True,
             scores=scores,
             intervals={"attribution_score": intervals},
-            details=details,
+            details=payload.to_json(),
             timings=timings,
             label=ctx.label,
         )
+
+
+def _decoder(tokenizer: Any) -> Callable[[Sequence[int]], str]:
+    """Token ids → text (the tokenizer's, specials kept; without a tokenizer, the ids as text)."""
+    if tokenizer is None:
+        return lambda ids: " ".join(str(int(i)) for i in ids)
+    return lambda ids: str(tokenizer.decode([int(i) for i in ids], skip_special_tokens=False))
+
+
+def _top(ids: IntArray, logp: FloatArray, top: int, dec: Callable[[Sequence[int]], str]) -> tuple[Candidate, ...]:
+    """The ``top`` most probable candidates (probabilities clipped to 1: fast-mode estimates may exceed it)."""
+    return tuple(
+        Candidate(token=dec([int(ids[i])]), id=int(ids[i]), p=min(1.0, float(math.exp(logp[i]))))
+        for i in np.argsort(-logp, kind="stable")[:top]
+    )

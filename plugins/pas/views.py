@@ -32,6 +32,7 @@ from plotly.subplots import make_subplots
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
 from reportgen.figures import esc, rnd  # one escaping rule for every Plotly text in the report
 from reportgen.plugin_api import Visualization
+from reportgen_plugins.pas.payload import Candidate, CandidateLists, PasPayload, Which
 
 METHOD = "probabilistic"
 #: FigureSpec.order of the five views (they appear in this order within a prompt section).
@@ -39,8 +40,6 @@ ORDER = {"as": 40, "entropy": 41, "kl": 42, "candidates": 43, "replacement": 44}
 #: How many anomalous positions Fig. 5 shows, and how many candidates per list.
 TOP_POSITIONS = 3
 TOP_CANDIDATES = 5
-#: Significant digits kept in figure data (keeps the report small and deterministic).
-
 RDBU = "RdBu"
 
 
@@ -68,9 +67,10 @@ def _vec(result: AttributionResult, name: str, n: int) -> list[float | None]:
 
 def _interval(result: AttributionResult, k: int) -> tuple[float, float] | None:
     ivs = result.intervals.get("attribution_score")
-    if not ivs or k >= len(ivs) or ivs[k] is None or len(ivs[k]) != 2:
+    pair = ivs[k] if ivs and k < len(ivs) else None
+    if pair is None or len(pair) != 2:
         return None
-    lo, hi = rnd(ivs[k][0]), rnd(ivs[k][1])
+    lo, hi = rnd(pair[0]), rnd(pair[1])
     if lo is None or hi is None:
         return None
     return (min(lo, hi), max(lo, hi))
@@ -96,8 +96,8 @@ class _View:
         self.lpo = _vec(result, "log_posterior_original", n)
         self.rent = _vec(result, "replacement_entropy", n)
         self.rpct = _vec(result, "original_response_pct", n)
-        kinds = result.details.get("interval_kind") or {}
-        self.kind = {k: str(kinds.get(str(k), "")) for k in self.pos}
+        self.payload = PasPayload.of(result)
+        self.kind: dict[int, str] = {k: self.payload.interval_kind.get(k, "") for k in self.pos}
         self.ids = list(generation.input_ids) if generation is not None and generation.n == n else [None] * n
 
     # x axis shared by the per-token bar charts: 0..m-1 over scored positions, token tick labels
@@ -268,44 +268,43 @@ def kl_figure(v: _View) -> go.Figure:
 def anomalous_positions(v: _View, top: int = TOP_POSITIONS) -> list[int]:
     """The (up to) ``top`` positions with the largest max(|AS|, KL(ρ‖π)) (both in nats) that
     have recorded candidates; ties broken by position."""
-    cands = v.result.details.get("candidates") or {}
 
     def score(k: int) -> float:
         return max(abs(v.AS[k] or 0.0), v.kl_pp[k] or 0.0)
 
-    ks = [k for k in v.pos if cands.get(str(k))]
+    ks = [k for k in v.pos if k in v.payload.candidates]
     return sorted(sorted(ks, key=lambda k: (-score(k), k))[:top])
 
 
 def _candidate_rows(v: _View, k: int) -> list[dict[str, Any]]:
     """Union of the top prior and posterior candidates at k (the original first): token, p_prior,
     p_post (None where that list did not include it), original flag."""
-    c = (v.result.details.get("candidates") or {}).get(str(k)) or {}
+    c = v.payload.candidates.get(k) or CandidateLists()
     rows: dict[Any, dict[str, Any]] = {}
     orig_key = v.ids[k] if v.ids[k] is not None else ("tok", v.tokens[k])
+    lpr, lpo = v.lpr[k], v.lpo[k]
     rows[orig_key] = {
         "token": v.tokens[k],
-        "prior": rnd(math.exp(v.lpr[k])) if v.lpr[k] is not None else None,
-        "posterior": rnd(math.exp(v.lpo[k])) if v.lpo[k] is not None else None,
+        "prior": rnd(math.exp(lpr)) if lpr is not None else None,
+        "posterior": rnd(math.exp(lpo)) if lpo is not None else None,
         "original": True,
     }
+
+    def key(d: Candidate) -> Any:
+        return d.id if d.id is not None else ("tok", d.token)
+
+    which: Which
     for which in ("prior", "posterior"):
-        lst = sorted(c.get(which) or [], key=lambda d: -(d.get("p") or 0.0))[:TOP_CANDIDATES]
-        for d in lst:
-            key = d.get("id") if d.get("id") is not None else ("tok", d.get("token"))
-            if key == orig_key or (d.get("token") == v.tokens[k] and v.ids[k] is None):
-                key = orig_key
-            row = rows.setdefault(
-                key, {"token": str(d.get("token", "")), "prior": None, "posterior": None, "original": False}
-            )
+        for d in c.ranked(which)[:TOP_CANDIDATES]:
+            kd = orig_key if d.token == v.tokens[k] and v.ids[k] is None else key(d)
+            row = rows.setdefault(kd, {"token": d.token, "prior": None, "posterior": None, "original": False})
             if row[which] is None:
-                row[which] = rnd(d.get("p"))
+                row[which] = rnd(d.p)
     # fill the other list's probability where a candidate appears in both lists
     for which in ("prior", "posterior"):
-        for d in c.get(which) or []:
-            key = d.get("id") if d.get("id") is not None else ("tok", d.get("token"))
-            if key in rows and rows[key][which] is None:
-                rows[key][which] = rnd(d.get("p"))
+        for d in c.prior if which == "prior" else c.posterior:
+            if key(d) in rows and rows[key(d)][which] is None:
+                rows[key(d)][which] = rnd(d.p)
     out = list(rows.values())
     out[1:] = sorted(out[1:], key=lambda r: -max(r["prior"] or 0.0, r["posterior"] or 0.0))
     return out
@@ -366,11 +365,10 @@ def replacement_figure(v: _View) -> go.Figure | None:
     ks_p = [k for k in v.pos if v.rpct[k] is not None]
     if not ks_e and not ks_p:
         return None
-    repl = v.result.details.get("replacement") or {}
 
     def count(k: int) -> int | None:
-        c = (repl.get(str(k)) or {}).get("count")
-        return int(c) if isinstance(c, (int, float)) else None
+        stats = v.payload.replacement_at(k)
+        return None if stats is None else stats.count
 
     def size(k: int) -> float:
         c = count(k)

@@ -1,4 +1,4 @@
-"""The numerical core of the Probabilistic Attribution Score (PAS), free of any model code.
+"""PAS estimators: every quantity and interval from a weighted candidate support, free of model code.
 
 Notation (methods.md §1): x is the model input, y the response, k a prompt position,
 x^(v) is x with x_k replaced by the vocabulary item v, and for every candidate v
@@ -21,23 +21,27 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
 
 
-def logsumexp(a: np.ndarray, logw: np.ndarray | None = None, axis: int = 0) -> np.ndarray:
+def logsumexp(a: npt.ArrayLike, logw: npt.ArrayLike | None = None, axis: int = 0) -> FloatArray:
     """log Σ w·exp(a) along ``axis`` (stable; ``logw`` are log weights broadcast like ``a``)."""
-    a = np.asarray(a, dtype=np.float64)
+    x = np.asarray(a, dtype=np.float64)
     if logw is not None:
-        a = a + np.asarray(logw, dtype=np.float64).reshape(
-            [-1 if i == (axis % a.ndim) else 1 for i in range(a.ndim)]
+        x = x + np.asarray(logw, dtype=np.float64).reshape(
+            [-1 if i == (axis % x.ndim) else 1 for i in range(x.ndim)]
         )
-    m = np.max(a, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
-    return np.squeeze(out, axis=axis)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    res: FloatArray = np.squeeze(out, axis=axis)
+    return res
 
 
 def log1pexp(z: float) -> float:
@@ -45,7 +49,7 @@ def log1pexp(z: float) -> float:
     return z if z > 35 else math.log1p(math.exp(z))
 
 
-@dataclass
+@dataclass(frozen=True)
 class PositionStats:
     """Every PAS quantity at one prompt position, from a (weighted) candidate support."""
 
@@ -58,26 +62,24 @@ class PositionStats:
     entropy_prompt_response: float
     kl_posterior_prior: float
     kl_prior_posterior: float
-    matrix_row: np.ndarray  # length t: log ρ^(j)(x_k) − log ρ^(j−1)(x_k)
-    log_prior: np.ndarray  # per support item: log π(v) (individual probability, not weighted)
-    log_posterior: np.ndarray  # per support item: log ρ(v)
-    extra: dict[str, float] = field(default_factory=dict)
+    matrix_row: FloatArray  # length t: log ρ^(j)(x_k) − log ρ^(j−1)(x_k)
+    log_prior: FloatArray  # per support item: log π(v) (individual probability, not weighted)
+    log_posterior: FloatArray  # per support item: log ρ(v)
 
 
-def position_stats(l_cum: np.ndarray, orig: int, logw: np.ndarray | None = None) -> PositionStats:
+def position_stats(l_cum: npt.ArrayLike, orig: int, logw: npt.ArrayLike | None = None) -> PositionStats:
     """All PAS quantities from a support.
 
     ``l_cum`` is (m, t+1): column 0 is ℓ_den, column j is ℓ^(j); ``orig`` is the row of the
     original token x_k; ``logw`` (m,) are log weights (None = all ones).
     """
-    l_cum = np.asarray(l_cum, dtype=np.float64)
-    m, t1 = l_cum.shape
-    lw = np.zeros(m) if logw is None else np.asarray(logw, dtype=np.float64)
-    logz = logsumexp(l_cum, lw, axis=0)  # (t+1,)
-    log_post_orig = l_cum[orig] - logz  # log ρ^(j)(x_k), j = 0..t
+    ell = np.asarray(l_cum, dtype=np.float64)
+    lw = np.zeros(ell.shape[0]) if logw is None else np.asarray(logw, dtype=np.float64)
+    logz = logsumexp(ell, lw, axis=0)  # (t+1,)
+    log_post_orig = ell[orig] - logz  # log ρ^(j)(x_k), j = 0..t
     row = np.diff(log_post_orig)
-    lp = l_cum[:, 0] - logz[0]
-    lr = l_cum[:, -1] - logz[-1]
+    lp = ell[:, 0] - logz[0]
+    lr = ell[:, -1] - logz[-1]
     w = np.exp(lw)
     p, r = np.exp(lp), np.exp(lr)
     h_p = float(-np.sum(w * p * lp))
@@ -123,8 +125,8 @@ def bootstrap_as_interval(
     c: float,
     d_s: float,
     n_s: float,
-    w_den: np.ndarray,
-    w_num: np.ndarray,
+    w_den: FloatArray,
+    w_num: FloatArray,
     *,
     rng: np.random.Generator,
     n_boot: int = 1000,
@@ -145,7 +147,7 @@ def bootstrap_as_interval(
     return float(lo), float(hi)
 
 
-def nucleus(probs: np.ndarray, top_p: float, cap: int) -> np.ndarray:
+def nucleus(probs: FloatArray, top_p: float, cap: int) -> npt.NDArray[np.intp]:
     """Indices of the smallest top set whose probability reaches ``top_p`` (at most ``cap``)."""
     order = np.argsort(-np.asarray(probs), kind="stable")
     cum = np.cumsum(np.asarray(probs)[order])

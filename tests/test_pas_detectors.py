@@ -1,4 +1,4 @@
-"""Anomaly detectors on hand-built PAS results (the ``probabilistic`` result contract)."""
+"""PAS detectors on hand-built ``probabilistic`` results (details as results.json holds them)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,8 @@ from reportgen_plugins.pas.detectors import (
     ResponseBroadenedOptions,
     UnstableToken,
     UnstableTokenOptions,
-    prompt_with_replacement,
-    robust_z,
-    token_context,
 )
+from reportgen_plugins.pas.findings import prompt_with_replacement, robust_z
 
 TEMPLATE_HEAD = [("<|im_start|>", True), ("user", True), ("\n", True)]
 USER = ["Pass", "age", ":", " When", " was", " the", " Cass", "ini", " launched", "?"]
@@ -104,13 +102,11 @@ def set_score(sc: dict[str, list[float | None]], name: str, k: int, v: float | N
 def check_finding(f: Finding, detector: str, k: int) -> None:
     assert f.detector == detector
     assert f.model_id == "m" and f.prompt_id == "p" and f.method == "probabilistic"
-    assert f.positions == (k,)
-    assert f.token == TOKENS[k]
-    assert "«" + TOKENS[k] + "»" in f.context
+    assert f.positions == (k,) and f.evidence["position"] == k
+    assert f.token == TOKENS[k] == GEN.input_tokens[k]  # the finding names the token at its position
     assert f.severity in ("high", "medium", "low", "info")
     assert f.title and f.message and f.suggestion
-    assert "<" not in f.context or "<|" in TOKENS[k]  # context never includes template tokens
-    f.to_json()  # JSON-able evidence
+    assert "context" not in f.to_json()  # the report computes the context from the positions
 
 
 GEN = make_generation()
@@ -118,13 +114,15 @@ GEN = make_generation()
 # ------------------------------------------------------------------ helpers
 
 
-def test_context_marks_token_and_skips_template() -> None:
-    ctx = token_context(TOKENS, SPECIAL, POS[" the"], width=2)
-    assert ctx == "… When was« the» Cassini…"
-    first = token_context(TOKENS, SPECIAL, POS["Pass"], width=2)
-    assert first == "«Pass»age:…"  # nothing user-written before it, template left out
-    nl = token_context(["a", "\n", "b"], [False, False, False], 2)
-    assert nl == "a⏎«b»"
+def test_findings_point_at_token_positions() -> None:
+    sc = base_scores()
+    for tok in (" the", "Pass"):
+        set_score(sc, "attribution_score", POS[tok], 0.01)
+        set_score(sc, "entropy_prompt", POS[tok], 9.0)
+    out = NoiseToken().detect(make_result(sc), GEN, NoiseTokenOptions())
+    assert [(f.positions, f.token) for f in out] == [((POS["Pass"],), "Pass"), ((POS[" the"],), " the")]
+    for f in out:
+        check_finding(f, "noise_token", f.positions[0])
 
 
 def test_prompt_with_replacement() -> None:
@@ -201,7 +199,7 @@ def test_template_tokens_are_skipped_unless_scored() -> None:
     set_score(sc, "attribution_score", 0, 0.0)  # now the method scored it
     out = NoiseToken().detect(make_result(sc), GEN, NoiseTokenOptions())
     assert [f.positions[0] for f in out] == [0]
-    assert out[0].context.startswith("«<|im_start|>»")
+    assert out[0].token == "<|im_start|>" == TOKENS[0]
 
 
 # ------------------------------------------------------------------ preferred_replacement
@@ -431,7 +429,7 @@ def test_tokens_stay_plain_data() -> None:
     r.input_tokens = tokens
     (f,) = NoiseToken().detect(r, gen, NoiseTokenOptions())
     assert f.token == "<img src=x onerror=alert(1)>"  # unescaped data; the renderer escapes
-    assert "«<img src=x onerror=alert(1)>»" in f.context
+    assert f.positions == (k,) and gen.input_tokens[k] == f.token
 
 
 # ------------------------------------------------------------------ from a toy Bayes table (oracle)
@@ -509,7 +507,8 @@ def test_max_findings_caps_and_summarises_the_rest() -> None:
     assert summary.severity == "info" and summary.detector == "preferred_replacement"
     assert summary.positions == tuple(ks[:3]) and summary.evidence["omitted"] == 3
     assert "3 more tokens" in summary.message and "max_findings" in summary.suggestion
-    assert "“ When” (" in summary.context
+    assert summary.evidence["positions"] == list(ks[:3]) and summary.token == ""
+    assert summary.evidence["severities"] == ["low"] * 3  # no candidates recorded: low
     summary.to_json()
     # severity beats strength: an uncertain (info) finding is cut before a certain one
     ivs: dict[str, Any] = {"attribution_score": [None] * N}
