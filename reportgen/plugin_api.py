@@ -184,13 +184,15 @@ class RenderContext:
     ``figures``: every visualization's figures for ``run``. ``env``: the one Jinja
     environment (autoescape, StrictUndefined, plugins' filters, the user's template folder).
     ``detectors``: each installed detector's name → the methods it reads, so a report can
-    say what was checked (and when nothing could be).
+    say what was checked (and when nothing could be). ``methods``: each installed method's
+    name → its one-line description.
     """
 
     run: RunResult
     figures: tuple[FigureSpec, ...]
     env: jinja2.Environment
     detectors: Mapping[str, tuple[str, ...]]
+    methods: Mapping[str, str]
 
 
 class Renderer:

@@ -208,6 +208,7 @@ def render_context(registry: Registry, run: RunResult) -> RenderContext:
         figures=tuple(collect_figures(registry, run)),
         env=make_jinja_env(registry.pm),
         detectors=registry.detector_reads(),
+        methods={name: m.description for name, m in sorted(registry.methods.items())},
     )
 
 

@@ -101,7 +101,7 @@
       paint(outs, vals, signed);
       for (var q = lo; q <= hi; q++) { ins[q].classList.add("in-window"); }
       ins[k].classList.add("hovered");
-      if (info) { info.textContent = "Response coloured by A(x" + k + ", c=" + windowSize() + "): attribution from input tokens " + lo + "–" + hi + " (eq. 4). Max " + fmt(Math.max.apply(null, vals.filter(function (x) { return x !== null; }))) + "."; }
+      if (info) { info.textContent = "Response coloured by A(x" + k + ", c=" + windowSize() + "): how much input tokens " + lo + "–" + hi + " together contribute to each response token. Largest value " + fmt(Math.max.apply(null, vals.filter(function (x) { return x !== null; }))) + "."; }
     }
     function onOut(k) {
       var h = Math.floor(windowSize() / 2), lo = Math.max(0, k - h), hi = Math.min(t - 1, k + h);
@@ -114,7 +114,7 @@
       paint(ins, vals, signed);
       for (var q = lo; q <= hi; q++) { outs[q].classList.add("in-window"); }
       outs[k].classList.add("hovered");
-      if (info) { info.textContent = "Input coloured by A(y" + k + ", c=" + windowSize() + "): attribution to output tokens " + lo + "–" + hi + " (eq. 5)."; }
+      if (info) { info.textContent = "Input coloured by A(y" + k + ", c=" + windowSize() + "): how much each input token contributes to response tokens " + lo + "–" + hi + " together."; }
     }
     function bind(box, spans, fn) {
       box.addEventListener("mouseover", function (ev) {

@@ -283,6 +283,15 @@ DETECTORS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Method descriptions as the registry gives them (what the report says about each method).
+METHODS: dict[str, str] = {
+    "saliency": "Gradient magnitude of the target log-probability w.r.t. input embeddings",
+    "integrated_gradients": "Path-integrated gradients from a baseline",
+    "attention": "Attention weights, averaged over heads and layers",
+    "probabilistic": "Probabilistic Attribution Score per input token, in nats",
+}
+
+
 def render_context(run: RunResult, figures: list[FigureSpec] | None = None, detectors: dict[str, tuple[str, ...]] | None = None, pm: Any = None) -> Any:
     """The host's RenderContext for ``run`` without a plugin registry (the built-in Jinja env)."""
     from reportgen.plugin_api import RenderContext
@@ -293,6 +302,7 @@ def render_context(run: RunResult, figures: list[FigureSpec] | None = None, dete
         figures=tuple(figures or ()),
         env=make_jinja_env(pm),
         detectors=DETECTORS if detectors is None else detectors,
+        methods=METHODS,
     )
 
 

@@ -237,7 +237,7 @@ def test_method_switch_and_window_controls(page: Page, html: str) -> None:
 
 def test_model_comparison_and_difference() -> None:
     run = make_run()
-    ctx = build_context(run, [], DETECTORS, PlotlyDrawer())
+    ctx = build_context(render_context(run, [], DETECTORS), PlotlyDrawer())
     comps = [c for s in ctx.sections for c in s.comparisons]
     assert [c.id for c in comps] == ["compare-capital-smol-vs-tiny", "compare-inject-smol-vs-tiny"]
     html = html_of(run, [])
@@ -361,7 +361,7 @@ def test_figure_spec_with_dict_figure_renders() -> None:
 
 
 def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
-    ctx = build_context(run, [], DETECTORS, PlotlyDrawer())
+    ctx = build_context(render_context(run, [], DETECTORS), PlotlyDrawer())
     panel = next(p for s in ctx.sections for p in s.panels if p.id == "panel-smol-capital")
     mv = next(m for m in panel.methods if m.key == "probabilistic")
     assert mv.heatmap is None and "coloured by attribution_score" in mv.heatmap_note
@@ -411,18 +411,18 @@ def test_finding_context_comes_from_positions(run: Any) -> None:
 def test_no_findings_names_what_each_detector_read() -> None:
     run = make_run(findings=False)
     dets = {"kl_outlier": ("probabilistic",), "dbsa_significant": ("dbsa",), "any": ()}
-    ctx = build_context(run, [], dets, PlotlyDrawer())
+    ctx = build_context(render_context(run, [], dets), PlotlyDrawer())
     assert ctx.summary.checked[1:] == (
         "detector any: reads every method's results",
         "detector dbsa_significant: had nothing to read (it reads dbsa, which this audit did not run)",
         "detector kl_outlier: read probabilistic results",
     )
     assert ctx.summary.nothing_checked is False
-    ctx = build_context(run, [], {"dbsa_significant": ("dbsa",)}, PlotlyDrawer())
+    ctx = build_context(render_context(run, [], {"dbsa_significant": ("dbsa",)}), PlotlyDrawer())
     assert ctx.summary.nothing_checked is True
     html = html_of(run, [], {"dbsa_significant": ("dbsa",)})
     assert "no detector had results it could read" in html
-    bare = build_context(run, [], {}, PlotlyDrawer())
+    bare = build_context(render_context(run, [], {}), PlotlyDrawer())
     assert "no anomaly detector is installed" in bare.summary.checked
 
 

@@ -266,7 +266,7 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
     m = np.random.default_rng(3).uniform(size=(n, t))
     r = AttributionResult(method="saliency", model_id=g.model_id, prompt_id=g.prompt_id, input_tokens=list(g2.input_tokens),
                           output_tokens=list(g2.output_tokens), options={}, matrix=m)
-    ctx = build_context(dataclasses.replace(run, generations=[g2], results=[r]), [], DETECTORS, SvgDrawer(KaleidoExporter(False)))
+    ctx = build_context(render_context(dataclasses.replace(run, generations=[g2], results=[r]), [], DETECTORS), SvgDrawer(KaleidoExporter(False)))
     (mv,) = [mv for s in ctx.sections for p in s.panels for mv in p.methods]
     assert mv.heatmap is not None and mv.hover is None
     assert f"{n}×{t} = {n * t} cells exceed the PDF limit of 2400" in mv.heatmap_note

@@ -14,7 +14,7 @@ from reportgen.report import build_context
 from reportgen.runner import render
 from reportgen_plugins.renderers.html import PlotlyDrawer
 from reportgen_plugins.renderers.pdf import KaleidoExporter, SvgDrawer
-from report_fixtures import DETECTORS, make_figures, make_run
+from report_fixtures import DETECTORS, html_of, make_figures, make_run, render_context
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -22,8 +22,8 @@ pypdf = pytest.importorskip("pypdf")
 @pytest.mark.parametrize("findings", [True, False])
 def test_summary_and_findings_are_the_same_in_html_and_pdf(findings: bool) -> None:
     run = make_run(findings=findings)
-    html = build_context(run, make_figures(), DETECTORS, PlotlyDrawer())
-    pdf = build_context(run, make_figures(), DETECTORS, SvgDrawer(KaleidoExporter(False)))
+    html = build_context(render_context(run, make_figures(), DETECTORS), PlotlyDrawer())
+    pdf = build_context(render_context(run, make_figures(), DETECTORS), SvgDrawer(KaleidoExporter(False)))
     assert html.summary == pdf.summary
     assert html.findings == pdf.findings
     assert html.toc == pdf.toc
@@ -55,8 +55,8 @@ def test_pdf_and_html_warn_when_no_detector_could_read_anything(tmp_path: Path) 
 
 def test_ids_are_unique_and_stable() -> None:
     run = make_run()
-    a = build_context(run, make_figures(), DETECTORS, PlotlyDrawer())
-    b = build_context(make_run(), make_figures(), DETECTORS, PlotlyDrawer())
+    a = build_context(render_context(run, make_figures(), DETECTORS), PlotlyDrawer())
+    b = build_context(render_context(make_run(), make_figures(), DETECTORS), PlotlyDrawer())
     ids = [e.anchor for e in a.toc]
     assert len(ids) == len(set(ids)) and ids == [e.anchor for e in b.toc]
 
@@ -72,3 +72,57 @@ def test_context_has_no_dict_fields() -> None:
             for f in dataclasses.fields(cls):
                 hint = str(typing.get_type_hints(cls)[f.name])
                 assert "dict" not in hint.lower() and "Any" not in hint, f"{name}.{f.name}: {hint}"
+
+
+def test_what_was_audited_lists_every_message_and_the_template_text() -> None:
+    from reportgen.spec import PromptSpec
+
+    run = make_run(models=1)
+    policy = "You are the bank assistant. Never reveal account numbers."
+    long = "word " * 2000
+    prompts = [
+        PromptSpec.model_validate({"id": "capital", "messages": [{"role": "system", "content": policy}, {"role": "user", "content": "Hi"}]}),
+        PromptSpec.model_validate({"id": "inject", "text": long}),
+    ]
+    run = dataclasses.replace(run, spec=run.spec.model_copy(update={"prompts": prompts}))
+    ctx = build_context(render_context(run), PlotlyDrawer())
+    cap, inj = ctx.summary.prompts
+    assert [(m.role, m.text) for m in cap.messages] == [("system", policy), ("user", "Hi")]
+    assert cap.messages[0].preview == ""  # short: shown whole
+    assert inj.messages[0].text == long and inj.messages[0].preview.endswith("…") and len(inj.messages[0].preview) < 300
+    g = run.generation("smol", "capital")
+    (tmpl,) = cap.template
+    template_tokens = [t for t, sp in zip(g.input_tokens, g.input_special) if sp]
+    assert tmpl.chars == sum(map(len, template_tokens)) and "⟦…⟧" in tmpl.text
+    assert tmpl.text.replace("⟦…⟧", "") == "".join(template_tokens)
+    html = html_of(run)
+    assert policy in html and "chat template added" in html
+    assert html.count(long.strip()[:50]) >= 1 and "show all 10000 characters" in html
+
+
+def test_comparison_says_when_models_saw_different_inputs() -> None:
+    run = make_run()
+    ctx = build_context(render_context(run), PlotlyDrawer())
+    notes = {c.id: c.inputs_note for s in ctx.sections for c in s.comparisons}
+    same = {s.prompt_id for s in ctx.sections if "".join(run.generation("smol", s.prompt_id).input_tokens)
+            == "".join(run.generation("tiny", s.prompt_id).input_tokens)}
+    for cid, note in notes.items():
+        prompt = cid.split("-")[1]
+        assert (note == "") == (prompt in same), (cid, note)
+    g = run.generation("tiny", "capital")
+    other = dataclasses.replace(g, input_tokens=("<s>", *g.input_tokens[1:]), input_special=(True, *g.input_special[1:]))
+    run2 = dataclasses.replace(run, generations=[other if x is g else x for x in run.generations])
+    ctx2 = build_context(render_context(run2), PlotlyDrawer())
+    (c,) = [c for s in ctx2.sections for c in s.comparisons if s.prompt_id == "capital"]
+    assert "did not see the same input" in c.inputs_note
+
+
+def test_timings_in_run_order_and_methods_explained() -> None:
+    run = make_run(models=1)
+    timings = {"load:smol": 12.0, "generate:smol:capital": 1.0, "method:smol:capital:saliency": 3.0, "total": 20.0}
+    ctx = build_context(render_context(dataclasses.replace(run, timings=timings)), PlotlyDrawer())
+    assert [k for k, _ in ctx.summary.timings] == list(timings)
+    views = {mv.method: mv for s in ctx.sections for p in s.panels for mv in p.methods}
+    assert views["saliency"].about.startswith("Gradient magnitude of the target log-probability")
+    assert "red marks positive values" in views["integrated_gradients"].about
+    assert "deeper colour marks a larger value" in views["saliency"].about

@@ -33,7 +33,7 @@ class PlotlyDrawer:
 
 def render_html(ctx: RenderContext) -> str:
     """The whole report as one HTML string (deterministic for a given run)."""
-    report = build_context(ctx.run, ctx.figures, ctx.detectors, PlotlyDrawer())
+    report = build_context(ctx, PlotlyDrawer())
     return ctx.env.get_template("report.html").render(
         ctx=report,
         css=Markup(read_asset("report.css")),

@@ -259,7 +259,7 @@ class PdfStats:
 def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer) -> str:
     """The print HTML (static figures, no scripts) that WeasyPrint lays out."""
     run = ctx.run
-    report = build_context(run, ctx.figures, ctx.detectors, drawer)
+    report = build_context(ctx, drawer)
     return ctx.env.get_template("pdf/report.html").render(
         ctx=report,
         css=Markup(read_asset("report.css")),

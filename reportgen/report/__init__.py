@@ -1,6 +1,6 @@
 """The renderer-independent report model (public plugin API for renderers).
 
-``build_context(run, figures, detectors, drawer)`` returns a frozen
+``build_context(render_context, drawer)`` returns a frozen
 :class:`~reportgen.report.model.ReportContext`; a renderer supplies only a
 :class:`FigureDrawer` (how figures are drawn) and its templates.
 """

@@ -1,7 +1,6 @@
 """Build the :class:`~reportgen.report.model.ReportContext` of a run, section by section.
 
-``build_context(run, figures, detectors, drawer)`` is the one way every renderer gets its
-report model. The sections are built by :mod:`~reportgen.report.summary`,
+``build_context(ctx, drawer)`` is the one way every renderer gets its report model. The sections are built by :mod:`~reportgen.report.summary`,
 :mod:`~reportgen.report.findings`, :mod:`~reportgen.report.panels`,
 :mod:`~reportgen.report.comparison` and :mod:`~reportgen.report.provenance`; this module
 holds what they share: stable unique ids, the spec's report settings, plugin figures and
@@ -14,6 +13,7 @@ from dataclasses import replace
 from typing import Any, Mapping, Protocol, Sequence
 
 from reportgen.data import FigureSpec, RunResult
+from reportgen.plugin_api import RenderContext
 from reportgen.figures import slug
 from reportgen.report.model import FigureBlock, ReportContext, TocEntry
 
@@ -46,8 +46,10 @@ class ReportBuilder:
         figures: Sequence[FigureSpec],
         detectors: Mapping[str, tuple[str, ...]],
         drawer: FigureDrawer,
+        method_descriptions: Mapping[str, str],
     ) -> None:
         self.run = run
+        self.method_descriptions = dict(method_descriptions)
         self.spec = run.spec
         self.detectors = dict(detectors)
         self.drawer = drawer
@@ -100,22 +102,16 @@ class ReportBuilder:
         return tuple(out)
 
 
-def build_context(
-    run: RunResult,
-    figures: Sequence[FigureSpec],
-    detectors: Mapping[str, tuple[str, ...]],
-    drawer: FigureDrawer,
-) -> ReportContext:
-    """The report model of ``run``.
+def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
+    """The report model of ``ctx.run``, its figures drawn by ``drawer``.
 
-    :param figures: every visualization's figures for this run.
-    :param detectors: installed detectors → the methods each reads (from the registry), so
-        the report can say what was checked and when nothing could be.
-    :param drawer: the renderer's way of drawing figures.
+    The render context's ``detectors`` (what each installed detector reads) let the report say
+    what was checked and when nothing could be; ``methods`` gives each method's description.
     """
     from reportgen.report import comparison, findings, narrative, panels, provenance, summary
 
-    b = ReportBuilder(run, figures, detectors, drawer)
+    run = ctx.run
+    b = ReportBuilder(run, ctx.figures, ctx.detectors, drawer, ctx.methods)
     sections = panels.build_sections(b, comparison.build_comparisons)
     anchors = {s.prompt_id: s.id for s in sections}
     before, after = narrative.build(b)

@@ -1,4 +1,4 @@
-"""Model comparison (seed 001 §4.5): the same prompt and method on two models, side by side."""
+"""Model comparison: the same prompt and method on two models, side by side (seed 001 §4.5)."""
 
 from __future__ import annotations
 
@@ -73,5 +73,20 @@ def build_comparisons(b: ReportBuilder, a: Generation, other: Generation) -> Com
         left_label=b.model_label.get(a.model_id, a.model_id),
         right_label=b.model_label.get(other.model_id, other.model_id),
         same_output=tuple(a.output_tokens) == tuple(other.output_tokens),
+        inputs_note=_inputs_note(a, other),
         methods=tuple(methods),
     )
+
+
+def _inputs_note(a: Generation, b: Generation) -> str:
+    """Empty when both models saw the same input text; otherwise what differed, plainly."""
+    if "".join(a.input_tokens) == "".join(b.input_tokens):
+        return ""
+    user_a = "".join(t for t, sp in zip(a.input_tokens, a.input_special) if not sp)
+    user_b = "".join(t for t, sp in zip(b.input_tokens, b.input_special) if not sp)
+    if user_a == user_b:
+        return (
+            f"The two models did not see the same input: their chat templates wrap the prompt differently "
+            f"({a.model_id}: {a.n} input tokens, {b.model_id}: {b.n}). Compare the attributions of the prompt's own tokens."
+        )
+    return f"The two models did not see the same input text ({a.model_id}: {a.n} input tokens, {b.model_id}: {b.n})."

@@ -36,6 +36,15 @@ class Tok:
 
 
 @dataclass(frozen=True)
+class MessageRow:
+    """One message of a prompt as the spec gives it; long text is shown shortened, expandable."""
+
+    role: str
+    text: str
+    preview: str  # the first characters when the text is long, else ""
+
+
+@dataclass(frozen=True)
 class ScoreRow:
     index: int
     token: str
@@ -67,6 +76,7 @@ class MethodView:
     key: str
     label: str
     method: str
+    about: str  # what the method measures and how to read its colours, in plain words
     status: str
     reason: str | None
     signed: bool
@@ -123,6 +133,7 @@ class Comparison:
     left_label: str
     right_label: str
     same_output: bool
+    inputs_note: str  # says when the two models did not see the same input
     methods: tuple[CompareMethod, ...]
 
 
@@ -131,7 +142,7 @@ class PromptSection:
     id: str
     prompt_id: str
     label: str
-    text: str
+    messages: tuple[MessageRow, ...]
     panels: tuple[Panel, ...]
     comparisons: tuple[Comparison, ...]
 
@@ -183,10 +194,23 @@ class ModelRow:
 
 
 @dataclass(frozen=True)
+class TemplateText:
+    """What one model's chat template put around the prompt's messages, verbatim.
+
+    ``text`` is the model input with each run of user content replaced by ``⟦…⟧``.
+    """
+
+    model_id: str
+    text: str
+    chars: int  # characters the template added
+
+
+@dataclass(frozen=True)
 class PromptRow:
     id: str
     label: str
-    text: str
+    messages: tuple[MessageRow, ...]
+    template: tuple[TemplateText, ...]
     anchor: str
 
 

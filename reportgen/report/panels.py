@@ -36,6 +36,7 @@ Comparisons = Callable[["ReportBuilder", Generation, Generation], Comparison]
 
 def build_sections(b: ReportBuilder, compare: Comparisons) -> tuple[PromptSection, ...]:
     from reportgen.report.builder import uid
+    from reportgen.report.summary import message_rows
 
     out = []
     for p in b.spec.prompts:
@@ -46,7 +47,7 @@ def build_sections(b: ReportBuilder, compare: Comparisons) -> tuple[PromptSectio
                 panels.append(_panel(b, g))
         present = [g for g in (b.run.generation(m.id, p.id) for m in b.spec.models) if g is not None]
         comps = tuple(compare(b, present[0], other) for other in present[1:])
-        out.append(PromptSection(b.id(uid("prompt", p.id)), p.id, p.label or p.id, p.user_text, tuple(panels), comps))
+        out.append(PromptSection(b.id(uid("prompt", p.id)), p.id, p.label or p.id, message_rows(p), tuple(panels), comps))
     return tuple(out)
 
 
@@ -148,12 +149,13 @@ def _method_view(b: ReportBuilder, g: Generation, r: AttributionResult) -> Metho
         key=slug(r.display_name),
         label=r.display_name,
         method=r.method,
+        about=_about(b, r),
         status=r.status,
         reason=r.reason,
         signed=bool(r.signed),
         matrix_label=r.matrix_label,
         options=options_text(r.options),
-        timings=tuple((k, fmt_seconds(v)) for k, v in sorted(r.timings.items())),
+        timings=tuple((k, fmt_seconds(v)) for k, v in r.timings.items()),
         input_toks=in_toks,
         output_toks=out_toks,
         heatmap=heat,
@@ -184,6 +186,22 @@ def _scores(
         return None, None
     fig = scores_figure(tokens, {n: r.scores[n] for n in names}, scored)
     return ScoreTable(tuple(names), tuple(rows)), b.figure(fig, uid("scores", g.model_id, g.prompt_id, r.display_name), "Scores")
+
+
+def _about(b: ReportBuilder, r: AttributionResult) -> str:
+    """The method's own one-line description and how to read this view's colours."""
+    what = b.method_descriptions.get(r.method, "").strip()
+    if what and not what.endswith("."):
+        what += "."
+    if r.matrix is None:
+        colours = "Input tokens are coloured by the method's per-token score"
+    else:
+        colours = f"Tokens and heatmap show A = {r.matrix_label or r.method}"
+    if r.signed and not b.absolute:
+        colours += ": red marks positive values, blue negative, deeper colour larger magnitude."
+    else:
+        colours += ": deeper colour marks a larger value (scaled from the smallest to the largest user token)."
+    return f"{what} {colours}".strip()
 
 
 def primary_score(r: AttributionResult, n: int) -> str | None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reportgen.data import AttributionResult
-from reportgen.report.model import MethodRow, ModelRow, PromptRow, StatusCell, StatusRow, Summary
+from reportgen.report.model import (
+    MessageRow,
+    MethodRow,
+    ModelRow,
+    PromptRow,
+    StatusCell,
+    StatusRow,
+    Summary,
+    TemplateText,
+)
+from reportgen.spec import PromptSpec
 from reportgen.report.text import fmt_seconds, options_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,7 +27,10 @@ def build(b: ReportBuilder, anchors: dict[str, str]) -> Summary:
     checked, nothing_checked = _checked(b)
     return Summary(
         models=tuple(ModelRow(m.id, m.display, m.source, _model_info(b, m.id)) for m in spec.models),
-        prompts=tuple(PromptRow(p.id, p.label or p.id, p.user_text, anchors.get(p.id, "results")) for p in spec.prompts),
+        prompts=tuple(
+            PromptRow(p.id, p.label or p.id, message_rows(p), _template_texts(b, p.id), anchors.get(p.id, "results"))
+            for p in spec.prompts
+        ),
         methods=tuple(
             MethodRow(m.label, m.method, options_text(m.options), ", ".join(m.models) if m.models else "all")
             for m in spec.methods
@@ -35,8 +48,37 @@ def build(b: ReportBuilder, anchors: dict[str, str]) -> Summary:
         ),
         checked=checked,
         nothing_checked=nothing_checked,
-        timings=tuple((k, fmt_seconds(v)) for k, v in sorted(run.timings.items())),
+        timings=tuple((k, fmt_seconds(v)) for k, v in run.timings.items()),  # in run order
     )
+
+
+#: Messages longer than this many characters are shown shortened, with a way to expand them.
+LONG_MESSAGE = 600
+PREVIEW = 280
+
+
+def message_rows(p: PromptSpec) -> tuple[MessageRow, ...]:
+    """Every message of a prompt with its role (a plain-text prompt is one user message)."""
+    msgs = [("user", p.text)] if p.text is not None else [(m.role, m.content) for m in p.messages or []]
+    return tuple(MessageRow(role, text, text[:PREVIEW].rstrip() + "…" if len(text) > LONG_MESSAGE else "") for role, text in msgs)
+
+
+def _template_texts(b: ReportBuilder, prompt_id: str) -> tuple[TemplateText, ...]:
+    """What each model's chat template added to this prompt (models whose template added nothing are left out)."""
+    out = []
+    for m in b.spec.models:
+        g = b.run.generation(m.id, prompt_id)
+        if g is None or not any(g.input_special):
+            continue
+        parts: list[str] = []
+        for tok, special in zip(g.input_tokens, g.input_special):
+            if special:
+                parts.append(tok)
+            elif not parts or parts[-1] != "⟦…⟧":
+                parts.append("⟦…⟧")
+        added = sum(len(t) for t, sp in zip(g.input_tokens, g.input_special) if sp)
+        out.append(TemplateText(m.id, "".join(parts), added))
+    return tuple(out)
 
 
 def _model_info(b: ReportBuilder, model_id: str) -> str:
