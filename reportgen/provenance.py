@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+from pathlib import Path, PurePath
 from typing import Any
 
 PACKAGES = (
@@ -40,9 +41,42 @@ def device_info(device: str) -> dict[str, Any]:
     return info
 
 
-def collect(*, spec: Any, spec_text: str, registry: Any, models: dict[str, Any], device: str, cache: Any) -> dict[str, Any]:
+def portable_path(path: str, base_dir: Path) -> str:
+    """An absolute path as a report may show it without leaking user or host names.
+
+    Inside the spec's folder: relative to it. Inside an installed package: from
+    ``site-packages/`` on. Anywhere else: ``…/`` and the file name.
+    """
+    p = PurePath(path)
+    try:
+        return str(p.relative_to(base_dir))
+    except ValueError:
+        pass
+    parts = p.parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return str(PurePath(*parts[parts.index(marker) :]))
+    return f"…/{p.name}"
+
+
+def portable(value: Any, base_dir: Path) -> Any:
+    """``value`` with every absolute path string in it made portable (see :func:`portable_path`)."""
+    if isinstance(value, dict):
+        return {k: portable(v, base_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, base_dir) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
+        return portable_path(value, base_dir)
+    return value
+
+
+def collect(
+    *, spec: Any, spec_text: str, registry: Any, models: dict[str, Any], device: str, cache: Any, base_dir: Path
+) -> dict[str, Any]:
+    """Provenance of a run. Absolute paths are shown relative to the spec's folder or to
+    ``site-packages`` (shared reports must not leak user or host names)."""
     plugins = {p.name: {"version": p.version, "distribution": p.distribution} for p in registry.plugins()}
-    return {
+    return portable({
         "spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
         "seed": spec.seed,
         "device": device_info(device),
@@ -53,4 +87,4 @@ def collect(*, spec: Any, spec_text: str, registry: Any, models: dict[str, Any],
         "plugins": plugins,
         "failed_plugins": [f"{f.name}: {f.reason}" for f in registry.failed],
         "cache": {"root": str(cache.root) if cache.root else None, "hits": cache.hits, "misses": cache.misses},
-    }
+    }, base_dir.resolve())

