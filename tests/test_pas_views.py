@@ -131,7 +131,11 @@ def test_as_bar_chart() -> None:
     bar, star = fig.data
     assert len(bar.x) == len(bar.y) == len(USER) == len(bar.customdata)
     assert list(bar.y) == [0.8, -1.2, 0.05, 1.5, 0.01, 2.0, -0.02]
-    assert bar.marker.colorscale[0][1] != bar.marker.colorscale[-1][1]  # RdBu, diverging
+    # the report's one signed scale: positive AS red like the token colours and heatmaps, negative blue
+    from reportgen.figures import DIVERGING, NEG_RGB, POS_RGB
+
+    assert [tuple(c) for c in bar.marker.colorscale] == [tuple(c) for c in DIVERGING]
+    assert DIVERGING[-1][1] == "#%02x%02x%02x" % POS_RGB and DIVERGING[0][1] == "#%02x%02x%02x" % NEG_RGB
     assert bar.marker.cmin == -2.0 and bar.marker.cmax == 2.0 and bar.marker.cmid == 0
     # error bars from intervals: position 5 (index 2) has [-0.1, 0.2] around 0.05
     assert bar.error_y.array[2] == pytest.approx(0.15) and bar.error_y.arrayminus[2] == pytest.approx(0.15)

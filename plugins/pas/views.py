@@ -23,14 +23,13 @@ from a token at all.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, ClassVar
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
-from reportgen.figures import esc, rnd  # one escaping rule for every Plotly text in the report
+from reportgen.figures import DIVERGING, esc, rnd, slug  # one escaping rule and one signed scale for every figure
 from reportgen.plugin_api import Visualization
 from reportgen_plugins.pas.payload import Candidate, CandidateLists, PasPayload, Which
 
@@ -40,13 +39,6 @@ ORDER = {"as": 40, "entropy": 41, "kl": 42, "candidates": 43, "replacement": 44}
 #: How many anomalous positions Fig. 5 shows, and how many candidates per list.
 TOP_POSITIONS = 3
 TOP_CANDIDATES = 5
-RDBU = "RdBu"
-
-
-def slug(text: str) -> str:
-    """A stable, id-safe form of a model or prompt id."""
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-    return s or "x"
 
 
 def tick(token: str) -> str:
@@ -152,7 +144,7 @@ def as_figure(v: _View) -> go.Figure:
             showlegend=False,
             marker={
                 "color": ys,
-                "colorscale": RDBU,
+                "colorscale": DIVERGING,  # the report's one signed scale: positive red, negative blue
                 "cmin": -m,
                 "cmax": m,
                 "cmid": 0,
@@ -456,8 +448,8 @@ class PASViews(Visualization):
             out.append(spec(
                 "as", f"PAS attribution scores: {who}",
                 "Attribution score AS_k = log P(x_k | rest, response) − log P(x_k | rest) per prompt token, "
-                "in nats. Blue: the response makes the token more likely (the response depends on it); red: "
-                "the model would prefer another token given its response. Error bars show the AS interval "
+                "in nats. Red (positive): the response makes the token more likely (the response depends on it); "
+                "blue (negative): the model would prefer another token given its response. Error bars show the AS interval "
                 "where one is known; hatched bars with a star have an interval that includes 0.",
                 as_figure(v),
             ))
