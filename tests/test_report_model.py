@@ -96,7 +96,10 @@ def test_what_was_audited_lists_every_message_and_the_template_text() -> None:
     assert tmpl.chars == sum(map(len, template_tokens)) and "⟦…⟧" in tmpl.text
     assert tmpl.text.replace("⟦…⟧", "") == "".join(template_tokens)
     html = html_of(run)
-    assert policy in html and "chat template added" in html
+    assert policy in html
+    assert f"chat template of smol: added {tmpl.chars} characters of its own" in html
+    two = build_context(render_context(make_run()), PlotlyDrawer())
+    assert [t.models for t in two.summary.prompts[0].template] == ["smol, tiny"]  # same text: one entry
     assert html.count(long.strip()[:50]) >= 1 and "show all 10000 characters" in html
 
 

@@ -200,7 +200,7 @@ class TemplateText:
     ``text`` is the model input with each run of user content replaced by ``⟦…⟧``.
     """
 
-    model_id: str
+    models: str  # the models whose template added exactly this text
     text: str
     chars: int  # characters the template added
 

@@ -64,8 +64,10 @@ def message_rows(p: PromptSpec) -> tuple[MessageRow, ...]:
 
 
 def _template_texts(b: ReportBuilder, prompt_id: str) -> tuple[TemplateText, ...]:
-    """What each model's chat template added to this prompt (models whose template added nothing are left out)."""
-    out = []
+    """What the models' chat templates added to this prompt; models that added the same text
+    share one entry, models whose template added nothing are left out."""
+    by_text: dict[str, list[str]] = {}
+    added: dict[str, int] = {}
     for m in b.spec.models:
         g = b.run.generation(m.id, prompt_id)
         if g is None or not any(g.input_special):
@@ -76,9 +78,10 @@ def _template_texts(b: ReportBuilder, prompt_id: str) -> tuple[TemplateText, ...
                 parts.append(tok)
             elif not parts or parts[-1] != "⟦…⟧":
                 parts.append("⟦…⟧")
-        added = sum(len(t) for t, sp in zip(g.input_tokens, g.input_special) if sp)
-        out.append(TemplateText(m.id, "".join(parts), added))
-    return tuple(out)
+        text = "".join(parts)
+        by_text.setdefault(text, []).append(m.id)
+        added[text] = sum(len(t) for t, sp in zip(g.input_tokens, g.input_special) if sp)
+    return tuple(TemplateText(", ".join(ids), text, added[text]) for text, ids in by_text.items())
 
 
 def _model_info(b: ReportBuilder, model_id: str) -> str:
