@@ -88,3 +88,19 @@ def test_csp_blocks_requests_the_page_would_make(browser: str, report: Path) -> 
         assert len(violations) >= 2  # the browser refused both because of the policy
     finally:
         cdp.close()
+
+
+@pytest.mark.browser
+def test_report_logs_no_console_warnings(browser: str, report: Path) -> None:  # noqa: F811
+    cdp = open_page(browser, report.as_uri())
+    try:
+        time.sleep(0.5)
+        cdp.call("Runtime.evaluate", expression="1")  # drain pending events
+        noisy = [
+            e["params"] for e in cdp.events
+            if (e["method"] == "Runtime.consoleAPICalled" and e["params"].get("type") in ("warning", "error", "assert"))
+            or (e["method"] == "Log.entryAdded" and e["params"]["entry"].get("level") in ("warning", "error"))
+        ]
+        assert noisy == []
+    finally:
+        cdp.close()
