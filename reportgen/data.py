@@ -3,13 +3,56 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 Severity = Literal["high", "medium", "low", "info"]
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+class TokenText(str):
+    """A token's display form that knows which of its characters are a byte mark.
+
+    A byte-level tokenizer can split one character over several tokens. The display form
+    shows each character on the token where its last byte arrives; a token holding bytes of a
+    character that a later token completes shows them as a mark, ``⟨F0 9F⟩`` (see
+    :func:`reportgen.generate.display_pieces`). ``byte_spans`` are the (start, end) character
+    offsets of those marks, so a report can style them apart from text a prompt typed itself.
+    To every other caller it is the plain string.
+    """
+
+    byte_spans: tuple[tuple[int, int], ...]
+
+    def __new__(cls, text: str, byte_spans: Iterable[Sequence[int]] = ()) -> Self:
+        obj = super().__new__(cls, text)
+        obj.byte_spans = tuple((int(a), int(b)) for a, b in byte_spans)
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TokenText, (str(self), self.byte_spans))
+
+
+def byte_spans(tokens: Sequence[str]) -> list[list[int]]:
+    """``[token index, start, end]`` of every byte mark in ``tokens`` (results.json form)."""
+    return [[i, a, b] for i, t in enumerate(tokens) for a, b in getattr(t, "byte_spans", ())]
+
+
+def with_byte_spans(tokens: Iterable[str], spans: Iterable[Sequence[int]] | None) -> list[str]:
+    """``tokens`` as plain strings, each one with byte marks (``[index, start, end]``) a :class:`TokenText`."""
+    out: list[str] = [str(t) for t in tokens]
+    by_token: dict[int, list[tuple[int, int]]] = {}
+    for i, a, b in spans or ():
+        if 0 <= int(i) < len(out) and 0 <= int(a) < int(b) <= len(out[int(i)]):
+            by_token.setdefault(int(i), []).append((int(a), int(b)))
+    for i, sp in by_token.items():
+        out[i] = TokenText(out[i], sorted(sp))
+    return out
 
 
 @dataclass(frozen=True)
@@ -18,6 +61,13 @@ class Generation:
 
     ``input_ids`` is the full model input (chat template and special tokens included);
     ``input_special[i]`` is True for template/special tokens, False for user content.
+
+    ``input_tokens``/``output_tokens`` are display forms: the characters each token covers,
+    so that they read back as the text the model saw, with bytes of a character split over
+    several tokens shown as a mark on the tokens before the one that completes it (a
+    :class:`TokenText` knows where). ``input_raw``/``output_raw`` are the tokenizer's own
+    token strings (``Ġthe``, ``<0xE2>``); empty in results.json written before they were kept.
+    Methods work on the ids.
     """
 
     model_id: str
@@ -32,6 +82,8 @@ class Generation:
     step_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    input_raw: tuple[str, ...] = ()
+    output_raw: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -48,13 +100,23 @@ class Generation:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["step_scores"] = {k: list(v) for k, v in self.step_scores.items()}
+        for side in ("input", "output"):
+            tokens = getattr(self, f"{side}_tokens")
+            d[f"{side}_tokens"] = [str(t) for t in tokens]
+            d[f"{side}_byte_spans"] = byte_spans(tokens)
+            d[f"{side}_raw"] = [str(t) for t in getattr(self, f"{side}_raw")]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Generation:
+        """A generation from its JSON (results.json or the cache; older files lack raw tokens and byte spans)."""
         d = dict(d)
-        for k in ("input_ids", "input_tokens", "input_special", "output_ids", "output_tokens"):
+        for k in ("input_ids", "input_special", "output_ids"):
             d[k] = tuple(d[k])
+        for k in ("input_raw", "output_raw"):
+            d[k] = tuple(d.get(k, ()))
+        for side in ("input", "output"):
+            d[f"{side}_tokens"] = tuple(with_byte_spans(d[f"{side}_tokens"], d.pop(f"{side}_byte_spans", None)))
         d["step_scores"] = {k: tuple(v) for k, v in d.get("step_scores", {}).items()}
         return cls(**d)
 
@@ -98,6 +160,8 @@ class AttributionResult:
     ``intervals`` gives, per score name, [lo, hi] per input token where a bound or a
     confidence interval is known (for example fast-mode AS).
     ``details`` holds JSON-able method-specific evidence (candidates, neighbours, samples).
+    ``input_tokens``/``output_tokens`` are display forms and ``input_raw``/``output_raw`` the
+    tokenizer's token strings, as in :class:`Generation`.
     """
 
     method: str
@@ -116,6 +180,8 @@ class AttributionResult:
     status: Literal["ok", "unavailable", "failed"] = "ok"
     reason: str | None = None
     label: str | None = None  # display name when a spec lists one method twice
+    input_raw: list[str] = field(default_factory=list)  # the tokenizer's own token strings
+    output_raw: list[str] = field(default_factory=list)
 
     @property
     def display_name(self) -> str:
@@ -125,6 +191,8 @@ class AttributionResult:
     def for_generation(cls, generation: Generation, method: str, options: Any, **fields: Any) -> AttributionResult:
         """A result about ``generation``: ids and tokens copied from it; ``options`` a model or dict."""
         opts = options.model_dump() if hasattr(options, "model_dump") else dict(options or {})
+        fields.setdefault("input_raw", list(generation.input_raw))
+        fields.setdefault("output_raw", list(generation.output_raw))
         return cls(
             method=method,
             model_id=generation.model_id,
@@ -151,8 +219,8 @@ class AttributionResult:
                 "options": self.options,
                 "status": self.status,
                 "reason": self.reason,
-                "input": {"tokens": self.input_tokens},
-                "output": {"tokens": self.output_tokens},
+                "input": _tokens_json(self.input_tokens, self.input_raw),
+                "output": _tokens_json(self.output_tokens, self.output_raw),
                 "attribution": {
                     "raw": self.matrix,
                     "label": self.matrix_label,
@@ -180,8 +248,10 @@ class AttributionResult:
             model_id=d["model"],
             prompt_id=d["prompt"],
             options=d.get("options", {}),
-            input_tokens=list(d["input"]["tokens"]),
-            output_tokens=list(d["output"]["tokens"]),
+            input_tokens=with_byte_spans(d["input"]["tokens"], d["input"].get("byte_spans")),
+            output_tokens=with_byte_spans(d["output"]["tokens"], d["output"].get("byte_spans")),
+            input_raw=[str(t) for t in d["input"].get("raw", ())],
+            output_raw=[str(t) for t in d["output"].get("raw", ())],
             matrix=matrix,
             matrix_label=d["attribution"].get("label", ""),
             signed=bool(d["attribution"].get("signed", False)),
@@ -192,6 +262,10 @@ class AttributionResult:
             status=d.get("status", "ok"),
             reason=d.get("reason"),
         )
+
+
+def _tokens_json(tokens: Sequence[str], raw: Sequence[str]) -> dict[str, Any]:
+    return {"tokens": [str(t) for t in tokens], "raw": [str(t) for t in raw], "byte_spans": byte_spans(tokens)}
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,28 @@
 Open-weights models: :func:`generate` (forced-decoding step scores included) and
 :class:`LocalSampler` (every open model's sampler). API-only models: :func:`generate_via_sampler`,
 whose tokens are word-level :func:`pseudo_tokens`.
+
+Tokens are shown as the text the model saw (:func:`token_texts`): the bytes each token id stands
+for are read from the tokenizer's vocabulary (GPT-2 byte-level BPE, SentencePiece with byte
+fallback), and each character is shown on the token where its last byte arrives; a token that
+holds bytes of a character a later token completes shows them as a byte mark ``⟨F0 9F⟩``
+(:func:`display_pieces`). The tokenizer's own token strings are kept beside them.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from reportgen.cache import content_key
-from reportgen.data import Generation
+from reportgen.data import Generation, TokenText
 from reportgen.errors import SamplerError
 from reportgen.plugin_api import LoadedModel, Sampler
 
@@ -51,33 +61,240 @@ def render_prompt(tokenizer: Any, prompt: Any, use_chat_template: bool) -> tuple
     return text, spans
 
 
+# --------------------------------------------------------------------------- text as the model saw it
+
+#: A SentencePiece byte-fallback token (``<0xE2>``): one byte.
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def byte_mark(data: bytes) -> str:
+    """Bytes shown as text: ``⟨F0 9F⟩`` (upper-case hex, one space between bytes)."""
+    return "⟨" + " ".join(f"{b:02X}" for b in data) + "⟩"
+
+
+def _utf8_length(lead: int) -> int:
+    """Length of the UTF-8 sequence a lead byte starts (0: not a lead byte)."""
+    if lead < 0x80:
+        return 1
+    if 0xC2 <= lead <= 0xDF:
+        return 2
+    if 0xE0 <= lead <= 0xEF:
+        return 3
+    if 0xF0 <= lead <= 0xF4:
+        return 4
+    return 0
+
+
+def display_pieces(pieces: Sequence[bytes]) -> list[str]:
+    """Display forms of consecutive tokens, given the bytes each one stands for.
+
+    The rule: a character is shown on the token where its last byte arrives. A token holding
+    bytes of a character that a later token completes shows those bytes as a mark
+    (:func:`byte_mark`); so do bytes that are no UTF-8 at all (a response cut inside a
+    character, a stray continuation byte). So the display forms, byte marks left out,
+    concatenate to the decoded text and no character is shown twice. A token with marks is a
+    :class:`~reportgen.data.TokenText` that knows where they are.
+    """
+    owner = [k for k, piece in enumerate(pieces) for _ in piece]
+    data = b"".join(pieces)
+    segments: list[list[tuple[str, bool]]] = [[] for _ in pieces]
+
+    def add(k: int, text: str, is_bytes: bool) -> None:
+        seg = segments[k]
+        if seg and seg[-1][1] == is_bytes:
+            seg[-1] = (seg[-1][0] + text, is_bytes)
+        else:
+            seg.append((text, is_bytes))
+
+    def add_byte(q: int) -> None:
+        seg = segments[owner[q]]
+        if seg and seg[-1][1]:  # extend the open mark: ⟨F0⟩ + ⟨9F⟩ → ⟨F0 9F⟩
+            seg[-1] = (seg[-1][0][:-1] + f" {data[q]:02X}⟩", True)
+        else:
+            seg.append((byte_mark(data[q : q + 1]), True))
+
+    p = 0
+    while p < len(data):
+        size = _utf8_length(data[p])
+        try:
+            char = data[p : p + size].decode("utf-8") if size and p + size <= len(data) else ""
+        except UnicodeDecodeError:
+            char = ""
+        if not char:  # not the start of a whole character: this byte is shown as a byte
+            add_byte(p)
+            p += 1
+            continue
+        last = owner[p + size - 1]
+        for q in range(p, p + size):
+            if owner[q] != last:
+                add_byte(q)
+        add(last, char, False)
+        p += size
+    out: list[str] = []
+    for seg in segments:
+        text, spans, at = "", [], 0
+        for part, is_bytes in seg:
+            if is_bytes:
+                spans.append((at, at + len(part)))
+            text += part
+            at += len(part)
+        out.append(TokenText(text, spans) if spans else text)
+    return out
+
+
+@dataclass(frozen=True)
+class TokenScheme:
+    """How a tokenizer's token strings spell bytes (read from its decoder)."""
+
+    byte_level: bool = False  # GPT-2 byte-level BPE: each character of a token stands for one byte
+    space: str = ""  # SentencePiece's word-boundary character (``▁``), which stands for a space
+    byte_fallback: bool = False  # ``<0xE2>`` tokens are one byte
+    strip_first_space: bool = False  # decoding drops the space the encoder put before the text
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-to-printable-character table, inverted (character → byte)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
+
+
+def _decoder_steps(spec: Any) -> list[dict[str, Any]]:
+    if not isinstance(spec, dict):
+        return []
+    steps = [spec]
+    for inner in spec.get("decoders") or []:
+        steps.extend(_decoder_steps(inner))
+    return steps
+
+
+def token_scheme(tokenizer: Any) -> TokenScheme | None:
+    """How ``tokenizer`` spells bytes, from its decoder; None when it is neither byte-level
+    BPE nor SentencePiece (its tokens then are shown from the text offsets or decoding)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    if decoder is None:
+        if isinstance(getattr(tokenizer, "byte_decoder", None), dict):  # a slow GPT-2 tokenizer
+            return TokenScheme(byte_level=True)
+        if getattr(tokenizer, "sp_model", None) is not None:  # a slow SentencePiece tokenizer
+            return TokenScheme(space="\u2581", byte_fallback=True)
+        return None
+    try:
+        steps = _decoder_steps(json.loads(decoder.__getstate__()))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    kinds = {str(s.get("type")) for s in steps}
+    space, strip = "", False
+    for s in steps:
+        if s.get("type") == "Replace" and s.get("content") == " ":
+            space = str((s.get("pattern") or {}).get("String") or "") or space
+        elif s.get("type") == "Metaspace":
+            space = str(s.get("replacement") or "\u2581")
+            strip = strip or (s.get("prepend_scheme", "always") != "never" and s.get("add_prefix_space", True) is not False)
+        elif s.get("type") == "Strip" and s.get("content") == " " and int(s.get("start") or 0) > 0:
+            strip = True
+    if "ByteLevel" in kinds:
+        return TokenScheme(byte_level=True)
+    if space:
+        return TokenScheme(space=space, byte_fallback="ByteFallback" in kinds, strip_first_space=strip)
+    return None
+
+
+def raw_tokens(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """The tokenizer's own token strings (``Ġthe``, ``▁the``, ``<0xE2>``, ``<|im_start|>``)."""
+    raw = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+    return [r if isinstance(r, str) else "" for r in raw]
+
+
+def token_bytes(tokenizer: Any, ids: Sequence[int], raw: Sequence[str] | None = None) -> list[bytes] | None:
+    """The bytes each token id stands for, read from the vocabulary; None for a tokenizer
+    whose tokens are not spelled in bytes (see :func:`token_scheme`).
+
+    Added tokens (``<|im_start|>``) stand for their own text. The space a SentencePiece
+    encoder puts before the text is dropped from the first token, as its decoder does.
+    """
+    scheme = token_scheme(tokenizer)
+    if scheme is None:
+        return None
+    raw = raw_tokens(tokenizer, ids) if raw is None else raw
+    added = set(getattr(tokenizer, "added_tokens_decoder", None) or {})
+    alphabet = _byte_level_alphabet()
+    out: list[bytes] = []
+    first = True
+    for tid, tok in zip(ids, raw):
+        single = _BYTE_TOKEN.fullmatch(tok) if scheme.byte_fallback else None
+        if single is not None:
+            piece = bytes([int(single.group(1), 16)])
+        elif int(tid) in added:
+            out.append(tok.encode("utf-8"))
+            continue
+        elif scheme.byte_level and all(c in alphabet for c in tok):
+            piece = bytes(alphabet[c] for c in tok)
+        else:
+            piece = (tok.replace(scheme.space, " ") if scheme.space else tok).encode("utf-8")
+        if first and scheme.strip_first_space and piece.startswith(b" "):
+            piece = piece[1:]
+        first = False
+        out.append(piece)
+    return out
+
+
+def token_texts(tokenizer: Any, ids: Sequence[int]) -> tuple[list[str], list[str] | None]:
+    """(raw token strings, display forms) of ``ids``; display forms are None when the tokenizer's
+    tokens are not spelled in bytes. See :func:`display_pieces` for the rule."""
+    raw = raw_tokens(tokenizer, ids)
+    pieces = token_bytes(tokenizer, ids, raw)
+    return raw, (display_pieces(pieces) if pieces is not None else None)
+
+
 def tokenize_with_roles(
     tokenizer: Any, text: str, spans: list[tuple[int, int]], add_special_tokens: bool
 ) -> tuple[list[int], list[str], list[bool]]:
-    """Token ids, display strings and a template/special flag per token."""
+    """Token ids, display forms (:func:`token_texts`) and a template/special flag per token.
+
+    A tokenizer whose tokens are not spelled in bytes shows each token's text offsets.
+    """
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    _, shown = token_texts(tokenizer, ids)
     tokens: list[str] = []
     special: list[bool] = []
-    for tid, (a, b) in zip(ids, offsets):
+    for k, (tid, (a, b)) in enumerate(zip(ids, offsets)):
         is_special_id = tid in special_ids
         inside = b > a and any(a >= s and b <= e for s, e in spans)
         overlaps = b > a and any(a < e and b > s for s, e in spans)
         special.append(is_special_id or not (inside or overlaps))
-        if b > a and not is_special_id:
+        if shown is not None:
+            tokens.append(shown[k])
+        elif b > a and not is_special_id:
             tokens.append(text[a:b])
         else:
             tokens.append(tokenizer.decode([tid], skip_special_tokens=False))
     return ids, tokens, special
 
 
+def output_texts(tokenizer: Any, ids: Sequence[int]) -> tuple[list[str], list[str]]:
+    """(raw token strings, display forms) of generated ids (:func:`token_texts`, or
+    :func:`decode_incremental` for a tokenizer whose tokens are not spelled in bytes)."""
+    raw, shown = token_texts(tokenizer, ids)
+    return raw, (shown if shown is not None else decode_incremental(tokenizer, list(ids)))
+
+
 def decode_incremental(tokenizer: Any, ids: list[int]) -> list[str]:
     """Per-token display strings that concatenate to the decoded text (multi-byte safe).
 
     A token that ends in the middle of a UTF-8 character shows as "" and the token that
-    completes the character carries it (no replacement characters in the report).
+    completes the character carries it (no replacement characters in the report). Used for
+    tokenizers whose tokens are not spelled in bytes (:func:`output_texts`).
     """
     out: list[str] = []
     prev = ""
@@ -137,6 +354,7 @@ def generate(
     out = model.generate(inp, **gen_kwargs)
     out_ids = out[0, len(ids):].tolist()
     step = teacher_forced_step_scores(model, ids, out_ids)
+    out_raw, out_tokens = output_texts(tok, out_ids)
     return Generation(
         model_id=loaded.id,
         prompt_id=prompt.id,
@@ -144,12 +362,14 @@ def generate(
         input_tokens=tuple(tokens),
         input_special=tuple(special),
         output_ids=tuple(out_ids),
-        output_tokens=tuple(decode_incremental(tok, out_ids)),
+        output_tokens=tuple(out_tokens),
         prompt_text=text,
         response_text=tok.decode(out_ids, skip_special_tokens=True),
         step_scores={k: tuple(v) for k, v in step.items()},
         settings={**settings.model_dump(), "seed": seed},
         seconds=time.perf_counter() - t0,
+        input_raw=tuple(raw_tokens(tok, ids)),
+        output_raw=tuple(out_raw),
     )
 
 
@@ -308,4 +528,6 @@ def generate_via_sampler(loaded: LoadedModel, prompt: Any, settings: Any, seed: 
         step_scores={},
         settings={**settings.model_dump(), "seed": seed, "messages": messages, "tokens": "words"},
         seconds=time.perf_counter() - t0,
+        input_raw=tuple(t[0] for t in toks),  # pseudo-tokens are whole words: raw and shown alike
+        output_raw=tuple(out_toks),
     )

@@ -12,14 +12,25 @@ SVG is XML-escaped here, so prompt text can never become markup. Output is deter
 
 from __future__ import annotations
 
+import functools
 import html
+import itertools
 import math
 import re
-from typing import Any, Sequence
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-FONT = "DejaVu Sans, Liberation Sans, Arial, sans-serif"
+#: Font stack of figure text in the PDF: DejaVu, then Noto for every other script (Debian
+#: fonts-noto-core, fonts-noto-cjk), so no character is a blank box. Emoji come from
+#: fonts-noto-color-emoji through fontconfig's fallback; naming it here would make WeasyPrint draw
+#: digits from it (see templates/pdf/print.css).
+FONT = (
+    "DejaVu Sans, Liberation Sans, Noto Sans, Noto Sans Hebrew, Noto Sans Arabic, Noto Sans Devanagari, "
+    "Noto Sans CJK SC, Noto Sans CJK JP, Noto Sans CJK KR, Arial, sans-serif"
+)
 INK = "#1f2933"
 INK2 = "#52606d"
 GRID = "#e4e7eb"
@@ -43,6 +54,108 @@ def plain(text: Any) -> str:
 def x(text: Any) -> str:
     """XML-escape for SVG text and attributes."""
     return html.escape(str(text), quote=True)
+
+
+# --------------------------------------------------------------------------- right-to-left text
+# WeasyPrint lays SVG text out one character at a time, left to right: no bidirectional reordering
+# and no shaping. Hebrew and Arabic labels would read backwards and Arabic letters unjoined, so
+# :func:`visual` hands it right-to-left runs already in visual order, Arabic letters in their
+# joined presentation forms. (Scripts that need shaping beyond that, Devanagari conjuncts or emoji
+# ZWJ sequences, are drawn character by character; the token views in the page are shaped.)
+
+_MIRROR = str.maketrans("()[]{}<>«»", ")(][}{><»«")
+_ALEFS = {"\u0627": "", "\u0622": " WITH MADDA ABOVE", "\u0623": " WITH HAMZA ABOVE", "\u0625": " WITH HAMZA BELOW"}
+
+
+@functools.lru_cache(maxsize=512)
+def _arabic_form(ch: str, form: str) -> str | None:
+    """``ch`` in one presentation form (``ISOLATED``, ``FINAL``, ``INITIAL``, ``MEDIAL``), if Unicode has it."""
+    try:
+        return unicodedata.lookup(f"{unicodedata.name(ch)} {form} FORM")
+    except (KeyError, ValueError):
+        return None
+
+
+def _joins_back(ch: str) -> bool:
+    return ch == "\u0640" or _arabic_form(ch, "FINAL") is not None
+
+
+def _joins_on(ch: str) -> bool:
+    return ch == "\u0640" or (_arabic_form(ch, "INITIAL") is not None and _arabic_form(ch, "MEDIAL") is not None)
+
+
+def arabic_shaped(text: str) -> str:
+    """Arabic letters in their contextual presentation forms, lam-alef as one ligature."""
+    letters = [i for i, c in enumerate(text) if unicodedata.category(c) != "Mn"]  # marks are transparent
+    nxt = dict(itertools.pairwise(letters))
+    prv = {b: a for a, b in itertools.pairwise(letters)}
+    out: list[str] = []
+    skip = -1
+    for i, c in enumerate(text):
+        if i == skip:
+            continue
+        if unicodedata.category(c) == "Mn" or not ("\u0600" <= c <= "\u06ff" or "\u0750" <= c <= "\u077f"):
+            out.append(c)
+            continue
+        back = i in prv and _joins_back(c) and _joins_on(text[prv[i]])
+        j = nxt.get(i)
+        if c == "\u0644" and j is not None and text[j] in _ALEFS:  # lam + alef: one ligature
+            name = f"ARABIC LIGATURE LAM WITH ALEF{_ALEFS[text[j]]} {'FINAL' if back else 'ISOLATED'} FORM"
+            try:
+                out.append(unicodedata.lookup(name) + text[i + 1 : j])
+                skip = j
+                continue
+            except KeyError:
+                pass
+        on = j is not None and _joins_on(c) and _joins_back(text[j])
+        form = {(True, True): "MEDIAL", (True, False): "FINAL", (False, True): "INITIAL"}.get((back, on), "ISOLATED")
+        out.append(_arabic_form(c, form) or c)
+    return "".join(out)
+
+
+def _units(run: str) -> list[str]:
+    """A right-to-left run cut into what keeps its order: numbers (``3.5``, ``1,000``) and a
+    letter with its combining marks."""
+    kinds = [unicodedata.bidirectional(c) for c in run]
+    units: list[str] = []
+    k = 0
+    while k < len(run):
+        end = k + 1
+        if kinds[k] in ("EN", "AN"):
+            while end < len(run) and (
+                kinds[end] in ("EN", "AN")
+                or (kinds[end] in ("CS", "ES", "ET") and end + 1 < len(run) and kinds[end + 1] in ("EN", "AN"))
+            ):
+                end += 1
+        while end < len(run) and kinds[end] == "NSM":
+            end += 1
+        units.append(run[k:end])
+        k = end
+    return units
+
+
+def visual(text: str) -> str:
+    """``text`` (a left-to-right line) with each right-to-left run in visual order, as WeasyPrint
+    draws SVG text: letters reversed, numbers and combining marks kept, brackets mirrored, Arabic
+    joined (:func:`arabic_shaped`). Text without right-to-left letters is returned unchanged."""
+    if not any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+        return text
+    text = arabic_shaped(text)
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if unicodedata.bidirectional(text[i]) not in ("R", "AL"):
+            out.append(text[i])
+            i += 1
+            continue
+        last = j = i  # the run ends at its last right-to-left letter, number or mark before a left-to-right letter
+        while j < len(text) and unicodedata.bidirectional(text[j]) != "L":
+            if unicodedata.bidirectional(text[j]) in ("R", "AL", "EN", "AN", "NSM"):
+                last = j
+            j += 1
+        out.extend(u.translate(_MIRROR) if len(u) == 1 else u for u in reversed(_units(text[i : last + 1])))
+        i = last + 1
+    return "".join(out)
 
 
 def _num(v: float) -> str:
@@ -70,7 +183,7 @@ def _hex(c: str) -> tuple[float, float, float]:
 def colour_at(scale: Sequence[Sequence[Any]], s: float) -> str:
     """Linear interpolation in a Plotly colorscale ``[[pos, colour], ...]`` at ``s`` ∈ [0, 1]."""
     s = min(1.0, max(0.0, s))
-    for (p0, c0), (p1, c1) in zip(scale[:-1], scale[1:]):
+    for (p0, c0), (p1, c1) in itertools.pairwise(scale):
         if s <= float(p1):
             f = 0.0 if float(p1) == float(p0) else (s - float(p0)) / (float(p1) - float(p0))
             a, b = _hex(c0), _hex(c1)
@@ -131,7 +244,7 @@ def _text(px: float, py: float, s: str, *, size: float = 10, anchor: str = "star
     w = f' font-weight="{weight}"' if weight != "normal" else ""
     return (
         f'<text x="{_num(px)}" y="{_num(py)}" font-size="{_num(size)}" text-anchor="{anchor}" fill="{fill}"{w}{tr}>'
-        f"{x(s)}</text>"
+        f"{x(visual(s))}</text>"
     )
 
 
@@ -261,14 +374,14 @@ def xy_svg(fig: Any) -> str | None:
     title = plain(layout.title.text) if layout.title and layout.title.text else ""
     ranges: dict[str, list[float]] = {"y": [], "y2": []}
     for tr in traces:
-        ys = [v for v in _vals(tr.y) if v is not None]
+        finite = [v for v in _vals(tr.y) if v is not None]
         err = _errors(tr, len(_vals(tr.y)))
         ax = tr.yaxis or "y"
-        ranges[ax].extend(ys)
+        ranges[ax].extend(finite)
         if err:
-            yv = _vals(tr.y)
-            ranges[ax].extend((yv[i] or 0.0) + err[i][1] for i in range(len(yv)))
-            ranges[ax].extend((yv[i] or 0.0) - err[i][0] for i in range(len(yv)))
+            with_err = _vals(tr.y)
+            ranges[ax].extend((with_err[i] or 0.0) + err[i][1] for i in range(len(with_err)))
+            ranges[ax].extend((with_err[i] or 0.0) - err[i][0] for i in range(len(with_err)))
     has_y2 = bool([tr for tr in traces if (tr.yaxis or "y") == "y2"])
 
     def axis_range(ax: str, spec: Any) -> tuple[float, float]:
@@ -305,16 +418,16 @@ def xy_svg(fig: Any) -> str | None:
     def ypx(v: float, rng: tuple[float, float]) -> float:
         return top + h_plot * (1 - (v - rng[0]) / (rng[1] - rng[0]))
 
-    for v in nice_ticks(*y1, 5):
-        if y1[0] - 1e-12 <= v <= y1[1] + 1e-12:
-            py = ypx(v, y1)
-            stroke = "#9aa5b1" if v == 0 else GRID
+    for tick in nice_ticks(*y1, 5):
+        if y1[0] - 1e-12 <= tick <= y1[1] + 1e-12:
+            py = ypx(tick, y1)
+            stroke = "#9aa5b1" if tick == 0 else GRID
             body.append(f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{stroke}" stroke-width="0.6"/>')
-            body.append(_text(left - 4, py + 3, _fmt(v), size=8, anchor="end", fill=INK2))
+            body.append(_text(left - 4, py + 3, _fmt(tick), size=8, anchor="end", fill=INK2))
     if has_y2:
-        for v in nice_ticks(*y2, 5):
-            if y2[0] - 1e-12 <= v <= y2[1] + 1e-12:
-                body.append(_text(left + w_plot + 4, ypx(v, y2) + 3, _fmt(v), size=8, fill=INK2))
+        for tick in nice_ticks(*y2, 5):
+            if y2[0] - 1e-12 <= tick <= y2[1] + 1e-12:
+                body.append(_text(left + w_plot + 4, ypx(tick, y2) + 3, _fmt(tick), size=8, fill=INK2))
     body.append(f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(top + h_plot)}" y2="{_num(top + h_plot)}" stroke="#cbd2d9" stroke-width="0.8"/>')
     bars = [tr for tr in traces if tr.type == "bar"]
     group = len(bars) if (layout.barmode in (None, "group") and len(bars) > 1) else 1

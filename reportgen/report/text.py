@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from markupsafe import Markup, escape
 
 from reportgen.data import Generation
 from reportgen.figures import token_colours
 from reportgen.render import fmt_number
 from reportgen.report.model import Tok
-from reportgen.unicode import make_visible
+from reportgen.unicode import make_visible, neutralise
 
 #: Tokens of user content shown on each side of a finding's tokens.
 CONTEXT_WIDTH = 8
+#: What a byte mark (``⟨F0 9F⟩``) in a token means, for hover titles.
+BYTE_MARK_NOTE = "⟨..⟩ are bytes of a character that a later token completes (or bytes that are no UTF-8)"
 
 
 def exact(x: float | None) -> str:
@@ -23,18 +28,66 @@ def exact(x: float | None) -> str:
     return f"{float(x):.9g}"
 
 
+def token_segments(tok: str) -> list[tuple[str, bool]]:
+    """A token's display form as (text, is byte mark) parts (see :class:`reportgen.data.TokenText`)."""
+    spans: Sequence[tuple[int, int]] = getattr(tok, "byte_spans", ())
+    if not spans:
+        return [(str(tok), False)]
+    out: list[tuple[str, bool]] = []
+    at = 0
+    for a, b in spans:
+        if a > at:
+            out.append((tok[at:a], False))
+        out.append((tok[a:b], True))
+        at = b
+    if at < len(tok):
+        out.append((tok[at:], False))
+    return out
+
+
+def has_byte_marks(tok: str) -> bool:
+    return bool(getattr(tok, "byte_spans", ()))
+
+
+def _styled(parts: Sequence[tuple[str, bool]], text: Callable[[str], str]) -> str:
+    """Plain text when no part is a byte mark; otherwise Markup: ``text`` of each text part,
+    escaped, and each byte mark in ``<span class="tok-bytes">`` (styled apart from typed text)."""
+    if not any(is_bytes for _, is_bytes in parts):
+        return "".join(text(p) for p, _ in parts)
+    return Markup("").join(
+        Markup('<span class="tok-bytes">{}</span>').format(p) if is_bytes else escape(text(p)) for p, is_bytes in parts
+    )
+
+
+def _visible(tok: str) -> str:
+    t = make_visible(tok.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "⇥"))
+    return t.replace("\n", "⏎\n")
+
+
 def display_token(tok: str) -> str:
     """A token as page text: newlines, tabs and invisible characters made visible (the newline
-    still breaks the line)."""
-    t = make_visible(tok.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "⇥"))
-    if t == "":
+    still breaks the line). A token with byte marks comes back as Markup, its marks styled."""
+    if _visible(tok) == "":
         return "∅"
-    return t.replace("\n", "⏎\n")
+    return _styled(token_segments(tok), _visible)
 
 
 def one_line(text: str) -> str:
     """Plain text on one line: newlines and tabs become visible marks."""
     return text.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", "⇥")
+
+
+def _one_line_neutral(text: str) -> str:
+    return neutralise(one_line(text))  # what the template does to a plain string
+
+
+def joined_tokens(tokens: Sequence[str]) -> str:
+    """Tokens run together on one line (a finding's context): plain text, or Markup with
+    their byte marks styled when any has one."""
+    parts = [part for tok in tokens for part in token_segments(tok)]
+    if not any(is_bytes for _, is_bytes in parts):
+        return one_line("".join(tokens))
+    return _styled(parts, _one_line_neutral)
 
 
 def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -93,9 +146,11 @@ def token_views(
     colours = token_colours(values, special, signed) if values is not None else None
     out = []
     for i, tok in enumerate(tokens):
-        title = f"{side}#{i} {tok!r}"
+        title = f"{side}#{i} {str(tok)!r}"
         if special[i]:
             title += " · template/special token"
+        if has_byte_marks(tok):
+            title += f" · {BYTE_MARK_NOTE}"
         css = ""
         if values is not None and colours is not None:
             title += f" · {what} = {exact(values[i] if i < len(values) else None)}"
@@ -121,10 +176,8 @@ def finding_context(g: Generation | None, positions: Sequence[int], width: int =
     lo, hi = ps[0], ps[-1]
     before = [i for i in range(lo) if not special[i]]
     after = [i for i in range(hi + 1, g.n) if not special[i]]
-    left = "".join(tokens[i] for i in before[-width:])
-    right = "".join(tokens[i] for i in after[:width])
     return (
-        ("…" if len(before) > width else "") + one_line(left),
-        one_line("".join(tokens[lo : hi + 1])),
-        one_line(right) + ("…" if len(after) > width else ""),
+        ("…" if len(before) > width else "") + joined_tokens([tokens[i] for i in before[-width:]]),
+        joined_tokens(tokens[lo : hi + 1]),
+        joined_tokens([tokens[i] for i in after[:width]]) + ("…" if len(after) > width else ""),
     )
