@@ -1,8 +1,30 @@
 """Command line: ``reportgen run | validate | plugins | schema | render``.
 
-Exit codes: 0 ok · 1 unexpected error · 2 invalid spec or usage · 3 plugin error ·
-4 model could not load · 5 black-box sampler failed · 6 render error · 130 interrupted.
+Exit codes (also in README.md):
+
+====  ==================================================================================
+0     ok
+1     unexpected error (a bug: rerun with ``--debug`` for the traceback)
+2     invalid spec or usage: every problem as ``file:line:col: field.path: message``, found
+      before any model loads (names, options, devices, output folder); nothing is written
+3     plugin error (a plugin is broken or registers a name twice)
+4     a model could not load (weights missing or unreadable, not a GGUF file, package absent)
+5     a black-box sampler failed (server down, timeout, request cap)
+6     render error: a renderer failed (the other formats are still written), or the
+      results.json given to ``render`` is malformed (the file and JSON path are named)
+7     gate failed: the run finished and its reports are written, but ``--fail-on`` (or the
+      spec's ``fail_on``) matched, or no method produced a result at all
+130   interrupted (finished work is in the cache; rerun to resume)
+====  ==================================================================================
+
 Errors print one line (no traceback) unless ``--debug``.
+
+Exit 7 without ``--fail-on``: when every method job failed or was unavailable, the reports
+are still written (they say why each job did not run) but hold no attribution evidence, so
+a pipeline that runs an audit must not read the run as a success. The CLI prints one line,
+``error: gate failed: no method produced a result (N failed, M unavailable); the reports are
+written``, and exits 7; ``--fail-on`` only adds conditions. A failed job among successful
+ones is listed but exits 0 unless ``--fail-on failed``.
 """
 
 from __future__ import annotations
@@ -12,13 +34,14 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from reportgen import __version__
-from reportgen.errors import ReportgenError
+from reportgen.errors import GateFailed, RenderError, ReportgenError
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
@@ -56,13 +79,20 @@ def main() -> None:
 
 def _progress_bar(quiet: bool) -> tuple[Any, Any]:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from reportgen.runner import Progress as Hooks
 
     console = Console(stderr=True)
-    if quiet:
-        return None, Hooks()
+    if quiet:  # no bar; log lines (model loads, cache reuse, removed files) stay, as plain lines
+        return None, Hooks(log=lambda msg: click.echo(msg, err=True))
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -92,17 +122,45 @@ def _progress_bar(quiet: bool) -> tuple[Any, Any]:
     return bar, Hooks(start=start, advance=advance, detail=detail, log=log)
 
 
+def _fail_on_levels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from reportgen.spec import GATE_LEVELS
+
+    levels = tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+    bad = [v for v in levels if v not in GATE_LEVELS]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r}; choose from {', '.join(GATE_LEVELS)} (repeat it or give a comma list)")
+    return levels
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: the spec's report.output).")
 @click.option("-f", "--format", "formats", multiple=True, help="Report format(s): html, json, pdf (default: the spec's).")
 @click.option("--device", help="cpu, cuda, cuda:1 … (default: the spec's).")
 @click.option("--no-cache", is_flag=True, help="Recompute everything instead of reusing cached results.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--fail-on",
+    "fail_on",
+    multiple=True,
+    callback=_fail_on_levels,
+    metavar="LEVEL",
+    help="CI gate: exit 7 after writing the reports when a method job failed (failed) or a finding of this "
+    "severity or worse exists (high, medium, low, info). Repeatable or a comma list; adds to the spec's fail_on.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (log lines are still printed).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run(spec: Path, output: str | None, formats: tuple[str, ...], device: str | None, no_cache: bool, quiet: bool, debug: bool) -> None:
+def run(
+    spec: Path,
+    output: str | None,
+    formats: tuple[str, ...],
+    device: str | None,
+    no_cache: bool,
+    fail_on: tuple[str, ...],
+    quiet: bool,
+    debug: bool,
+) -> None:
     """Run the audit SPEC and write the reports."""
-    from reportgen.runner import RunOptions, run_audit
+    from reportgen.runner import RunOptions, gate, run_audit
 
     bar, hooks = _progress_bar(quiet)
 
@@ -122,17 +180,21 @@ def run(spec: Path, output: str | None, formats: tuple[str, ...], device: str | 
     if failed:
         for r in failed:
             click.echo(f"  failed: {r.method} on {r.model_id}/{r.prompt_id}: {r.reason}", err=True)
+    why = gate(run_result, (*run_result.spec.fail_on, *fail_on))
+    if why:
+        _fail(GateFailed(f"gate failed: {why}; the reports are written"), False)
 
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--debug", is_flag=True)
 def validate(spec: Path, debug: bool) -> None:
-    """Check SPEC (syntax, fields, plugin names, method options) without loading any model."""
+    """Check SPEC without loading any model: syntax, fields, plugin names and options, model
+    sources, devices, and that the output folder can be written."""
     from reportgen.plugins import get_registry
-    from reportgen.spec import load_spec
+    from reportgen.spec import RunTarget, load_spec
 
-    parsed, _ = _guard(debug, lambda: load_spec(spec, get_registry()))
+    parsed, _ = _guard(debug, lambda: load_spec(spec, get_registry(), target=RunTarget()))
     click.echo(
         f"{spec}: ok ({len(parsed.models)} model(s) × {len(parsed.prompts)} prompt(s) × {len(parsed.methods)} method(s))"
     )
@@ -182,19 +244,27 @@ def schema() -> None:
 @click.option("-f", "--format", "formats", multiple=True, default=("html",), show_default=True)
 @click.option("--debug", is_flag=True)
 def render(results: Path, output: str, formats: tuple[str, ...], debug: bool) -> None:
-    """Rebuild reports from a results.json without running any model."""
+    """Rebuild reports from a results.json without running any model.
+
+    The rebuilt reports say so: a notice at the top and ``provenance.rebuilt`` (when, from
+    which file and its sha256). Nothing else in the output folder is touched.
+    """
     from reportgen.plugins import get_registry
     from reportgen.results import load_run
     from reportgen.runner import render as render_run
+    from reportgen.spec import output_problem
 
     def go() -> dict[str, str]:
         reg = get_registry()
-        run_result = load_run(results)
         unknown = [f for f in formats if f not in reg.renderers]
         if unknown:
             from reportgen.errors import SpecError
 
             raise SpecError(f"unknown format {unknown[0]!r}; valid choices: {', '.join(sorted(reg.renderers))}")
+        run_result = load_run(results, rebuild=True)
+        why = output_problem(Path(output))
+        if why:
+            raise RenderError(f"--output: {why}")
         return render_run(reg, run_result, Path(output), list(formats))
 
     for fmt, path in _guard(debug, go).items():

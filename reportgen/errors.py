@@ -1,4 +1,9 @@
-"""Exception hierarchy; the CLI maps each class to an exit code and a one-line message."""
+"""Exception hierarchy; the CLI maps each class to an exit code and a one-line message.
+
+Exit codes: 1 unexpected (``ReportgenError`` itself) · 2 ``SpecError`` · 3 ``PluginError`` ·
+4 ``ModelLoadError`` · 5 ``SamplerError`` · 6 ``RenderError`` (``ResultsError``) ·
+7 ``GateFailed`` · 130 interrupted (``KeyboardInterrupt``, handled by the CLI).
+"""
 
 from __future__ import annotations
 
@@ -48,4 +53,16 @@ class SamplerError(ReportgenError):
 
 
 class RenderError(ReportgenError):
+    """A report could not be written (a renderer failed, or the results it reads are malformed)."""
+
     exit_code = 6
+
+
+class ResultsError(RenderError):
+    """A results.json cannot be rendered: the message names the file and the JSON path."""
+
+
+class GateFailed(ReportgenError):
+    """The run finished and its reports are written, but the CI gate (``--fail-on``) failed."""
+
+    exit_code = 7

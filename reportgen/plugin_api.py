@@ -76,11 +76,40 @@ class LoadedModel:
 
 
 class ModelLoader:
+    """Loads the models of one source scheme (``<scheme>:<name>`` in the spec).
+
+    ``load`` is the only method a loader must have. ``check`` and ``fingerprint`` are
+    optional hooks (a duck-typed loader may leave them out) that let the host do its work
+    before any model loads: report a bad source with the other spec errors, and decide
+    from the cache alone whether a model has to be loaded at all.
+    """
+
     scheme: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
     def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
         raise NotImplementedError
+
+    def check(self, model_spec: Any) -> list[str]:
+        """Problems with ``model_spec`` knowable without loading it, one message each.
+
+        Called by ``reportgen validate`` and before a run; each message is reported as
+        ``file:line:col: models[i].source: <message>`` (so give no position yourself), for
+        example an unknown name with the valid choices. Touch no weights here.
+        """
+        return []
+
+    def fingerprint(self, model_spec: Any, *, base_dir: str) -> dict[str, Any] | None:
+        """What identifies the weights ``model_spec`` names, found without loading them.
+
+        For example the sha256 of the weights file, or a package name and version whose
+        content is verified on load. The host combines it with the spec's model settings into
+        the cache key of every generation and result of this model, so it must change
+        whenever the weights do. Return None (the default) when the loader cannot tell
+        without loading: the runner then loads the model before consulting the cache.
+        Raise ``ModelLoadError`` when the weights are missing or unreadable.
+        """
+        return None
 
 
 def _builtin_reduce(array: np.ndarray, name: str | None = None) -> np.ndarray:

@@ -4,29 +4,57 @@ Data flows one way: spec → jobs → generations → attribution results (cache
 content hash) → findings → figures → renderers. Finished work is cached on disk as it
 completes, so a failed or interrupted run loses nothing; reports are written
 atomically, so a failure never leaves a half-written file.
+
+Reuse: every job's cache key is derived from the spec and the model loader's
+``fingerprint`` (e.g. the weights file's sha256), computed for every model before any model
+loads. The cache is consulted first, and a model is loaded only when one of its jobs is not
+in it; a loader without a fingerprint is loaded first and keyed by what it loaded. How many
+jobs were reused and computed is logged at the end and recorded in ``provenance["jobs"]``.
+
+Report files a previous run left in the output folder that this run did not rewrite
+(an old ``report.pdf`` beside a new ``report.html``, unfinished ``.partial`` writes) are
+removed, with a log line each; only reportgen's own file names are ever touched.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import gc
+import re
 import time
 import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from reportgen import provenance as prov
 from reportgen.cache import Cache, atomic_write_bytes, content_key
-from reportgen.data import AttributionResult, FigureSpec, Finding, Generation, RunResult
-from reportgen.errors import RenderError, ReportgenError, SpecError
+from reportgen.data import (
+    SEVERITY_ORDER,
+    AttributionResult,
+    FigureSpec,
+    Finding,
+    Generation,
+    RunResult,
+)
+from reportgen.errors import PluginError, RenderError, ReportgenError
 from reportgen.plugin_api import AttributionContext, LoadedModel, RenderContext
 from reportgen.plugins import Registry, get_registry
 from reportgen.render import make_jinja_env
-from reportgen.spec import AuditSpec, load_spec
+from reportgen.spec import (
+    AuditSpec,
+    ModelSpec,
+    RunTarget,
+    load_spec,
+    options_context,
+    output_dir,
+    report_filename,
+)
 
 RESULTS_VERSION = "1"
 
@@ -74,6 +102,79 @@ def model_fingerprint(loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
+#: Model settings that do not change what a model answers (left out of cache keys).
+_OPERATIONAL = {"label", "device", "timeout_s", "max_retries", "concurrency", "max_requests", "api_key_env"}
+
+JobOutcome = Literal["reused", "computed", "unavailable"]
+
+
+class ModelSlot:
+    """One model of the run, loaded on first use and freed by :meth:`close`.
+
+    ``key`` identifies the model in cache keys: its spec settings plus the loader's
+    ``fingerprint`` of the weights, found without loading them. A loader without a
+    fingerprint is loaded when the key is first needed and keyed by what it loaded.
+    """
+
+    def __init__(self, registry: Registry, mspec: ModelSpec, base_dir: Path, device: str, progress: Progress) -> None:
+        self.registry = registry
+        self.spec = mspec
+        self.loader = registry.model_loaders[mspec.scheme]
+        self.base_dir = base_dir
+        self.device = device
+        self.progress = progress
+        self.loaded: LoadedModel | None = None
+        self.load_seconds: float | None = None
+        hook = getattr(self.loader, "fingerprint", None)
+        try:
+            weights = hook(mspec, base_dir=str(base_dir)) if hook is not None else None
+        except ReportgenError:  # ModelLoadError: the weights are missing or unreadable (exit 4)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken loader plugin (exit 3), not a crash
+            raise PluginError(
+                f"model loader {mspec.scheme + ':'!r} failed to fingerprint model {mspec.id!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        self._key: dict[str, Any] | None = None if weights is None else self._with_settings(weights)
+
+    def _with_settings(self, weights: Any) -> dict[str, Any]:
+        return {"model": self.spec.model_dump(exclude=_OPERATIONAL), "weights": weights}
+
+    @property
+    def key(self) -> dict[str, Any]:
+        if self._key is None:  # the loader cannot tell without loading
+            self._key = self._with_settings({"loaded": model_fingerprint(self.get())})
+        return self._key
+
+    def get(self) -> LoadedModel:
+        if self.loaded is None:
+            t0 = time.perf_counter()
+            self.progress.log(f"loading {self.spec.id} ({self.spec.source})")
+            self.loaded = self.loader.load(self.spec, base_dir=str(self.base_dir), device=self.device)
+            self.load_seconds = time.perf_counter() - t0
+        return self.loaded
+
+    def info(self, cache: Cache) -> dict[str, Any]:
+        """Provenance of the model: what the load reported, or (not loaded) what an earlier load
+        cached under the same key."""
+        info_key = content_key("model-info", self.key)
+        if self.loaded is not None:
+            cache.set("models", info_key, self.loaded.info)
+            return {"source": self.spec.source, **self.loaded.info, "loaded": True}
+        earlier = cache.get("models", info_key)
+        known = earlier if isinstance(earlier, dict) else {"weights": self.key["weights"]}
+        return {"source": self.spec.source, **known, "loaded": False}
+
+    def close(self) -> None:
+        if self.loaded is None:
+            return
+        for method in self.registry.methods.values():
+            release = getattr(method, "release", None)
+            if release is not None:
+                release(self.loaded)
+        self.loaded.close()
+        self.loaded = None
+
+
 def plan_jobs(spec: AuditSpec) -> list[tuple[str, str, str | None]]:
     """(model id, prompt id, method label or None for the generation) in run order."""
     jobs: list[tuple[str, str, str | None]] = []
@@ -86,11 +187,12 @@ def plan_jobs(spec: AuditSpec) -> list[tuple[str, str, str | None]]:
     return jobs
 
 
-def _generate(loaded: LoadedModel, prompt: Any, spec: AuditSpec, cache: Cache) -> Generation:
-    key = content_key("generation", model_fingerprint(loaded), prompt.model_dump(), spec.generation.model_dump(), spec.seed)
+def _generate(model: ModelSlot, prompt: Any, spec: AuditSpec, cache: Cache) -> tuple[Generation, JobOutcome]:
+    key = content_key("generation", model.key, prompt.model_dump(), spec.generation.model_dump(), spec.seed)
     hit = cache.get("generations", key)
     if hit is not None:
-        return Generation.from_json(hit)
+        return Generation.from_json(hit), "reused"
+    loaded = model.get()
     _seed_everything(spec.seed)
     if loaded.open_weights:
         from reportgen.generate import generate
@@ -101,26 +203,23 @@ def _generate(loaded: LoadedModel, prompt: Any, spec: AuditSpec, cache: Cache) -
 
         gen = generate_via_sampler(loaded, prompt, spec.generation, spec.seed)
     cache.set("generations", key, gen.to_json())
-    return gen
+    return gen, "computed"
 
 
 def _attribute(
     registry: Registry,
-    loaded: LoadedModel,
+    model: ModelSlot,
     gen: Generation,
     ms: Any,
     spec: AuditSpec,
     cache: Cache,
     progress: Progress,
-) -> AttributionResult:
+) -> tuple[AttributionResult, JobOutcome]:
     method = registry.methods[ms.method]
-    opts = method.options_model.model_validate(ms.options)
+    opts = method.options_model.model_validate(ms.options, context=options_context(registry))
     base = AttributionResult.for_generation(gen, ms.method, opts, label=ms.id)
-    reason = method.unavailable_reason(loaded)
-    if reason:
-        return replace(base, status="unavailable", reason=reason)
     key = content_key(
-        "attribution", model_fingerprint(loaded), gen.to_json() | {"seconds": 0}, ms.method, opts.model_dump(),
+        "attribution", model.key, gen.to_json() | {"seconds": 0}, ms.method, opts.model_dump(),
         spec.aggregations.model_dump(), spec.seed, getattr(method, "version", "1"),
     )
     hit = cache.get("results", key)
@@ -128,7 +227,11 @@ def _attribute(
         res = AttributionResult.from_json(hit)
         res.label = ms.id
         res.details = {**res.details, "from_cache": True}
-        return res
+        return res, "reused"
+    loaded = model.get()
+    reason = method.unavailable_reason(loaded)
+    if reason:
+        return replace(base, status="unavailable", reason=reason), "unavailable"
     _seed_everything(spec.seed)
     ctx = AttributionContext(
         model=loaded, generation=gen, options=opts, seed=spec.seed, cache=cache, label=ms.id,
@@ -140,20 +243,21 @@ def _attribute(
     try:
         res = method.attribute(ctx)
     except ReportgenError as exc:
-        return replace(base, status="failed", reason=str(exc), timings={"seconds": time.perf_counter() - t0})
+        return replace(base, status="failed", reason=str(exc), timings={"seconds": time.perf_counter() - t0}), "computed"
     except Exception as exc:  # a broken method must not sink the audit; its reason is reported
         progress.log(f"{ms.label} failed on {gen.model_id}/{gen.prompt_id}: {type(exc).__name__}: {exc}")
-        return replace(
+        failed = replace(
             base, status="failed", reason=f"{type(exc).__name__}: {exc}",
             details={"traceback": traceback.format_exc(limit=8)}, timings={"seconds": time.perf_counter() - t0},
         )
+        return failed, "computed"
     res.label = ms.id
     res.timings.setdefault("seconds", time.perf_counter() - t0)
     problem = _shape_problem(res, gen)
     if problem:  # a plugin bug: report it on this job, never render misaligned numbers
-        return replace(base, status="failed", reason=problem, timings=res.timings)
+        return replace(base, status="failed", reason=problem, timings=res.timings), "computed"
     cache.set("results", key, res.to_json())
-    return res
+    return res, "computed"
 
 
 def _reduce(registry: Registry, array: np.ndarray, name: str) -> np.ndarray:
@@ -180,7 +284,7 @@ def detect(registry: Registry, spec: AuditSpec, run: RunResult) -> list[Finding]
         if name in spec.disable_detectors:
             continue
         det = registry.detectors[name]
-        opts = det.options_model.model_validate(spec.detectors.get(name) or {})
+        opts = det.options_model.model_validate(spec.detectors.get(name) or {}, context=options_context(registry))
         for res in run.results:
             if res.status != "ok" or (det.methods and res.method not in det.methods):
                 continue
@@ -212,19 +316,15 @@ def render_context(registry: Registry, run: RunResult) -> RenderContext:
     )
 
 
-def render(registry: Registry, run: RunResult, out_dir: Path, formats: list[str]) -> dict[str, str]:
-    """Render every format into ``out_dir``, each file atomically.
-
-    A renderer that fails leaves no file behind; the other formats are still written, then
-    :class:`RenderError` names every format that failed.
-    """
+def _write_reports(registry: Registry, run: RunResult, out_dir: Path, formats: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Write every format (each atomically); return what was written and what failed."""
     ctx = render_context(registry, run)
     written: dict[str, str] = {}
     failed: list[str] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
         renderer = registry.renderers[fmt]
-        final = out_dir / ("results.json" if fmt == "json" else f"report.{renderer.extension or fmt}")
+        final = out_dir / report_filename(fmt, registry)
         tmp = final.with_name(f".{final.name}.partial")
         try:
             renderer.render(ctx, str(tmp))
@@ -235,23 +335,106 @@ def render(registry: Registry, run: RunResult, out_dir: Path, formats: list[str]
         finally:
             tmp.unlink(missing_ok=True)
         written[fmt] = str(final)
+    return written, failed
+
+
+def _render_failed(written: dict[str, str], failed: list[str]) -> RenderError:
+    done = ", ".join(f"{k} ({v})" for k, v in written.items()) or "nothing"
+    return RenderError(f"could not render {'; '.join(failed)}; written: {done}")
+
+
+def render(registry: Registry, run: RunResult, out_dir: Path, formats: list[str]) -> dict[str, str]:
+    """Render every format into ``out_dir``, each file atomically.
+
+    A renderer that fails leaves no file behind; the other formats are still written, then
+    :class:`RenderError` names every format that failed.
+    """
+    written, failed = _write_reports(registry, run, out_dir, formats)
     if failed:
-        done = ", ".join(f"{k} ({v})" for k, v in written.items()) or "nothing"
-        raise RenderError(f"could not render {'; '.join(failed)}; written: {done}")
+        raise _render_failed(written, failed)
     return written
 
 
+def own_report_files(registry: Registry) -> set[str]:
+    """The names reportgen writes into an output folder (whatever renderers are installed now)."""
+    names = {"results.json", "report.html", "report.pdf"}
+    names |= {report_filename(fmt, registry) for fmt in registry.renderers}
+    return names
+
+
+def remove_stale_reports(registry: Registry, out_dir: Path, written: Iterable[str], log: Callable[[str], None]) -> list[str]:
+    """Remove report files an earlier run left in ``out_dir`` that this run did not write.
+
+    Only reportgen's own names are candidates (:func:`own_report_files`, and the ``.partial``
+    and atomic-write ``.tmp`` leftovers of those names); anything else is never touched.
+    Returns the names removed, each also passed to ``log``.
+    """
+    own = own_report_files(registry)
+    keep = {Path(p).name for p in written}
+    leftover = re.compile(r"^\.(?P<name>.+?)(\.partial|\.[A-Za-z0-9_]{8}\.tmp)$")
+    removed: list[str] = []
+    if not out_dir.is_dir():
+        return removed
+    for path in sorted(out_dir.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            continue
+        m = leftover.match(path.name)
+        if path.name in own and path.name not in keep:
+            why = f"left by an earlier run; this run wrote {', '.join(sorted(keep)) or 'no report'}"
+        elif m is not None and m.group("name") in own:
+            why = "an unfinished write of an earlier run"
+        else:
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            log(f"could not remove {path} ({why}): {exc.strerror or exc}")
+            continue
+        removed.append(path.name)
+        log(f"removed {path}: {why}")
+    return removed
+
+
+def gate(run: RunResult, fail_on: Iterable[str] = ()) -> str | None:
+    """Why a CI gate fails on ``run`` (None when it passes).
+
+    Always: no method job produced a result (every one failed or was unavailable), since such
+    a report holds no attribution evidence. With ``failed`` in ``fail_on``: a method job
+    failed. With a severity: a finding of that severity or worse exists (the least severe
+    level given counts).
+    """
+    levels = set(fail_on)
+    reasons: list[str] = []
+    status = Counter(r.status for r in run.results)
+    if run.results and not status["ok"]:
+        reasons.append(
+            f"no method produced a result ({status['failed']} failed, {status['unavailable']} unavailable)"
+        )
+    elif "failed" in levels and status["failed"]:
+        reasons.append(f"{status['failed']} method job(s) failed (fail on: failed)")
+    severities = [lv for lv in levels if lv in SEVERITY_ORDER]
+    if severities:
+        level = max(severities, key=lambda lv: SEVERITY_ORDER[lv])
+        hits = Counter(f.severity for f in run.findings if SEVERITY_ORDER.get(f.severity, 9) <= SEVERITY_ORDER[level])
+        if hits:
+            counts = ", ".join(f"{hits[s]} {s}" for s in sorted(hits, key=lambda s: SEVERITY_ORDER[s]))
+            reasons.append(f"{sum(hits.values())} finding(s) of severity {level} or worse: {counts} (fail on: {level})")
+    return "; ".join(reasons) or None
+
+
 def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry: Registry | None = None) -> tuple[RunResult, dict[str, str]]:
-    """Validate the spec (before any model loads), run every job, render the reports."""
+    """Validate the spec and the run's environment (before any model loads), run every job
+    (reusing cached ones, loading a model only when one of its jobs is not cached), render the
+    reports and remove the ones an earlier run left that this run did not write."""
     options = options or RunOptions()
     registry = registry or get_registry()
-    spec, text = load_spec(spec_path, registry, check_formats=options.formats is None)
-    for f in options.formats or []:
-        if f not in registry.renderers:
-            raise SpecError(f"unknown format {f!r}; valid choices: {', '.join(sorted(registry.renderers))}")
+    target = RunTarget(
+        output=options.output, formats=tuple(options.formats) if options.formats else None, device=options.device
+    )
+    spec, text = load_spec(spec_path, registry, target=target)
     base_dir = Path(spec_path).resolve().parent
     formats = options.formats or spec.report.formats
-    out_dir = Path(options.output) if options.output else base_dir / spec.report.output
+    out_dir = output_dir(spec, spec_path, options.output)
     cache_root = None
     if options.use_cache and spec.cache:
         cache_root = Path(spec.cache if isinstance(spec.cache, str) else ".reportgen-cache")
@@ -261,22 +444,23 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
     created = _now()
     t_run = time.perf_counter()
     jobs = plan_jobs(spec)
+    # Every weights fingerprint before any model loads: a missing or unreadable file fails now.
+    models = [
+        ModelSlot(registry, m, base_dir, m.device or options.device or spec.device, options.progress) for m in spec.models
+    ]
     options.progress.start(len(jobs))
     generations: list[Generation] = []
     results: list[AttributionResult] = []
     model_info: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    for i_model, mspec in enumerate(spec.models):
-        loader = registry.model_loaders[mspec.scheme]
-        t0 = time.perf_counter()
-        options.progress.log(f"loading {mspec.id} ({mspec.source})")
-        loaded = loader.load(mspec, base_dir=str(base_dir), device=mspec.device or options.device or spec.device)
-        timings[f"load:{mspec.id}"] = time.perf_counter() - t0
-        model_info[mspec.id] = {"source": mspec.source, **loaded.info}
+    outcomes: Counter[str] = Counter()
+    for i_model, model in enumerate(models):
+        mspec = model.spec
         try:
             for p in spec.prompts:
                 t0 = time.perf_counter()
-                gen = _generate(loaded, p, spec, cache)
+                gen, how = _generate(model, p, spec, cache)
+                outcomes[how] += 1
                 timings[f"generate:{mspec.id}:{p.id}"] = time.perf_counter() - t0
                 generations.append(gen)
                 options.progress.advance(f"{mspec.id} · {p.id} · generation")
@@ -284,18 +468,20 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
                     if ms.models is not None and mspec.id not in ms.models:
                         continue
                     t0 = time.perf_counter()
-                    res = _attribute(registry, loaded, gen, ms, spec, cache, options.progress)
+                    res, how = _attribute(registry, model, gen, ms, spec, cache, options.progress)
+                    outcomes[how] += 1
                     timings[f"method:{mspec.id}:{p.id}:{ms.label}"] = time.perf_counter() - t0
                     results.append(res)
                     options.progress.advance(f"{mspec.id} · {p.id} · {ms.label}")
+            if model.load_seconds is not None:
+                timings[f"load:{mspec.id}"] = model.load_seconds
+            else:
+                options.progress.log(f"{mspec.id}: every job reused from the cache; the model was not loaded")
+            model_info[mspec.id] = model.info(cache)
         finally:
-            for method in registry.methods.values():
-                release = getattr(method, "release", None)
-                if release is not None:
-                    release(loaded)
-            loaded.close()
-            del loaded
-            if i_model < len(spec.models) - 1:
+            was_loaded = model.loaded is not None
+            model.close()
+            if was_loaded and i_model < len(models) - 1:
                 gc.collect()  # free the weights before the next model loads
     timings["total"] = time.perf_counter() - t_run
     run = RunResult(
@@ -306,6 +492,20 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
         spec=spec, spec_text=text, registry=registry, models=model_info, device=options.device or spec.device,
         cache=cache, base_dir=base_dir,
     )
+    run.provenance["jobs"] = {
+        "total": len(jobs),
+        "reused": outcomes["reused"],
+        "computed": outcomes["computed"],
+        "unavailable": outcomes["unavailable"],
+        "models_loaded": sorted(m.spec.id for m in models if m.load_seconds is not None),
+    }
+    options.progress.log(
+        f"jobs: {outcomes['reused']} of {len(jobs)} reused from the cache, {outcomes['computed']} computed"
+        + (f", {outcomes['unavailable']} unavailable" if outcomes["unavailable"] else "")
+    )
     run.findings = detect(registry, spec, run)
-    written = render(registry, run, out_dir, formats)
+    written, failed = _write_reports(registry, run, out_dir, formats)
+    remove_stale_reports(registry, out_dir, written.values(), options.progress.log)
+    if failed:
+        raise _render_failed(written, failed)
     return run, written

@@ -2,24 +2,52 @@
 
 Every error names the file, line, column and field path, and exits with code 2 before
 any model loads. Plugin names (methods, detectors, formats, model schemes) are checked
-against the plugin manager, listing the valid choices.
+against the plugin manager, listing the valid choices; each model loader's ``check`` hook
+judges its sources (an unknown ``embedded:`` name).
+
+Plugin option models are validated with a pydantic validation context (``info.context``
+in a validator, see :func:`options_context`): ``dimension_aggregation`` (a name → the
+registered dimensional aggregation, or None) and ``dimension_aggregations`` (every
+registered name), so an option that names an aggregation is checked like any other
+constraint.
+
+Given a :class:`RunTarget` (what ``reportgen validate`` and ``reportgen run`` pass), the
+run's environment is checked too, before any model loads: every device exists and is
+available to this torch build, the output folder is a folder that can be written (tried
+by creating and removing a temporary file; nothing is created when it does not exist
+yet), and no report file name is taken by a folder.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from reportgen.errors import SpecError
+from reportgen.errors import PluginError, SpecError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+#: What ``fail_on`` / ``--fail-on`` accept: a failed method job, or a finding of this severity or worse.
+GateLevel = Literal["failed", "high", "medium", "low", "info"]
+GATE_LEVELS: tuple[str, ...] = ("failed", "high", "medium", "low", "info")
 
 
 class _Strict(BaseModel):
@@ -173,8 +201,13 @@ class AuditSpec(_Strict):
     disable_detectors: list[str] = Field(default_factory=list)
     report: ReportSpec = Field(default_factory=ReportSpec)
     seed: int = Field(0, ge=0)
-    device: str = Field("cpu")
-    cache: Union[str, bool] = Field(".reportgen-cache", description="Cache folder, or false to disable.")
+    device: str = Field("cpu", description="cpu, cuda, cuda:1, mps … (checked against this torch build before any model loads).")
+    cache: str | bool = Field(".reportgen-cache", description="Cache folder, or false to disable.")
+    fail_on: list[GateLevel] = Field(
+        default_factory=list,
+        description="CI gate: `reportgen run` exits 7 after writing the reports when a method job failed (failed) "
+        "or a finding of this severity or worse exists (high, medium, low, info). `--fail-on` adds to this list.",
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AuditSpec:
@@ -187,7 +220,7 @@ class AuditSpec(_Strict):
         labels = [m.label for m in self.methods]
         dup = {x for x in labels if labels.count(x) > 1}
         if dup:
-            raise ValueError(f"method {sorted(dup)[0]!r} is listed twice: give each an 'id'")
+            raise ValueError(f"method {min(dup)!r} is listed twice: give each an 'id'")
         model_ids = {m.id for m in self.models}
         for m in self.methods:
             for mid in m.models or []:
@@ -252,11 +285,102 @@ def _suggest(name: str, choices: list[str]) -> str:
     return f"{hint}; valid choices: {', '.join(sorted(choices)) or '(none installed)'}"
 
 
-def load_spec(path: str | Path, registry: Any | None = None, *, check_formats: bool = True) -> tuple[AuditSpec, str]:
+@dataclass(frozen=True)
+class RunTarget:
+    """Where and how a run will write: the spec's settings unless the command line overrides them.
+
+    ``output`` (``-o``, relative to the working directory), ``formats`` (``-f``) and
+    ``device`` (``--device``) replace the spec's values; None keeps them. Passing a target to
+    :func:`load_spec` checks the environment as well (devices, output folder, report files).
+    """
+
+    output: str | None = None
+    formats: tuple[str, ...] | None = None
+    device: str | None = None
+
+
+def output_dir(spec: AuditSpec, spec_path: str | Path, override: str | None = None) -> Path:
+    """The folder a run writes to: ``override`` (relative to the working directory), else the
+    spec's ``report.output`` (relative to the spec's folder)."""
+    if override:
+        return Path(override)
+    return Path(spec_path).resolve().parent / spec.report.output
+
+
+def report_filename(fmt: str, registry: Any) -> str:
+    """The file a format is written to inside the output folder."""
+    if fmt == "json":
+        return "results.json"
+    renderer = registry.renderers.get(fmt)
+    return f"report.{getattr(renderer, 'extension', '') or fmt}"
+
+
+def options_context(registry: Any) -> dict[str, Any]:
+    """The pydantic validation context plugin option models are validated with (see the module doc)."""
+    return {
+        "dimension_aggregation": registry.dimension_aggregation,
+        "dimension_aggregations": tuple(registry.dimension_aggregations()),
+    }
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used as a torch device here (None when it can)."""
+    if name == "cpu":
+        return None
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        return f"unknown device {name!r}; use cpu, cuda, cuda:<index> or mps"
+    if dev.type == "cpu":
+        return None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            gpu_build = bool(torch.version.cuda or getattr(torch.version, "hip", None))
+            why = "no GPU is visible to this torch build" if gpu_build else f"torch {torch.__version__} is a CPU-only build"
+            return f"device {name!r} is not available: {why}; use cpu"
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return f"device {name!r} does not exist: {count} CUDA device(s) visible (cuda:0 to cuda:{count - 1})"
+        return None
+    if dev.type == "mps":
+        return None if torch.backends.mps.is_available() else f"device {name!r} is not available on this machine; use cpu"
+    return f"device type {dev.type!r} is not supported; use cpu, cuda, cuda:<index> or mps"
+
+
+def output_problem(out: Path) -> str | None:
+    """Why a run could not write into the folder ``out`` (None when it can).
+
+    Nothing is created: the nearest existing folder on the way to ``out`` is tried by
+    creating and removing a temporary file in it.
+    """
+    target = Path(os.path.abspath(out))
+    existing = target
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == target:
+            return f"{out} is a file, not a folder"
+        return f"{out} cannot be created: {existing} is a file"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".reportgen-write-check-", dir=existing)
+    except OSError as exc:
+        where = "" if existing == target else f" ({existing} cannot be written)"
+        return f"{out} is not writable{where}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def load_spec(
+    path: str | Path, registry: Any | None = None, *, check_formats: bool = True, target: RunTarget | None = None
+) -> tuple[AuditSpec, str]:
     """Read, parse and validate a spec file; return the spec and its text.
 
     With a plugin ``registry`` (``reportgen.plugins.Registry``), plugin names and method
-    options are validated too. Raises ``SpecError`` listing every problem with its place.
+    options are validated too; with a ``target`` as well, the run's environment (see the
+    module doc). Raises ``SpecError`` listing every problem with its place.
     """
     path = Path(path)
     try:
@@ -265,10 +389,12 @@ def load_spec(path: str | Path, registry: Any | None = None, *, check_formats: b
         raise SpecError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    return validate_text(text, str(path), registry, check_formats=check_formats), text
+    return validate_text(text, str(path), registry, check_formats=check_formats, target=target), text
 
 
-def validate_text(text: str, filename: str, registry: Any | None = None, *, check_formats: bool = True) -> AuditSpec:
+def validate_text(
+    text: str, filename: str, registry: Any | None = None, *, check_formats: bool = True, target: RunTarget | None = None
+) -> AuditSpec:
     tree = parse_yaml(text, filename)
     if not isinstance(tree, dict):
         raise SpecError(f"{filename}:1:1: the spec must be a mapping (title:, models:, prompts:, methods: …)")
@@ -291,22 +417,85 @@ def validate_text(text: str, filename: str, registry: Any | None = None, *, chec
             problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
         raise SpecError(f"{filename}: invalid audit spec ({len(problems)} problem(s))", problems) from None
 
+    cli: list[str] = []
     if registry is not None:
+        if target is not None and target.formats is not None:
+            check_formats = False
         problems.extend(_check_plugins(spec, registry, where, check_formats))
-    if problems:
-        raise SpecError(f"{filename}: invalid audit spec ({len(problems)} problem(s))", problems)
+        if target is not None:
+            spec_problems, cli = _check_target(spec, registry, where, filename, target)
+            problems.extend(spec_problems)
+    if problems or cli:
+        head = f"{filename}: invalid audit spec" if problems else f"{filename}: cannot run with these options"
+        raise SpecError(f"{head} ({len(problems) + len(cli)} problem(s))", problems + cli)
     return spec
+
+
+def _check_target(
+    spec: AuditSpec, registry: Any, where: Callable[[tuple[Any, ...]], str], filename: str, target: RunTarget
+) -> tuple[list[str], list[str]]:
+    """(problems placed in the spec, problems with command-line options)."""
+    problems: list[str] = []
+    cli: list[str] = []
+    if target.device is not None:
+        why = device_problem(target.device)
+        if why:
+            cli.append(f"--device: {why}")
+    else:
+        why = device_problem(spec.device)
+        if why:
+            problems.append(f"{where(('device',))}: device: {why}")
+    for i, m in enumerate(spec.models):
+        why = device_problem(m.device) if m.device else None
+        if why:
+            problems.append(f"{where(('models', i, 'device'))}: models[{i}].device: {why}")
+    if target.formats is not None:
+        for f in target.formats:
+            if f not in registry.renderers:
+                cli.append(f"--format: unknown format {f!r}{_suggest(f, sorted(registry.renderers))}")
+    out = output_dir(spec, filename, target.output)
+    why = output_problem(out)
+    if why:
+        (cli if target.output else problems).append(
+            f"--output: {why}" if target.output else f"{where(('report', 'output'))}: report.output: {why}"
+        )
+    elif out.is_dir():
+        formats = list(target.formats) if target.formats is not None else spec.report.formats
+        for i, f in enumerate(formats):
+            if f not in registry.renderers:
+                continue
+            taken = out / report_filename(f, registry)
+            if taken.is_dir():
+                msg = f"{taken} is a folder; the {f} report is written to that name: move or rename the folder"
+                if target.formats is not None:
+                    cli.append(f"--format: {msg}")
+                else:
+                    problems.append(f"{where(('report', 'formats', i))}: report.formats[{i}]: {msg}")
+    return problems, cli
 
 
 def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bool = True) -> list[str]:
     problems: list[str] = []
     schemes = sorted(registry.model_loaders)
     for i, m in enumerate(spec.models):
-        if m.scheme not in registry.model_loaders:
+        loader = registry.model_loaders.get(m.scheme)
+        if loader is None:
             problems.append(
                 f"{where(('models', i, 'source'))}: models[{i}].source: unknown model source "
                 f"{m.scheme + ':'!r}{_suggest(m.scheme, schemes)}"
             )
+            continue
+        check = getattr(loader, "check", None)
+        try:
+            messages = list(check(m)) if check is not None else []
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is a plugin error (exit 3), not a crash
+            raise PluginError(
+                f"model loader {m.scheme + ':'!r} (plugin {getattr(loader, 'plugin', '?')!r}) failed to check "
+                f"models[{i}]: {type(exc).__name__}: {exc}"
+            ) from None
+        for msg in messages:
+            problems.append(f"{where(('models', i, 'source'))}: models[{i}].source: {msg}")
+    context = options_context(registry)
     methods = sorted(registry.methods)
     for i, ms in enumerate(spec.methods):
         meth = registry.methods.get(ms.method)
@@ -316,11 +505,11 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
             )
             continue
         try:
-            meth.options_model.model_validate(ms.options)
+            meth.options_model.model_validate(ms.options, context=context)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("methods", i, "options", *err["loc"])
-                msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+                msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     fields = sorted(meth.options_model.model_fields)
                     msg += f" for {ms.method}; valid options: {', '.join(fields) or '(none)'}"
@@ -332,11 +521,11 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
             problems.append(f"{where(('detectors', name))}: detectors.{name}: unknown detector{_suggest(name, detectors)}")
             continue
         try:
-            det.options_model.model_validate(opts or {})
+            det.options_model.model_validate(opts or {}, context=context)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("detectors", name, *err["loc"])
-                msg = "unknown threshold" if err["type"] == "extra_forbidden" else err["msg"]
+                msg = "unknown threshold" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
                 problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
     for i, name in enumerate(spec.disable_detectors):
         if name not in registry.detectors:

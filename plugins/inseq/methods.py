@@ -20,36 +20,44 @@ import importlib.util
 import io
 import logging
 import time
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from packaging.version import Version
-from pydantic import ConfigDict, Field, create_model
+from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
 
-# Options each method forwards to Captum/inseq (name → (type, default, description)).
+# Options each method forwards to Captum/inseq (name → (type, default, description)); the
+# constraints are in the types, so `reportgen validate` rejects `n_steps: -3` before any model loads.
+Steps = Annotated[int, Field(ge=1, le=100_000)]
+Batch = Annotated[int, Field(ge=1)]
+Samples = Annotated[int, Field(ge=1, le=100_000)]
 _COMMON: dict[str, tuple[Any, Any, str]] = {
-    "dimension": (str | None, None, "Override the spec's dimensional aggregation (l2, sum, mean or a plugin's)."),
+    "dimension": (
+        str | None,
+        None,
+        "Override the spec's dimensional aggregation: l2, sum, mean or a registered plugin aggregation's name.",
+    ),
 }
 _PER_METHOD: dict[str, dict[str, tuple[Any, Any, str]]] = {
     "integrated_gradients": {
-        "n_steps": (int, 50, "Riemann steps along the path."),
-        "internal_batch_size": (int | None, None, "Batch of path points per forward."),
+        "n_steps": (Steps, 50, "Riemann steps along the path (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, "Batch of path points per forward (≥ 1)."),
     },
     "layer_integrated_gradients": {
-        "n_steps": (int, 50, "Riemann steps along the path."),
-        "internal_batch_size": (int | None, None, "Batch of path points per forward."),
+        "n_steps": (Steps, 50, "Riemann steps along the path (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, "Batch of path points per forward (≥ 1)."),
     },
-    "sequential_integrated_gradients": {"n_steps": (int, 50, "Steps per token path.")},
-    "discretized_integrated_gradients": {"n_steps": (int, 50, "Interpolation steps.")},
+    "sequential_integrated_gradients": {"n_steps": (Steps, 50, "Steps per token path (≥ 1).")},
+    "discretized_integrated_gradients": {"n_steps": (Steps, 50, "Interpolation steps (≥ 1).")},
     "gradient_shap": {
-        "n_samples": (int, 5, "Random baselines per input."),
-        "stdevs": (float, 0.0, "Gaussian noise added to each sample."),
+        "n_samples": (Samples, 5, "Random baselines per input (≥ 1)."),
+        "stdevs": (Annotated[float, Field(ge=0, allow_inf_nan=False)], 0.0, "Gaussian noise added to each sample (≥ 0)."),
     },
     "saliency": {"abs": (bool, True, "Absolute value of the gradient.")},
-    "lime": {"n_samples": (int, 50, "Perturbed samples for the surrogate.")},
+    "lime": {"n_samples": (Samples, 50, "Perturbed samples for the surrogate (≥ 1).")},
     "occlusion": {},
     "value_zeroing": {},
     "attention": {},
@@ -75,13 +83,31 @@ _DESCRIPTIONS = {
 }
 
 
+def _registered_dimension(value: str | None, info: ValidationInfo) -> str | None:
+    """``dimension`` names a registered dimensional aggregation.
+
+    The host validates options with the context key ``dimension_aggregation`` (name → the
+    aggregation or None) and ``dimension_aggregations`` (the registered names); without a
+    context (a model built by hand) any name passes and the run's lookup decides.
+    """
+    context = info.context if isinstance(info.context, dict) else {}
+    lookup = context.get("dimension_aggregation")
+    if value is None or lookup is None or lookup(value) is not None:
+        return value
+    names = sorted(n.removeprefix("dimension.") for n in context.get("dimension_aggregations", ()))
+    raise ValueError(f"unknown dimensional aggregation {value!r}; valid choices: {', '.join(names) or '(none installed)'}")
+
+
 def _options_model(method: str) -> type[Options]:
     fields: dict[str, Any] = {}
     for name, (typ, default, desc) in {**_COMMON, **_PER_METHOD.get(method, {})}.items():
         fields[name] = (typ, Field(default, description=desc))
     # Unknown (newer) inseq methods accept any option and pass it through to inseq.
     config = ConfigDict(extra="forbid" if method in _PER_METHOD else "allow", frozen=True)
-    return create_model(f"Inseq_{method}_Options", __config__=config, **fields)  # type: ignore[call-overload,no-any-return]
+    validators = {"registered_dimension": field_validator("dimension")(_registered_dimension)}
+    return create_model(  # type: ignore[no-any-return]
+        f"Inseq_{method}_Options", __config__=config, __validators__=validators, **fields
+    )
 
 
 class _ExactIds:

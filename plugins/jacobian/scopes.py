@@ -74,7 +74,7 @@ class FisherOptions(JacobianOptions):
     )
     rank: int = Field(8, ge=1, description="k for fisher_mode=low_rank (capped at d).")
     probes: int = Field(8, ge=1, description="Rademacher probes per token for fisher_mode=hutchinson.")
-    seed: int | None = Field(None, description="Seed of the Hutchinson probes (default: the run's seed).")
+    seed: int | None = Field(None, ge=0, description="Seed of the Hutchinson probes (default: the run's seed).")
     vocab_chunk: int = Field(8192, ge=1, description="Vocabulary rows per chunk while building F (d × d).")
 
 

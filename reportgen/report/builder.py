@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from reportgen.data import FigureSpec, RunResult
 from reportgen.plugin_api import RenderContext
 from reportgen.figures import slug
-from reportgen.report.model import FigureBlock, ReportContext, TocEntry
+from reportgen.report.model import FigureBlock, Rebuilt, ReportContext, TocEntry
 
 
 class FigureDrawer(Protocol):
@@ -132,8 +132,17 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
         spec_text=run.spec_text,
         spec_path=run.spec_path,
         heatmap_cells=b.max_cells,
+        rebuilt=_rebuilt(run),
     )
     return replace(ctx, toc=_toc(ctx))
+
+
+def _rebuilt(run: RunResult) -> Rebuilt | None:
+    """What ``reportgen render`` recorded in ``provenance["rebuilt"]`` (see ``reportgen.results.load_run``)."""
+    rec = run.provenance.get("rebuilt")
+    if not isinstance(rec, dict):
+        return None
+    return Rebuilt(at=str(rec.get("at", "")), source=str(rec.get("from", "")), sha256=str(rec.get("sha256", "")))
 
 
 def _toc(ctx: ReportContext) -> tuple[TocEntry, ...]:

@@ -253,6 +253,15 @@ class TocEntry:
 
 
 @dataclass(frozen=True)
+class Rebuilt:
+    """Set when ``reportgen render`` rebuilt the report from a results.json (not the run itself)."""
+
+    at: str  # when it was rebuilt (UTC, ISO 8601)
+    source: str  # the results file's name (never its absolute path)
+    sha256: str  # of that file's bytes
+
+
+@dataclass(frozen=True)
 class ReportContext:
     title: str
     description: str
@@ -271,6 +280,7 @@ class ReportContext:
     spec_path: str
     heatmap_cells: int  # the largest heatmap drawn before block-averaging
     toc: tuple[TocEntry, ...] = field(default=())
+    rebuilt: Rebuilt | None = None  # a notice at the top; None for a report written by the run
 
     @property
     def n_findings(self) -> int:
