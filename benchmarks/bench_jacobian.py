@@ -25,7 +25,7 @@ import torch
 from reportgen.cache import Cache
 from reportgen.generate import generate
 from reportgen.plugin_api import AttributionContext
-from reportgen_plugins import jacobian as jac
+from reportgen_plugins.jacobian import scopes as jac
 from reportgen_plugins.models.loaders import EmbeddedLoader
 
 
