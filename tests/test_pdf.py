@@ -1,16 +1,20 @@
 """The archival PDF report: PDF/A-3b markers, attached results.json, text, escaping, vector figures.
 
 One PDF of the hand-built run (``report_fixtures.make_run``) is rendered per module and read back
-with pypdf; the SVG drawer is checked against closed-form oracles; pages are rasterised with
-poppler's ``pdftoppm`` where installed; kaleido/Chromium export is checked where available.
+with pypdf; it passes the PDF/A-3b self-check (``pdfa_check``), is byte-identical when rendered
+again, and its appendix prints the SHA-256 of the attachment; the SVG drawer is checked against
+closed-form oracles; pages are rasterised with poppler's ``pdftoppm`` where installed;
+kaleido/Chromium export is checked where available.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -19,13 +23,33 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
+from report_fixtures import (
+    DETECTORS,
+    INJECT_IMG,
+    INJECT_SCRIPT,
+    make_figures,
+    make_run,
+    render_context,
+)
+from reportgen_plugins.renderers.pdf import (
+    KaleidoExporter,
+    PdfRenderer,
+    SvgDrawer,
+    figure_table,
+    find_browser,
+)
+from reportgen_plugins.renderers.pdfa_check import pdfa_problems
+from reportgen_plugins.renderers.svg import (
+    colour_at,
+    figure_svg,
+    heatmap_svg,
+    nice_ticks,
+    plain,
+)
 
 from reportgen.figures import esc
-from reportgen.results import dumps
 from reportgen.report import build_context
-from reportgen_plugins.renderers.pdf import KaleidoExporter, PdfRenderer, SvgDrawer, figure_table, find_browser
-from reportgen_plugins.renderers.svg import colour_at, figure_svg, heatmap_svg, nice_ticks, plain
-from report_fixtures import DETECTORS, INJECT_IMG, INJECT_SCRIPT, make_figures, make_run, render_context
+from reportgen.results import dumps
 
 pypdf = pytest.importorskip("pypdf")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -37,7 +61,7 @@ def run() -> Any:
 
 
 @pytest.fixture(scope="module")
-def pdf_path(run: Any, tmp_path_factory: Any) -> Path:
+def pdf_path(run: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pdf") / "report.pdf"
     r = PdfRenderer(kaleido=False)
     r.render(render_context(run, make_figures()), str(out))
@@ -82,7 +106,63 @@ def test_results_json_attached_and_equal(reader: Any, run: Any) -> None:
     spec = names[1].get_object()
     assert spec["/AFRelationship"] == "/Data"  # PDF/A-3 associated file
     assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/application/json"
-    assert reader.trailer["/Root"].get("/AF")
+    af = reader.trailer["/Root"]["/AF"]
+    assert [a.idnum for a in af] == [names[1].idnum]  # listed exactly once (WeasyPrint alone lists it twice)
+
+
+def test_pdfa3b_self_check(pdf_path: Path) -> None:
+    assert pdfa_problems(pdf_path) == []
+
+
+def test_pdf_bytes_are_deterministic(pdf_path: Path, run: Any, tmp_path: Path) -> None:
+    again = tmp_path / "again.pdf"
+    PdfRenderer(kaleido=False).render(render_context(run, make_figures()), str(again))
+    assert again.read_bytes() == pdf_path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def appendix(reader: Any) -> str:
+    last = re.sub(r"\s+", " ", reader.pages[-1].extract_text())
+    assert "Appendix: how to verify this document" in last
+    return last
+
+
+def test_appendix_prints_the_attachments_sha256(appendix: str, reader: Any, run: Any) -> None:
+    (data,) = reader.attachments["results.json"]
+    digest = hashlib.sha256(data).hexdigest()
+    assert digest == hashlib.sha256(dumps(run).encode("utf-8")).hexdigest()  # the bytes results.json holds
+    m = re.search(r"SHA-256 of the attached results\.json \((\d+) bytes\).*?\b([0-9a-f]{64})\b", appendix)
+    assert m is not None, appendix
+    assert (int(m.group(1)), m.group(2)) == (len(data), digest)
+
+
+def test_appendix_extraction_commands_give_the_printed_digest(appendix: str, pdf_path: Path, tmp_path: Path) -> None:
+    """The commands the appendix prints, run as printed (report.pdf is this file)."""
+    printed = re.search(r"\b([0-9a-f]{64})\b", appendix).group(1)  # type: ignore[union-attr]
+    shutil.copy(pdf_path, tmp_path / "report.pdf")
+    snippet = re.search(r'python -c "(import pypdf;.*?\[0\]\))"', appendix)
+    assert snippet is not None, appendix
+    subprocess.run([sys.executable, "-c", snippet.group(1)], cwd=tmp_path, check=True, timeout=120)
+    assert hashlib.sha256((tmp_path / "results.json").read_bytes()).hexdigest() == printed
+    assert "pdfdetach -savefile results.json report.pdf" in appendix
+    if shutil.which("pdfdetach"):
+        (tmp_path / "results.json").unlink()
+        subprocess.run(["pdfdetach", "-savefile", "results.json", "report.pdf"], cwd=tmp_path, check=True, timeout=60)
+        assert hashlib.sha256((tmp_path / "results.json").read_bytes()).hexdigest() == printed
+
+
+def test_appendix_does_not_claim_a_verify_command(appendix: str) -> None:
+    from reportgen.cli import main
+
+    assert "verify" not in getattr(main, "commands", {}), (
+        "`reportgen verify` exists now: update templates/pdf/verify.html, which calls it planned"
+    )
+    assert "reportgen verify command that extracts the attachment" in appendix and "is planned" in appendix
+
+
+def test_contents_lists_the_appendix(reader: Any) -> None:
+    first = re.sub(r"\s+", " ", reader.pages[0].extract_text())
+    assert "Appendix: how to verify this document" in first
 
 
 def test_text_has_title_prompt_findings_provenance(text: str, run: Any, reader: Any) -> None:
@@ -133,6 +213,7 @@ def test_registered_through_entry_point() -> None:
     from importlib.metadata import entry_points
 
     import reportgen_plugins.renderers as mod
+
     from reportgen.plugins import Registry, get_plugin_manager
 
     (ep,) = [e for e in entry_points(group="reportgen") if e.name == "renderers"]
@@ -197,16 +278,20 @@ def test_plotly_heatmap_uses_reversed_axis_like_plotly() -> None:
     z = [[1.0, 2.0], [3.0, 4.0]]
     up = go.Figure(go.Heatmap(z=z, x=["a", "b"], y=["r0", "r1"], colorscale=[[0, "#000000"], [1, "#ffffff"]]))
     down = go.Figure(up)
-    down.update_layout(yaxis=dict(autorange="reversed"))
-    first_row = lambda s: [t.text for t in ET.fromstring(s).iter(SVG + "text")][:2]  # noqa: E731
+    down.update_layout(yaxis={"autorange": "reversed"})
+    def first_row(svg: str | None) -> list[str | None]:
+        assert svg is not None
+        return [t.text for t in ET.fromstring(svg).iter(SVG + "text")][:2]
+
     assert first_row(figure_svg(up)) != first_row(figure_svg(down))
 
 
 def test_bar_heights_proportional() -> None:
     fig = go.Figure(go.Bar(x=["a", "b", "c"], y=[1.0, 2.0, 4.0]))
-    fig.update_layout(yaxis=dict(range=[0, 4]))
-    root = ET.fromstring(figure_svg(fig))
-    bars = [float(r.get("height")) for r in root.iter(SVG + "rect")]
+    fig.update_layout(yaxis={"range": [0, 4]})
+    svg = figure_svg(fig)
+    assert svg is not None
+    bars = [float(r.get("height", "nan")) for r in ET.fromstring(svg).iter(SVG + "rect")]
     assert bars == pytest.approx([bars[2] / 4, bars[2] / 2, bars[2]], rel=1e-3)
 
 
@@ -225,7 +310,7 @@ def test_unsupported_figures_return_none_and_fall_back_to_tables() -> None:
     sub = make_subplots(rows=1, cols=2)
     sub.add_trace(go.Bar(x=["a"], y=[1]), row=1, col=1)
     sub.add_trace(go.Bar(x=["b"], y=[2]), row=1, col=2)
-    table = go.Figure(go.Table(header=dict(values=["token", "p"]), cells=dict(values=[[INJECT_SCRIPT, "b"], [0.5, 0.25]])))
+    table = go.Figure(go.Table(header={"values": ["token", "p"]}, cells={"values": [[INJECT_SCRIPT, "b"], [0.5, 0.25]]}))
     assert figure_svg(sub) is None and figure_svg(table) is None
     html = str(figure_table(table, "no browser"))
     assert "Figure shown as data: no browser." in html
@@ -270,7 +355,9 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
     (mv,) = [mv for s in ctx.sections for p in s.panels for mv in p.methods]
     assert mv.heatmap is not None and mv.hover is None
     assert f"{n}×{t} = {n * t} cells exceed the PDF limit of 2400" in mv.heatmap_note
-    src = re.search(r'base64,([^"]+)"', str(mv.heatmap.html)).group(1)
+    found = re.search(r'base64,([^"]+)"', str(mv.heatmap.html))
+    assert found is not None
+    src = found.group(1)
     cells = [c for c in ET.fromstring(base64.b64decode(src)).iter(SVG + "rect") if c.get("class") == "cell"]
     assert 0 < len(cells) <= 2400
 

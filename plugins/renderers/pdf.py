@@ -4,7 +4,10 @@ It renders the same report model as the HTML report (:func:`reportgen.report.bui
 so the same sections, numbers, order and wording) through the same Jinja environment, with a
 print template (``templates/pdf/report.html``) that reuses the HTML partials, and converts the
 result with WeasyPrint into PDF/A-3b with ``results.json`` embedded as an associated file
-(``AFRelationship /Data``).
+(``AFRelationship /Data``), listed once in the catalog's ``/AF`` (:func:`one_af_entry_per_file`).
+The last page, an appendix, prints the SHA-256 of the attached bytes and says how to extract
+and check them; :mod:`reportgen_plugins.renderers.pdfa_check` checks the written file against
+the PDF/A-3b rules most often broken.
 
 A PDF carries no JavaScript, so every figure becomes a static vector drawing:
 
@@ -24,22 +27,27 @@ fetched while rendering: the URL fetcher accepts ``data:`` URLs only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
+import io
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from markupsafe import Markup
+from reportgen_plugins.renderers.svg import figure_svg, plain
 
 from reportgen import __version__
+from reportgen.manifest import MANIFEST_NAME
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import read_asset
 from reportgen.report import FigureBlock, build_context
 from reportgen.results import dumps
-from reportgen_plugins.renderers.svg import figure_svg, plain
+from reportgen.statement import STATEMENT_NAME, statement_bytes, statement_for
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +133,8 @@ class KaleidoExporter:
 
             try:
                 kaleido.stop_sync_server(silence_warnings=True)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
+            except Exception as exc:  # noqa: BLE001 - best effort
+                log.debug("kaleido did not stop cleanly: %s", exc)
             self.started = False
 
 
@@ -147,9 +155,9 @@ def figure_table(fig: Any, reason: str) -> Markup:
             rows = list(zip(*cols)) if cols else []
         else:
             cols_named = [(a, getattr(tr, a, None)) for a in ("x", "y", "z", "text")]
-            cols_named = [(a, v) for a, v in cols_named if v is not None and not isinstance(v, str)]
-            head = [a for a, _ in cols_named]
-            cols = [list(v) for _, v in cols_named]
+            present: list[tuple[str, Any]] = [(a, v) for a, v in cols_named if v is not None and not isinstance(v, str)]
+            head = [a for a, _ in present]
+            cols = [list(v) for _, v in present]
             rows = list(zip(*cols)) if cols else []
         body = Markup("").join(
             Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row))
@@ -256,11 +264,26 @@ class PdfStats:
     fallback_reason: str | None
 
 
-def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer) -> str:
-    """The print HTML (static figures, no scripts) that WeasyPrint lays out."""
+#: Name of the attached results in the PDF (and in the appendix that tells how to check it).
+RESULTS_NAME = "results.json"
+
+
+def results_bytes(ctx: RenderContext) -> bytes:
+    """The exact bytes attached as ``results.json``: the UTF-8 text the json renderer writes."""
+    return dumps(ctx.run).encode("utf-8")
+
+
+def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer, results: bytes | None = None) -> str:
+    """The print HTML (static figures, no scripts) that WeasyPrint lays out.
+
+    ``results`` are the bytes that will be attached (computed here when not given): the
+    appendix prints their SHA-256 and size so a reader can check the attachment.
+    """
     run = ctx.run
+    if results is None:
+        results = results_bytes(ctx)
     report = build_context(ctx, drawer)
-    return ctx.env.get_template("pdf/report.html").render(
+    html: str = ctx.env.get_template("pdf/report.html").render(
         ctx=report,
         css=Markup(read_asset("report.css")),
         print_css=Markup(read_asset("pdf/print.css")),
@@ -268,7 +291,86 @@ def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer) -> str:
         created=_w3c_date(run.created_at),
         modified=_w3c_date(run.completed_at),
         spec_sha=str(run.provenance.get("spec_sha256", "")),
+        results_name=RESULTS_NAME,
+        results_sha256=hashlib.sha256(results).hexdigest(),
+        results_size=len(results),
     )
+    return html
+
+
+def one_af_entry_per_file(document: Any, pdf: Any) -> None:
+    """WeasyPrint finisher: each associated file listed once in the catalog's ``/AF``.
+
+    WeasyPrint's PDF/A-3 step (70.0 and earlier) adds every attachment to ``/AF`` twice: once
+    from the ``EmbeddedFiles`` name tree and once from its file specification. PDF/A-3 wants
+    each associated file listed once. The finisher runs on WeasyPrint's in-memory objects just
+    before they are written, so the file is still written once, by WeasyPrint, deterministically.
+    """
+    af = pdf.catalog.get("AF")
+    if af is not None:
+        af[:] = list(dict.fromkeys(af))  # "N 0 R" references, first occurrence kept
+
+
+@contextlib.contextmanager
+def source_date_epoch(when: _dt.datetime | None) -> Iterator[None]:
+    """``SOURCE_DATE_EPOCH`` set to ``when`` (unless the caller already set it) for the duration.
+
+    WeasyPrint re-saves some fonts with fontTools (colour emoji fonts with their bitmaps removed,
+    variable fonts instantiated), which stamps the font's ``head.modified`` with the current time
+    unless ``SOURCE_DATE_EPOCH`` is set; with it the same run writes the same bytes.
+    """
+    if "SOURCE_DATE_EPOCH" in os.environ:
+        yield
+        return
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(when.timestamp()) if when is not None else 0)
+    try:
+        yield
+    finally:
+        os.environ.pop("SOURCE_DATE_EPOCH", None)
+
+
+def write_pdfa3b(
+    document: Any, out_path: str, attachments: list[Any], identifier: bytes, when: _dt.datetime | None = None
+) -> None:
+    """Write a laid-out WeasyPrint document as PDF/A-3b with ``attachments`` as associated files.
+
+    Deterministic: ``identifier`` is the document ID, ``when`` stamps re-saved fonts, and each
+    attachment is listed once in the catalog's ``/AF``.
+    """
+    with source_date_epoch(when):
+        document.write_pdf(
+            out_path,
+            pdf_variant="pdf/a-3b",
+            attachments=attachments,
+            pdf_identifier=identifier,
+            custom_metadata=True,
+            finisher=one_af_entry_per_file,
+        )
+
+
+def evidence_attachments(ctx: RenderContext, results: bytes) -> list[Any]:
+    """``manifest.json`` (the run's manifest, as in results.json) and ``provenance.intoto.json``
+    (the in-toto statement; its subject is the attached results.json, since a PDF cannot name
+    its own digest), both attached with ``AFRelationship /Supplement``; ``reportgen verify`` reads them."""
+    import json
+
+    import weasyprint
+
+    run = ctx.run
+    data = json.loads(results)
+    files = (
+        (MANIFEST_NAME, json.dumps(data["manifest"], indent=1, ensure_ascii=False).encode("utf-8"),
+         "reportgen manifest: run id and the sha256 of results.json, the spec and the model files"),
+        (STATEMENT_NAME, statement_bytes(statement_for(data, {RESULTS_NAME: results})),
+         "in-toto Statement v1 with a SLSA Provenance v1 predicate about the attached results.json"),
+    )
+    return [
+        weasyprint.Attachment(
+            file_obj=io.BytesIO(body), name=name, description=description, relationship="Supplement",
+            created=_datetime(run.created_at), modified=_datetime(run.completed_at or run.created_at),
+        )
+        for name, body, description in files
+    ]
 
 
 def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None) -> PdfStats:
@@ -278,28 +380,23 @@ def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None
     run = ctx.run
     exporter = KaleidoExporter(kaleido)
     drawer = SvgDrawer(exporter)
+    results = results_bytes(ctx)
     try:
-        html = render_html_for_pdf(ctx, drawer)
+        html = render_html_for_pdf(ctx, drawer, results)
     finally:
         exporter.close()
-    results_text = dumps(run)
     attachment = weasyprint.Attachment(
-        string=results_text,
-        name="results.json",
+        file_obj=io.BytesIO(results),  # these exact bytes: the appendix prints their SHA-256
+        name=RESULTS_NAME,
         description="reportgen results.json: the whole run (spec, tokens, matrices, scores, findings, provenance)",
         relationship="Data",
         created=_datetime(run.created_at),
         modified=_datetime(run.completed_at or run.created_at),
     )
     doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
-    ident = hashlib.sha256((results_text + __version__).encode("utf-8")).hexdigest()[:32].encode("ascii")
-    doc.write_pdf(
-        out_path,
-        pdf_variant="pdf/a-3b",
-        attachments=[attachment],
-        pdf_identifier=ident,
-        custom_metadata=True,
-    )
+    ident = hashlib.sha256(results + __version__.encode("utf-8")).hexdigest()[:32].encode("ascii")
+    attachments = [attachment, *evidence_attachments(ctx, results)]  # manifest and provenance statement
+    write_pdfa3b(doc, out_path, attachments, ident, _datetime(run.completed_at or run.created_at))
     reason = exporter.reason if drawer.n_fallback else None
     return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason)
 
