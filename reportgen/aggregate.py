@@ -36,8 +36,8 @@ def token_importance(a: np.ndarray, absolute: bool = False) -> tuple[list[float 
         a = np.abs(a)
     ix = np.nansum(a, axis=1)
     iy = np.nansum(a, axis=0)
-    ix_l = [None if m else float(v) for v, m in zip(ix, _all_nan(a, 1))]
-    iy_l = [None if m else float(v) for v, m in zip(iy, _all_nan(a, 0))]
+    ix_l = [None if m else float(v) for v, m in zip(ix, _all_nan(a, 1), strict=True)]
+    iy_l = [None if m else float(v) for v, m in zip(iy, _all_nan(a, 0), strict=True)]
     return ix_l, iy_l
 
 

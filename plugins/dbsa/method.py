@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -127,7 +127,9 @@ def _warnings(opts: DBSAOptions) -> tuple[str, ...]:
             f"(C({2 * N},{N}) = {math.comb(2 * N, N)}); with N=3, p ≥ 0.1 always, so small q-values may be impossible"
         )
     if opts.combine == "fisher" and opts.neighbours > 1:
-        out.append("fisher combination assumes independent tests; the neighbours share the baseline sample, so combined p-values are optimistic")
+        out.append(
+            "fisher combination assumes independent tests; the neighbours share the baseline sample, so combined p-values are optimistic"
+        )
     return tuple(out)
 
 
@@ -195,7 +197,10 @@ def _unit_kind(unit: str, open_weights: bool) -> UnitKind:
 
 class DBSA(AttributionMethod):
     name = METHOD
-    description = "Distribution-based sensitivity analysis: energy distance between sampled response distributions under neighbour substitution, permutation p-values, BH q-values (black-box)"
+    description = (
+        "Distribution-based sensitivity analysis: energy distance between sampled response distributions "
+        "under neighbour substitution, permutation p-values, BH q-values (black-box)"
+    )
     options_model = DBSAOptions
     requires = "sampler"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -25,9 +26,7 @@ PUNCTUATION = list(".,;:!?-'\"()")
 NUMBER_RE = re.compile(r"^([$€£¥]?)(\d+(?:[.,]\d+)*)(%?)$")
 
 
-def embedding_knn(
-    emb: ArrayLike, token_id: int, k: int, skip: set[int], accept: Callable[[int], bool] = lambda i: True
-) -> list[int]:
+def embedding_knn(emb: ArrayLike, token_id: int, k: int, skip: set[int], accept: Callable[[int], bool] = lambda i: True) -> list[int]:
     """The k token ids with the highest cosine similarity to ``token_id`` (itself and ``skip`` excluded)."""
     e = np.asarray(emb, dtype=np.float32)
     norms = np.linalg.norm(e, axis=1)
@@ -69,7 +68,7 @@ def numeric_neighbours(word: str, k: int) -> list[str] | None:
     if v == 0:
         out = [pre + str(i) + post for i in range(1, k + 1)]
     # spread symmetrically: prefer values nearest to v first
-    out.sort(key=lambda s: abs(float(s[len(pre): len(s) - len(post)]) - v))
+    out.sort(key=lambda s: abs(float(s[len(pre) : len(s) - len(post)]) - v))
     return out[:k]
 
 

@@ -5,7 +5,8 @@ A rerun after an interruption or an HTTP fault asks the sampler only for what is
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Union, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from typing_extensions import TypeIs
 
@@ -16,16 +17,14 @@ from reportgen.plugin_api import Sampler
 SAMPLES_NAMESPACE = "samples"
 
 #: What a sampler is asked to answer: a text, chat messages, or exact token ids (open models).
-Prompt = Union[str, list[dict[str, str]], list[int]]
+Prompt = str | list[dict[str, str]] | list[int]
 
 
 @runtime_checkable
 class IdSampler(Protocol):
     """A sampler that answers exact token ids (the host's ``LocalSampler``)."""
 
-    def sample_ids(
-        self, input_ids: list[int], n: int, *, seed: int, max_new_tokens: int, temperature: float = 1.0
-    ) -> list[str]: ...
+    def sample_ids(self, input_ids: list[int], n: int, *, seed: int, max_new_tokens: int, temperature: float = 1.0) -> list[str]: ...
 
 
 @runtime_checkable
@@ -121,9 +120,7 @@ def draw_samples(
         for i in missing:
             store(i, texts[i])
     elif isinstance(sampler, IndexedSampler):
-        sampler.sample_indices(
-            prompt, missing, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, on_draw=store
-        )
+        sampler.sample_indices(prompt, missing, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, on_draw=store)
     else:
         texts = sampler.sample(prompt, n, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
         for i in missing:

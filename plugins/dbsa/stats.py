@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable, Iterator, Literal, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray

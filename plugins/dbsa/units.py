@@ -144,10 +144,7 @@ def open_word_units(loaded: LoadedModel, gen: Generation) -> tuple[list[Unit], T
 
 def open_token_units(gen: Generation) -> tuple[list[Unit], Target]:
     """One unit per user-content token of an open model's input."""
-    units = [
-        Unit(text=gen.input_tokens[i], positions=(i,), kind="token", token_id=int(gen.input_ids[i]))
-        for i in gen.user_positions
-    ]
+    units = [Unit(text=gen.input_tokens[i], positions=(i,), kind="token", token_id=int(gen.input_ids[i])) for i in gen.user_positions]
     return units, TokenTarget(list(gen.input_ids))
 
 

@@ -15,9 +15,7 @@ def _num(x: float | None) -> str:
 
 
 def _hover(u: UnitResult) -> str:
-    nb = "<br>".join(
-        f"{esc(n.text)}: E={n.energy:.4g}, p={_num(n.p_value)}" for n in u.neighbours if n.energy is not None
-    )
+    nb = "<br>".join(f"{esc(n.text)}: E={n.energy:.4g}, p={_num(n.p_value)}" for n in u.neighbours if n.energy is not None)
     return (
         f"<b>{esc(u.text)}</b><br>effect {_num(u.effect)}<br>p {_num(u.p_value)}, q {_num(u.q_value)}"
         + (f"<br>{nb}" if nb else "")
@@ -58,7 +56,7 @@ def responses_figure(payload: DbsaPayload) -> Any | None:
     for u in payload.units:
         if u.examples is None:
             continue
-        for a, b in zip(u.examples.original, u.examples.perturbed):
+        for a, b in zip(u.examples.original, u.examples.perturbed, strict=True):
             cols[0].append(esc(u.text))
             cols[1].append(esc(u.examples.neighbour))
             cols[2].append(esc(a))
@@ -67,7 +65,10 @@ def responses_figure(payload: DbsaPayload) -> Any | None:
         return None
     fig = go.Figure(
         go.Table(
-            header={"values": ["unit", "replaced by", "original prompt: sampled response", "perturbed prompt: sampled response"], "align": "left"},
+            header={
+                "values": ["unit", "replaced by", "original prompt: sampled response", "perturbed prompt: sampled response"],
+                "align": "left",
+            },
             cells={"values": cols, "align": "left"},
             columnwidth=[1, 1, 4, 4],
         )
@@ -101,7 +102,10 @@ def _figures(r: AttributionResult) -> list[FigureSpec]:
             FigureSpec(
                 id=f"{base}-responses",
                 title=f"DBSA sample responses ({r.display_name})",
-                caption="A few sampled responses to the original prompt beside responses with a significant unit replaced by its most influential neighbour.",
+                caption=(
+                    "A few sampled responses to the original prompt beside responses with a significant unit "
+                    "replaced by its most influential neighbour."
+                ),
                 figure=resp,
                 model_id=r.model_id,
                 prompt_id=r.prompt_id,

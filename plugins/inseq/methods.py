@@ -217,9 +217,7 @@ class InseqMethod(AttributionMethod):
         im.tokenizer = _ExactIds(tok, {src_text: list(gen.input_ids), full_text: full_ids})
         t1 = time.perf_counter()
         try:
-            out = im.attribute(
-                src_text, generated_texts=full_text, skip_special_tokens=False, show_progress=False, **kwargs
-            )
+            out = im.attribute(src_text, generated_texts=full_text, skip_special_tokens=False, show_progress=False, **kwargs)
         finally:
             im.tokenizer = tok
         t2 = time.perf_counter()
@@ -266,6 +264,6 @@ def _inseq_version() -> str:
 def available_methods() -> list[str]:
     try:
         import inseq
-    except Exception:  # pragma: no cover - inseq is a core dependency
+    except ImportError:  # pragma: no cover - inseq is a core dependency
         return sorted(_PER_METHOD)
     return sorted(inseq.list_feature_attribution_methods())

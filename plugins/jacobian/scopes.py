@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -210,8 +211,7 @@ def _hutchinson_fisher(
             _, jz = torch.func.jvp(problem.hidden_fn, (e0.expand(B, L, de).contiguous(),), (tang,))
         q = jz[:, pos].double()  # (B, m, d): J_{ℓ_j, t_b} z_b
         val = torch.einsum("bjd,jde,bje->bj", q, Fd, q).cpu()
-        out.index_put_((torch.arange(len(pos)).repeat(B), tok[s:e].repeat_interleave(len(pos))),
-                       val.reshape(-1) / probes, accumulate=True)
+        out.index_put_((torch.arange(len(pos)).repeat(B), tok[s:e].repeat_interleave(len(pos))), val.reshape(-1) / probes, accumulate=True)
         if progress is not None:
             progress(e, K)
     return out.numpy()
@@ -272,9 +272,7 @@ def compute_scope(
                 details["rank"] = k
                 details["trace_captured"] = (lam_k.sum(-1) / lam.sum(-1).clamp_min(1e-300)).tolist()
                 vec = (U_k * lam_k.sqrt()[:, None, :]).transpose(1, 2).reshape(m * k, d)
-                norms = _batched_vjp_norms(
-                    h, embeds, pos.repeat_interleave(k), vec.to(h.dtype), vjp_batch, progress, details
-                )
+                norms = _batched_vjp_norms(h, embeds, pos.repeat_interleave(k), vec.to(h.dtype), vjp_batch, progress, details)
                 scores = (norms**2).reshape(m, k, -1).sum(1).numpy()
             details["fisher_mode"] = fisher_mode
         else:  # pragma: no cover - guarded by the registered names
@@ -295,7 +293,7 @@ def compute_scope_loop(
     one plain backward per cotangent. Same scores as :func:`compute_scope` (no Hutchinson)."""
     L = problem.embeds.shape[1]
     out = np.zeros((len(problem.positions), L))
-    for j, (ell, y) in enumerate(zip(problem.positions, problem.targets)):
+    for j, (ell, y) in enumerate(zip(problem.positions, problem.targets, strict=True)):
         with torch.enable_grad():
             e = problem.embeds[:, : ell + 1].detach().clone().requires_grad_(True)
             h = problem.hidden_fn(e)[0, ell]

@@ -17,8 +17,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -103,10 +104,7 @@ class OpenAISampler(Sampler):
         if self.api_key_env:
             key = os.environ.get(self.api_key_env)
             if not key:
-                raise SamplerError(
-                    f"environment variable {self.api_key_env} (models[].api_key_env) is not set; "
-                    "export the API key there"
-                )
+                raise SamplerError(f"environment variable {self.api_key_env} (models[].api_key_env) is not set; export the API key there")
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
@@ -177,9 +175,7 @@ class OpenAISampler(Sampler):
             out.append(text)
         return out
 
-    def request(
-        self, prompt: str | list[dict[str, str]], n: int, *, seed: int, max_new_tokens: int, temperature: float
-    ) -> list[str]:
+    def request(self, prompt: str | list[dict[str, str]], n: int, *, seed: int, max_new_tokens: int, temperature: float) -> list[str]:
         """One request (``n`` choices asked for); returns the texts the server sent."""
         payload: dict[str, Any] = {
             "model": self.model,
@@ -227,7 +223,7 @@ class OpenAISampler(Sampler):
             texts = ask(len(todo), todo[0])
             if len(texts) >= len(todo):
                 self.supports_n = True
-                for i, t in zip(todo, texts):
+                for i, t in zip(todo, texts, strict=True):
                     keep(i, t)
                 return got
             self.supports_n = False
@@ -257,16 +253,13 @@ class OpenAISampler(Sampler):
         max_new_tokens: int,
         temperature: float = 1.0,
     ) -> list[str]:
-        got = self.sample_indices(
-            prompt, list(range(n)), seed=seed, max_new_tokens=max_new_tokens, temperature=temperature
-        )
+        got = self.sample_indices(prompt, list(range(n)), seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
         return [got[i] for i in range(n)]
 
 
 def _short(text: str, limit: int = 200) -> str:
     one = " ".join(text.split())
     return one if len(one) <= limit else one[:limit] + "…"
-
 
 
 class OpenAILoader(ModelLoader):

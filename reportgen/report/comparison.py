@@ -39,9 +39,10 @@ def build_comparisons(b: ReportBuilder, a: Generation, other: Generation) -> Com
             note = (
                 f"A[{a.model_id}] − A[{other.model_id}] over the same input tokens"
                 if a.t == other.t
-                else f"The responses differ in length ({a.t} vs {other.t} tokens): the difference covers the first {t} output positions, aligned by position."
+                else f"The responses differ in length ({a.t} vs {other.t} tokens): the difference covers the first {t} "
+                "output positions, aligned by position."
             )
-            out_labels = [f"{ta} | {tb}" if ta != tb else ta for ta, tb in zip(a.output_tokens[:t], other.output_tokens[:t])]
+            out_labels = [f"{ta} | {tb}" if ta != tb else ta for ta, tb in zip(a.output_tokens[:t], other.output_tokens[:t], strict=True)]
             fig, _ = heatmap(
                 d,
                 list(a.input_tokens),
@@ -82,8 +83,8 @@ def _inputs_note(a: Generation, b: Generation) -> str:
     """Empty when both models saw the same input text; otherwise what differed, plainly."""
     if "".join(a.input_tokens) == "".join(b.input_tokens):
         return ""
-    user_a = "".join(t for t, sp in zip(a.input_tokens, a.input_special) if not sp)
-    user_b = "".join(t for t, sp in zip(b.input_tokens, b.input_special) if not sp)
+    user_a = "".join(t for t, sp in zip(a.input_tokens, a.input_special, strict=True) if not sp)
+    user_b = "".join(t for t, sp in zip(b.input_tokens, b.input_special, strict=True) if not sp)
     if user_a == user_b:
         return (
             f"The two models did not see the same input: their chat templates wrap the prompt differently "

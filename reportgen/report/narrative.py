@@ -13,5 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def build(b: ReportBuilder) -> tuple[tuple[Narrative, ...], tuple[Narrative, ...]]:
-    views = [(Narrative(b.id("narrative-" + slug(n.title).lower()), n.title, markdown_html(n.markdown)), n.placement) for n in b.spec.narrative]
+    views = [
+        (Narrative(b.id("narrative-" + slug(n.title).lower()), n.title, markdown_html(n.markdown)), n.placement) for n in b.spec.narrative
+    ]
     return tuple(v for v, p in views if p == "before"), tuple(v for v, p in views if p == "after")

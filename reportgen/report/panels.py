@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,13 +14,13 @@ from reportgen.figures import heatmap, rnd_matrix, scores_figure, slug, step_sco
 from reportgen.render import fmt_number
 from reportgen.report.model import (
     Comparison,
+    FigureBlock,
     HoverData,
     MethodView,
     Panel,
     PromptSection,
     ScoreRow,
     ScoreTable,
-    FigureBlock,
 )
 from reportgen.report.text import display_token, fmt_seconds, options_text, output_special, token_views
 

@@ -15,8 +15,8 @@ from reportgen.report.model import (
     Summary,
     TemplateText,
 )
-from reportgen.spec import PromptSpec
 from reportgen.report.text import fmt_seconds, options_text
+from reportgen.spec import PromptSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from reportgen.report.builder import ReportBuilder
@@ -28,21 +28,16 @@ def build(b: ReportBuilder, anchors: dict[str, str]) -> Summary:
     return Summary(
         models=tuple(ModelRow(m.id, m.display, m.source, _model_info(b, m.id)) for m in spec.models),
         prompts=tuple(
-            PromptRow(p.id, p.label or p.id, message_rows(p), _template_texts(b, p.id), anchors.get(p.id, "results"))
-            for p in spec.prompts
+            PromptRow(p.id, p.label or p.id, message_rows(p), _template_texts(b, p.id), anchors.get(p.id, "results")) for p in spec.prompts
         ),
         methods=tuple(
-            MethodRow(m.label, m.method, options_text(m.options), ", ".join(m.models) if m.models else "all")
-            for m in spec.methods
+            MethodRow(m.label, m.method, options_text(m.options), ", ".join(m.models) if m.models else "all") for m in spec.methods
         ),
         status_models=tuple(m.id for m in spec.models),
         status_rows=tuple(
             StatusRow(
                 ms.label,
-                tuple(
-                    _status_cell([r for r in run.results if r.model_id == m.id and r.display_name == ms.label])
-                    for m in spec.models
-                ),
+                tuple(_status_cell([r for r in run.results if r.model_id == m.id and r.display_name == ms.label]) for m in spec.models),
             )
             for ms in spec.methods
         ),
@@ -73,14 +68,14 @@ def _template_texts(b: ReportBuilder, prompt_id: str) -> tuple[TemplateText, ...
         if g is None or not any(g.input_special):
             continue
         parts: list[str] = []
-        for tok, special in zip(g.input_tokens, g.input_special):
+        for tok, special in zip(g.input_tokens, g.input_special, strict=True):
             if special:
                 parts.append(tok)
             elif not parts or parts[-1] != "⟦…⟧":
                 parts.append("⟦…⟧")
         text = "".join(parts)
         by_text.setdefault(text, []).append(m.id)
-        added[text] = sum(len(t) for t, sp in zip(g.input_tokens, g.input_special) if sp)
+        added[text] = sum(len(t) for t, sp in zip(g.input_tokens, g.input_special, strict=True) if sp)
     return tuple(TemplateText(", ".join(ids), text, added[text]) for text, ids in by_text.items())
 
 
@@ -111,10 +106,7 @@ def _checked(b: ReportBuilder) -> tuple[tuple[str, ...], bool]:
     """What the detectors looked at, said plainly; and whether no detector had anything to read."""
     run, spec = b.run, b.spec
     ok = [r for r in run.results if r.status == "ok"]
-    out = [
-        f"{len(ok)} of {len(run.results)} method results (ok) over "
-        f"{len(spec.models)} model(s) × {len(spec.prompts)} prompt(s)"
-    ]
+    out = [f"{len(ok)} of {len(run.results)} method results (ok) over {len(spec.models)} model(s) × {len(spec.prompts)} prompt(s)"]
     disabled = set(spec.disable_detectors)
     active = sorted(set(b.detectors) - disabled)
     ran = {r.method for r in ok}

@@ -54,9 +54,7 @@ def _styled(parts: Sequence[tuple[str, bool]], text: Callable[[str], str]) -> st
     escaped, and each byte mark in ``<span class="tok-bytes">`` (styled apart from typed text)."""
     if not any(is_bytes for _, is_bytes in parts):
         return "".join(text(p) for p, _ in parts)
-    return Markup("").join(
-        Markup('<span class="tok-bytes">{}</span>').format(p) if is_bytes else escape(text(p)) for p, is_bytes in parts
-    )
+    return Markup("").join(Markup('<span class="tok-bytes">{}</span>').format(p) if is_bytes else escape(text(p)) for p, is_bytes in parts)
 
 
 def _visible(tok: str) -> str:
@@ -99,9 +97,7 @@ def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
         return rows
     if isinstance(d, float):
         return [(prefix, fmt_number(d, 6))]
-    if isinstance(d, (list, tuple)) and all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) or x is None for x in d
-    ):
+    if isinstance(d, (list, tuple)) and all((isinstance(x, (int, float)) and not isinstance(x, bool)) or x is None for x in d):
         return [(prefix, "[" + ", ".join(fmt_number(x, 6) for x in d) + "]")]
     if isinstance(d, (list, tuple)):
         try:
@@ -130,7 +126,7 @@ def options_text(options: dict[str, Any]) -> str:
 def output_special(g: Generation, tokens: Sequence[str] | None = None) -> list[bool]:
     """Output tokens to mute: those spelled like a template/special token of the input
     (e.g. a generated ``<|im_end|>``); whitespace-only tokens never count."""
-    specials = {t for t, sp in zip(g.input_tokens, g.input_special) if sp and t.strip()}
+    specials = {t for t, sp in zip(g.input_tokens, g.input_special, strict=True) if sp and t.strip()}
     return [t in specials for t in (g.output_tokens if tokens is None else tokens)]
 
 
