@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import shutil
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,38 @@ def test_finisher_lists_each_file_once() -> None:
     pdf = Pdf()
     one_af_entry_per_file(None, pdf)
     assert pdf.catalog["AF"] == ["12 0 R", "14 0 R"]
+
+
+def test_colour_emoji_stay_pdfa_and_deterministic(tmp_path: Path) -> None:
+    """Colour emoji are drawn as PNG images (WeasyPrint asks to interpolate them, which PDF/A
+    forbids) from a font WeasyPrint re-saves with fontTools (stamped with the clock unless
+    SOURCE_DATE_EPOCH is set): the writer must still give a PDF/A-3b, the same bytes each time."""
+    weasyprint = pytest.importorskip("weasyprint")
+    if not any("Noto Color Emoji" in f for f in _font_families()):
+        pytest.skip("Noto Color Emoji is not installed")
+    html = SAMPLE_HTML.replace("</p>", ' and an emoji \U0001F600.</p>').replace(
+        'font-family: "DejaVu Sans", sans-serif;', 'font-family: "DejaVu Sans", "Noto Color Emoji", sans-serif;')
+    written = []
+    for k in range(2):
+        if k:
+            time.sleep(1.1)  # font timestamps have a resolution of one second
+        doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
+        out = tmp_path / f"emoji{k}.pdf"
+        write_pdfa3b(doc, str(out), [], b"0123456789abcdef0123456789abcdef", WHEN)
+        written.append(out)
+    reader = pypdf.PdfReader(str(written[0]))
+    images = [x.get_object() for x in reader.pages[0]["/Resources"]["/XObject"].values()
+              if x.get_object().get("/Subtype") == "/Image"]
+    assert images, "the emoji was not drawn as an image"
+    assert pdfa_problems(written[0]) == []
+    assert written[0].read_bytes() == written[1].read_bytes()
+
+
+def _font_families() -> list[str]:
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return []
+    return subprocess.run([fc_list, ":", "family"], check=False, capture_output=True, text=True, timeout=60).stdout.splitlines()
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ It renders the same report model as the HTML report (:func:`reportgen.report.bui
 so the same sections, numbers, order and wording) through the same Jinja environment, with a
 print template (``templates/pdf/report.html``) that reuses the HTML partials, and converts the
 result with WeasyPrint into PDF/A-3b with ``results.json`` embedded as an associated file
-(``AFRelationship /Data``), listed once in the catalog's ``/AF`` (:func:`one_af_entry_per_file`).
+(``AFRelationship /Data``), listed once in the catalog's ``/AF`` (:func:`pdfa_finisher`).
 The last page, an appendix, prints the SHA-256 of the attached bytes and says how to extract
 and check them; :mod:`reportgen_plugins.renderers.pdfa_check` checks the written file against
 the PDF/A-3b rules most often broken.
@@ -42,12 +42,10 @@ from markupsafe import Markup
 from reportgen_plugins.renderers.svg import figure_svg, plain
 
 from reportgen import __version__
-from reportgen.manifest import MANIFEST_NAME
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import read_asset
 from reportgen.report import FigureBlock, build_context
 from reportgen.results import dumps
-from reportgen.statement import STATEMENT_NAME, statement_bytes, statement_for
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +309,25 @@ def one_af_entry_per_file(document: Any, pdf: Any) -> None:
         af[:] = list(dict.fromkeys(af))  # "N 0 R" references, first occurrence kept
 
 
+def no_image_interpolation(document: Any, pdf: Any) -> None:
+    """WeasyPrint finisher: no image asks for ``/Interpolate true``, which PDF/A forbids.
+
+    WeasyPrint sets it on every raster image drawn with ``image-rendering: auto``, which
+    includes the bitmaps of colour emoji (Noto Color Emoji) and their alpha masks; viewers
+    smooth images anyway, so the pages look the same.
+    """
+    for obj in pdf.objects:
+        extra = getattr(obj, "extra", None)
+        if isinstance(extra, dict) and extra.get("Subtype") == "/Image" and "Interpolate" in extra:
+            extra["Interpolate"] = "false"
+
+
+def pdfa_finisher(document: Any, pdf: Any) -> None:
+    """The fixes WeasyPrint's PDF/A-3b output needs, applied in memory before it is written."""
+    one_af_entry_per_file(document, pdf)
+    no_image_interpolation(document, pdf)
+
+
 @contextlib.contextmanager
 def source_date_epoch(when: _dt.datetime | None) -> Iterator[None]:
     """``SOURCE_DATE_EPOCH`` set to ``when`` (unless the caller already set it) for the duration.
@@ -334,8 +351,9 @@ def write_pdfa3b(
 ) -> None:
     """Write a laid-out WeasyPrint document as PDF/A-3b with ``attachments`` as associated files.
 
-    Deterministic: ``identifier`` is the document ID, ``when`` stamps re-saved fonts, and each
-    attachment is listed once in the catalog's ``/AF``.
+    Deterministic: ``identifier`` is the document ID and ``when`` stamps re-saved fonts. Each
+    attachment is listed once in the catalog's ``/AF`` and no image is interpolated
+    (:func:`pdfa_finisher`).
     """
     with source_date_epoch(when):
         document.write_pdf(
@@ -344,33 +362,8 @@ def write_pdfa3b(
             attachments=attachments,
             pdf_identifier=identifier,
             custom_metadata=True,
-            finisher=one_af_entry_per_file,
+            finisher=pdfa_finisher,
         )
-
-
-def evidence_attachments(ctx: RenderContext, results: bytes) -> list[Any]:
-    """``manifest.json`` (the run's manifest, as in results.json) and ``provenance.intoto.json``
-    (the in-toto statement; its subject is the attached results.json, since a PDF cannot name
-    its own digest), both attached with ``AFRelationship /Supplement``; ``reportgen verify`` reads them."""
-    import json
-
-    import weasyprint
-
-    run = ctx.run
-    data = json.loads(results)
-    files = (
-        (MANIFEST_NAME, json.dumps(data["manifest"], indent=1, ensure_ascii=False).encode("utf-8"),
-         "reportgen manifest: run id and the sha256 of results.json, the spec and the model files"),
-        (STATEMENT_NAME, statement_bytes(statement_for(data, {RESULTS_NAME: results})),
-         "in-toto Statement v1 with a SLSA Provenance v1 predicate about the attached results.json"),
-    )
-    return [
-        weasyprint.Attachment(
-            file_obj=io.BytesIO(body), name=name, description=description, relationship="Supplement",
-            created=_datetime(run.created_at), modified=_datetime(run.completed_at or run.created_at),
-        )
-        for name, body, description in files
-    ]
 
 
 def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None) -> PdfStats:
@@ -395,8 +388,7 @@ def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None
     )
     doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
     ident = hashlib.sha256(results + __version__.encode("utf-8")).hexdigest()[:32].encode("ascii")
-    attachments = [attachment, *evidence_attachments(ctx, results)]  # manifest and provenance statement
-    write_pdfa3b(doc, out_path, attachments, ident, _datetime(run.completed_at or run.created_at))
+    write_pdfa3b(doc, out_path, [attachment], ident, _datetime(run.completed_at or run.created_at))
     reason = exporter.reason if drawer.n_fallback else None
     return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason)
 
