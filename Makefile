@@ -52,21 +52,24 @@ $(STAMP): pyproject.toml Makefile
 	$(EDITABLE) ".[test]"
 	touch $(DEMO_STAMP) $(STAMP)
 
-# Debian packages, installed when run as root (otherwise a note). The demo needs Chromium:
-# kaleido draws the PDF's subplot figures with it. The tests also need poppler (PDF read-back).
-system-demo:
-	@if ! command -v chromium >/dev/null; then \
+# Debian packages, installed when run as root (otherwise a note). The demo needs Chromium (kaleido
+# draws the PDF's subplot figures with it) and fonts that cover the scripts and emoji prompts
+# use (the PDF draws them instead of blank boxes); the tests also need poppler (PDF read-back).
+DEMO_DEBS := chromium fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji
+TEST_DEBS := $(DEMO_DEBS) poppler-utils
+define apt_install
+	@if ! dpkg -s $(1) >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
-	  else echo "note: install chromium for the PDF's figures"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+	  else echo "note: install these Debian packages: $(1)"; fi; \
 	fi
+endef
+
+system-demo:
+	$(call apt_install,$(DEMO_DEBS))
 
 system:
-	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils fonts-dejavu-core >/dev/null; \
-	  else echo "note: install chromium and poppler-utils for browser and PDF tests"; fi; \
-	fi
+	$(call apt_install,$(TEST_DEBS))
 
 demo: setup-demo
 	$(VENV)/bin/reportgen run examples/quickstart/audit.yaml -o reports/quickstart
