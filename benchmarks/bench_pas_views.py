@@ -33,19 +33,46 @@ def synthetic(n: int, seed: int = 0) -> tuple[Generation, AttributionResult]:
         "replacement_entropy": [abs(rnd.gauss(1, 0.5)) for _ in range(n)],
         "original_response_pct": [rnd.uniform(0, 100) for _ in range(n)],
     }
-    cands = {str(k): {w: [{"token": f" c{j}", "id": 1000 + j, "p": 0.5 / (j + 1)} for j in range(5)]
-                      for w in ("prior", "posterior")} for k in range(n)}
-    repl = {str(k): {"count": 8, "original_token_count": 1, "original_response_count": 2, "distinct_responses": 3,
-                     "responses": [{"candidate": f" c{j}", "response": f"r{j % 3}"} for j in range(8)]}
-            for k in range(n)}
-    gen = Generation(model_id="m", prompt_id="p", input_ids=tuple(range(n)), input_tokens=tuple(toks),
-                     input_special=(False,) * n, output_ids=(1,), output_tokens=("x",),
-                     prompt_text="".join(toks), response_text="r0")
+    cands = {
+        str(k): {w: [{"token": f" c{j}", "id": 1000 + j, "p": 0.5 / (j + 1)} for j in range(5)] for w in ("prior", "posterior")}
+        for k in range(n)
+    }
+    repl = {
+        str(k): {
+            "count": 8,
+            "original_token_count": 1,
+            "original_response_count": 2,
+            "distinct_responses": 3,
+            "responses": [{"candidate": f" c{j}", "response": f"r{j % 3}"} for j in range(8)],
+        }
+        for k in range(n)
+    }
+    gen = Generation(
+        model_id="m",
+        prompt_id="p",
+        input_ids=tuple(range(n)),
+        input_tokens=tuple(toks),
+        input_special=(False,) * n,
+        output_ids=(1,),
+        output_tokens=("x",),
+        prompt_text="".join(toks),
+        response_text="r0",
+    )
     res = AttributionResult(
-        method="probabilistic", model_id="m", prompt_id="p", options={}, input_tokens=toks, output_tokens=["x"],
-        scores=scores, intervals={"attribution_score": [[a - 0.2, a + 0.2] for a in AS]},
-        details={"candidates": cands, "replacement": repl, "vocabulary_size": 49152,
-                 "interval_kind": {str(k): "estimate" for k in range(n)}},
+        method="probabilistic",
+        model_id="m",
+        prompt_id="p",
+        options={},
+        input_tokens=toks,
+        output_tokens=["x"],
+        scores=scores,
+        intervals={"attribution_score": [[a - 0.2, a + 0.2] for a in AS]},
+        details={
+            "candidates": cands,
+            "replacement": repl,
+            "vocabulary_size": 49152,
+            "interval_kind": {str(k): "estimate" for k in range(n)},
+        },
     )
     return gen, res
 
@@ -71,8 +98,10 @@ def main() -> None:
     print(f"{'n':>5} {'detect ms':>10} {'×base':>6} {'figures ms':>11} {'×base':>6} {'findings':>9} {'JSON kB':>8} {'×base':>6}")
     for n in (16, 64, 256, 1024):
         d, f, nf, size = base if n == 16 else measure(n)
-        print(f"{n:>5} {d * 1e3:>10.2f} {d / base[0]:>6.1f} {f * 1e3:>11.1f} {f / base[1]:>6.1f} {nf:>9} "
-              f"{size / 1e3:>8.1f} {size / base[3]:>6.1f}")
+        print(
+            f"{n:>5} {d * 1e3:>10.2f} {d / base[0]:>6.1f} {f * 1e3:>11.1f} {f / base[1]:>6.1f} {nf:>9} "
+            f"{size / 1e3:>8.1f} {size / base[3]:>6.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -55,14 +55,26 @@ def make_gen(tok: Any, model: Any, text: str, max_new: int) -> Generation:
     start = rendered.find(text)
     ids, toks, special = tokenize_with_roles(tok, rendered, [(start, start + len(text))], add_special_tokens=False)
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             do_sample=False, max_new_tokens=max_new, pad_token_id=tok.eos_token_id)
-    y = out[0, len(ids):].tolist()
-    return Generation(model_id="smollm2", prompt_id="bench", input_ids=tuple(ids), input_tokens=tuple(toks),
-                      input_special=tuple(special), output_ids=tuple(y),
-                      output_tokens=tuple(tok.decode([i]) for i in y), prompt_text=rendered,
-                      response_text=tok.decode(y, skip_special_tokens=True),
-                      settings={"max_new_tokens": max_new, "do_sample": False})
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=max_new,
+            pad_token_id=tok.eos_token_id,
+        )
+    y = out[0, len(ids) :].tolist()
+    return Generation(
+        model_id="smollm2",
+        prompt_id="bench",
+        input_ids=tuple(ids),
+        input_tokens=tuple(toks),
+        input_special=tuple(special),
+        output_ids=tuple(y),
+        output_tokens=tuple(tok.decode([i]) for i in y),
+        prompt_text=rendered,
+        response_text=tok.decode(y, skip_special_tokens=True),
+        settings={"max_new_tokens": max_new, "do_sample": False},
+    )
 
 
 class ForceTokens(transformers.LogitsProcessor):
@@ -84,14 +96,22 @@ def naive_paper_style(model: Any, x: list[int], y: list[int], k: int, cands: lis
     n, t = len(x), len(y)
     rows = []
     for s in range(0, len(cands), bs):
-        chunk = cands[s: s + bs]
-        xs = torch.tensor([x[:k] + [v] + x[k + 1:] for v in chunk])
+        chunk = cands[s : s + bs]
+        xs = torch.tensor([[*x[:k], v, *x[k + 1 :]] for v in chunk])
         lp = torch.log_softmax(model(xs).logits[:, :-1].double(), -1).gather(-1, xs[:, 1:, None])[..., 0]
-        den = lp[:, k - 1:].sum(1)
-        gen = model.generate(xs, attention_mask=torch.ones_like(xs), do_sample=False, max_new_tokens=t,
-                             min_new_tokens=0, logits_processor=[ForceTokens(y, n)], output_logits=True,
-                             return_dict_in_generate=True, pad_token_id=0)
-        resp = torch.stack([torch.log_softmax(g.double(), -1)[:, yj] for g, yj in zip(gen.logits, y)], 1)
+        den = lp[:, k - 1 :].sum(1)
+        gen = model.generate(
+            xs,
+            attention_mask=torch.ones_like(xs),
+            do_sample=False,
+            max_new_tokens=t,
+            min_new_tokens=0,
+            logits_processor=[ForceTokens(y, n)],
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=0,
+        )
+        resp = torch.stack([torch.log_softmax(g.double(), -1)[:, yj] for g, yj in zip(gen.logits, y, strict=True)], 1)
         rows.append(torch.cat([den[:, None], den[:, None] + torch.cumsum(resp, 1)], 1).numpy())
     return np.concatenate(rows)
 
@@ -147,7 +167,6 @@ def section1(model: Any, gen: Generation, sc: PrefixScorer, k: int, args: Any) -
     print(f"   speed-up {t_nv / t_ex:.2f}x; max |Δℓ| = {np.max(np.abs(ex - nv)):.2e} nats")
 
 
-
 def section2(model: Any, tok: Any, loaded: LoadedModel) -> None:
     # -- 2. default mode end to end on the quickstart prompt ---------------------------------
     qs = make_gen(tok, model, "What is the capital of France?", 12)
@@ -155,26 +174,33 @@ def section2(model: Any, tok: Any, loaded: LoadedModel) -> None:
     r, t_qs = timed(lambda: ProbabilisticMethod().attribute(ctx))
     p = PasPayload.of(r)
     print("\n2. default options (mode=fast) on the quickstart prompt 'What is the capital of France?'")
-    print(f"   n={qs.n}, user tokens={len(qs.user_positions)}, t={qs.t}: {t_qs:.1f} s "
-          f"({t_qs / max(1, len(p.positions)):.1f} s/position); response {qs.response_text!r}")
+    print(
+        f"   n={qs.n}, user tokens={len(qs.user_positions)}, t={qs.t}: {t_qs:.1f} s "
+        f"({t_qs / max(1, len(p.positions)):.1f} s/position); response {qs.response_text!r}"
+    )
     print(f"   {'k':>4} {'token':<12}{'kind':<11}{'AS':>9}{'interval':>22}{'certified':>24}{'eval':>6}")
     for kk in p.positions:
         lo, hi = r.intervals["attribution_score"][kk]
         clo, chi = p.certified_interval[kk]
-        print(f"   {kk:>4} {qs.input_tokens[kk]!r:<12}{p.interval_kind[kk]:<11}"
-              f"{r.scores['attribution_score'][kk]:>9.3f}{f'[{lo:.3f}, {hi:.3f}]':>22}{f'[{clo:.2f}, {chi:.2f}]':>24}"
-              f"{p.evaluated_candidates[kk]:>6}")
-
+        print(
+            f"   {kk:>4} {qs.input_tokens[kk]!r:<12}{p.interval_kind[kk]:<11}"
+            f"{r.scores['attribution_score'][kk]:>9.3f}{f'[{lo:.3f}, {hi:.3f}]':>22}{f'[{clo:.2f}, {chi:.2f}]':>24}"
+            f"{p.evaluated_candidates[kk]:>6}"
+        )
 
 
 def section3(model: Any, tok: Any, gen: Generation, args: Any) -> None:
     # -- 3. fast vs exact on Table-1 prompts, restricted vocabulary ---------------------------
     x, y = list(gen.input_ids), list(gen.output_ids)
     k = gen.user_positions[0]
-    print(f"\n3. fast (defaults) vs exact over a restricted vocabulary of {args.subset} ids per position "
-          "(top half by prior + seeded random half, same set for both)")
-    print(f"   {'prompt':<7}{'k':>4} {'token':<12}{'exact s':>9}{'fast s':>8}{'fast eval':>10}{'kind':<11}"
-          f"{'AS exact':>10}{'AS fast':>9}{'|err|':>8}{'in intv':>8}")
+    print(
+        f"\n3. fast (defaults) vs exact over a restricted vocabulary of {args.subset} ids per position "
+        "(top half by prior + seeded random half, same set for both)"
+    )
+    print(
+        f"   {'prompt':<7}{'k':>4} {'token':<12}{'exact s':>9}{'fast s':>8}{'fast eval':>10}{'kind':<11}"
+        f"{'AS exact':>10}{'AS fast':>9}{'|err|':>8}{'in intv':>8}"
+    )
     meth, opts = ProbabilisticMethod(), PASOptions()
     worst, tok_rate = 0.0, []
     for pid in args.prompts.split(","):
@@ -189,23 +215,26 @@ def section3(model: Any, tok: Any, gen: Generation, args: Any) -> None:
             top = np.argsort(-prior)[: args.subset // 2]
             rest = np.setdiff1d(np.arange(len(prior)), top)
             sub = np.union1d(np.union1d(top, rng.choice(rest, args.subset // 2, replace=False)), [g.input_ids[kk]])
-            l_ex, s_ex = timed(lambda: sc.score(kk, sub, args.batch))
+            l_ex, s_ex = timed(lambda sc=sc, kk=kk, sub=sub: sc.score(kk, sub, args.batch))
             tok_rate.append(len(sub) * (1 + len(sc.suffix(kk))) / s_ex)
             o = int(np.nonzero(sub == g.input_ids[kk])[0][0])
             as_ex = position_stats(l_ex, o).attribution_score
-            sup, s_f = timed(lambda: meth._fast(sc, kk, sub, opts, np.random.default_rng([0, kk]), {}))
+            sup, s_f = timed(lambda sc=sc, kk=kk, sub=sub: meth._fast(sc, kk, sub, opts, np.random.default_rng([0, kk]), {}))
             o2 = int(np.nonzero(sup.ids == g.input_ids[kk])[0][0])
             as_f = position_stats(sup.l_cum, o2, sup.logw).attribution_score
             lo, hi = sup.interval or sup.certified or (as_f, as_f)
             err = abs(as_f - as_ex)
             worst = max(worst, err)
-            print(f"   {pid:<7}{kk:>4} {g.input_tokens[kk]!r:<12}{s_ex:>9.1f}{s_f:>8.1f}{sup.evaluated:>10} "
-                  f"{sup.kind:<10}{as_ex:>10.3f}{as_f:>9.3f}{err:>8.3f}{str(lo - 1e-9 <= as_ex <= hi + 1e-9):>8}")
+            print(
+                f"   {pid:<7}{kk:>4} {g.input_tokens[kk]!r:<12}{s_ex:>9.1f}{s_f:>8.1f}{sup.evaluated:>10} "
+                f"{sup.kind:<10}{as_ex:>10.3f}{as_f:>9.3f}{err:>8.3f}{lo - 1e-9 <= as_ex <= hi + 1e-9!s:>8}"
+            )
     rate = float(np.mean(tok_rate))
     full_L = 1 + len(PrefixScorer(model, x, y).suffix(k))
-    print(f"   largest |AS error| {worst:.3f} nats; exact throughput {rate:.0f} token-forwards/s -> full-vocabulary exact "
-          f"(49152 candidates × {full_L} tokens) ≈ {49152 * full_L / rate / 60:.0f} min per position on this machine")
-
+    print(
+        f"   largest |AS error| {worst:.3f} nats; exact throughput {rate:.0f} token-forwards/s -> full-vocabulary exact "
+        f"(49152 candidates × {full_L} tokens) ≈ {49152 * full_L / rate / 60:.0f} min per position on this machine"
+    )
 
 
 def section4(model: Any, gen: Generation, args: Any) -> None:
@@ -223,8 +252,7 @@ def section4(model: Any, gen: Generation, args: Any) -> None:
     print(f"   {'computation':<46}{'tok/s':>10}{'ratio':>8}")
     print(f"   {'plain forward, same (B, L) without prefix':<46}{B * L / s_plain:>10.0f}{1.0:>8.2f}")
     print(f"   {'PAS exact (cache expand + forward + log-probs)':<46}{B * L / s_pas:>10.0f}{s_plain / s_pas:>8.2f}")
-    print(f"   {'plain forward recomputing the prefix (B, k+L)':<46}{B * L / s_full:>10.0f}{s_plain / s_full:>8.2f}"
-          "   (useful tokens/s)")
+    print(f"   {'plain forward recomputing the prefix (B, k+L)':<46}{B * L / s_full:>10.0f}{s_plain / s_full:>8.2f}   (useful tokens/s)")
 
 
 if __name__ == "__main__":

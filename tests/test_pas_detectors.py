@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pydantic
 import pytest
 
 from reportgen.data import AttributionResult, Finding, Generation
@@ -79,8 +80,7 @@ def make_result(
     intervals: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
 ) -> AttributionResult:
-    d = {"mode": "exact", "positions": [U0 + i for i in range(len(USER))], "vocabulary_size": V, "candidates": {},
-         "interval_kind": {}}
+    d = {"mode": "exact", "positions": [U0 + i for i in range(len(USER))], "vocabulary_size": V, "candidates": {}, "interval_kind": {}}
     d.update(details or {})
     return AttributionResult(
         method="probabilistic",
@@ -126,9 +126,7 @@ def test_findings_point_at_token_positions() -> None:
 
 
 def test_prompt_with_replacement() -> None:
-    assert prompt_with_replacement(GEN, TOKENS, POS["age"], "entence") == (
-        "Passentence: When was the Cassini launched?"
-    )
+    assert prompt_with_replacement(GEN, TOKENS, POS["age"], "entence") == ("Passentence: When was the Cassini launched?")
     assert prompt_with_replacement(GEN, TOKENS, POS["?"], " in") == "Passage: When was the Cassini launched in"
 
 
@@ -181,9 +179,7 @@ def test_noise_token_straddling_interval_is_reported_as_uncertain() -> None:
     set_score(sc, "entropy_prompt", k, 9.0)
     ivs: dict[str, Any] = {"attribution_score": [None] * N}
     ivs["attribution_score"][k] = [0.05, 0.25]  # ... but the interval straddles +0.1
-    out = NoiseToken().detect(
-        make_result(sc, ivs, {"interval_kind": {str(k): "certified"}}), GEN, NoiseTokenOptions()
-    )
+    out = NoiseToken().detect(make_result(sc, ivs, {"interval_kind": {str(k): "certified"}}), GEN, NoiseTokenOptions())
     assert len(out) == 1
     f = out[0]
     assert f.severity == "info"
@@ -226,8 +222,7 @@ def test_preferred_replacement_names_candidates_and_suggests_edit() -> None:
     set_score(sc, "attribution_score", k, math.log(0.2 / 0.6))
     set_score(sc, "log_prior_original", k, math.log(0.6))
     set_score(sc, "log_posterior_original", k, math.log(0.2))
-    out = PreferredReplacement().detect(make_result(sc, details=passage_details(k)), GEN,
-                                        PreferredReplacementOptions())
+    out = PreferredReplacement().detect(make_result(sc, details=passage_details(k)), GEN, PreferredReplacementOptions())
     assert len(out) == 1
     f = out[0]
     check_finding(f, "preferred_replacement", k)
@@ -256,8 +251,7 @@ def test_preferred_replacement_negative() -> None:
     sc = base_scores()
     k = POS["age"]
     set_score(sc, "attribution_score", k, -0.3)  # negative but above −0.5
-    assert PreferredReplacement().detect(make_result(sc, details=passage_details(k)), GEN,
-                                         PreferredReplacementOptions()) == []
+    assert PreferredReplacement().detect(make_result(sc, details=passage_details(k)), GEN, PreferredReplacementOptions()) == []
 
 
 def test_preferred_replacement_straddling() -> None:
@@ -267,16 +261,14 @@ def test_preferred_replacement_straddling() -> None:
     set_score(sc, "log_posterior_original", k, math.log(0.2))
     ivs: dict[str, Any] = {"attribution_score": [None] * N}
     ivs["attribution_score"][k] = [-0.7, -0.4]
-    (f,) = PreferredReplacement().detect(make_result(sc, ivs, passage_details(k)), GEN,
-                                         PreferredReplacementOptions())
+    (f,) = PreferredReplacement().detect(make_result(sc, ivs, passage_details(k)), GEN, PreferredReplacementOptions())
     assert f.severity == "info"
     assert f.evidence["interval"] == [-0.7, -0.4]
     assert "uncertain: the interval [-0.7, -0.4] straddles the threshold" in f.message
     # an interval wholly below the threshold is certain
     ivs["attribution_score"][k] = [-0.9, -0.6]
     set_score(sc, "attribution_score", k, -0.7)
-    (f,) = PreferredReplacement().detect(make_result(sc, ivs, passage_details(k)), GEN,
-                                         PreferredReplacementOptions())
+    (f,) = PreferredReplacement().detect(make_result(sc, ivs, passage_details(k)), GEN, PreferredReplacementOptions())
     assert f.severity == "high" and "uncertain" not in f.message
 
 
@@ -291,8 +283,11 @@ def test_response_broadened_positive_negative_severity() -> None:
     k2 = POS[" was"]
     set_score(sc, "entropy_prompt", k2, 1.0)
     set_score(sc, "entropy_prompt_response", k2, 1.7)
-    det = {"candidates": {str(k): {"prior": [], "posterior": [{"token": " customs", "id": 5, "p": 0.3},
-                                                            {"token": " security", "id": 6, "p": 0.2}]}}}
+    det = {
+        "candidates": {
+            str(k): {"prior": [], "posterior": [{"token": " customs", "id": 5, "p": 0.3}, {"token": " security", "id": 6, "p": 0.2}]}
+        }
+    }
     out = ResponseBroadened().detect(make_result(sc, details=det), GEN, ResponseBroadenedOptions())
     by = {f.positions[0]: f for f in out}
     assert set(by) == {k, k2}
@@ -330,8 +325,9 @@ def test_kl_outlier_positive_and_severity() -> None:
     k = POS["?"]
     set_score(sc, "attribution_score", k, 0.02)
     set_score(sc, "kl_posterior_prior", k, 2.0)
-    det = {"candidates": {str(k): {"prior": [], "posterior": [{"token": " in", "id": 3, "p": 0.4},
-                                                            {"token": "?", "id": 100 + k, "p": 0.3}]}}}
+    det = {
+        "candidates": {str(k): {"prior": [], "posterior": [{"token": " in", "id": 3, "p": 0.4}, {"token": "?", "id": 100 + k, "p": 0.3}]}}
+    }
     (f,) = KLOutlier().detect(make_result(sc, details=det), GEN, KLOutlierOptions())
     check_finding(f, "kl_outlier", k)
     kls = [v for v in sc["kl_posterior_prior"] if v is not None]
@@ -391,10 +387,17 @@ def test_unstable_token_positive_negative_severity() -> None:
     set_score(sc, "replacement_entropy", ka, 1.561)  # influential token (AS 0.45): expected → low
     set_score(sc, "attribution_score", kb, 0.0)
     set_score(sc, "original_response_pct", kb, 0.0)  # near-zero AS, no candidate reproduces → high
-    det = {"replacement": {str(kb): {"count": 3, "original_token_count": 1, "original_response_count": 0,
-                                     "distinct_responses": 2,
-                                     "responses": [{"candidate": " is", "response": " 2004."},
-                                                   {"candidate": " was", "response": " 1997? Answer"}]}}}
+    det = {
+        "replacement": {
+            str(kb): {
+                "count": 3,
+                "original_token_count": 1,
+                "original_response_count": 0,
+                "distinct_responses": 2,
+                "responses": [{"candidate": " is", "response": " 2004."}, {"candidate": " was", "response": " 1997? Answer"}],
+            }
+        }
+    }
     out = UnstableToken().detect(make_result(sc, details=det), GEN, UnstableTokenOptions())
     by = {f.positions[0]: f for f in out}
     assert set(by) == {ka, kb}  # kc is stable
@@ -413,7 +416,7 @@ def test_detectors_declare_method_and_documented_options() -> None:
         assert cls.name and cls.description and cls.__doc__ and "Severity" in cls.__doc__
         for name, field in cls.options_model.model_fields.items():
             assert field.description, f"{cls.name}.{name} undocumented"
-        with pytest.raises(Exception):
+        with pytest.raises(pydantic.ValidationError):
             cls.options_model(nonsense=1)
 
 
@@ -439,8 +442,13 @@ def bayes_position(prior: list[float], lik: list[float], orig: int) -> dict[str,
     """Closed form at one position: π = prior, ρ ∝ π·P(y|x^(v)); AS = log ρ(x_k) − log π(x_k)."""
     z = sum(p * q for p, q in zip(prior, lik, strict=True))
     post = [p * q / z for p, q in zip(prior, lik, strict=True)]
-    ent = lambda d: -sum(p * math.log(p) for p in d if p > 0)  # noqa: E731
-    kl = lambda a, b: sum(p * math.log(p / q) for p, q in zip(a, b, strict=True) if p > 0)  # noqa: E731
+
+    def ent(d: list[float]) -> float:
+        return -sum(p * math.log(p) for p in d if p > 0)
+
+    def kl(a: list[float], b: list[float]) -> float:
+        return sum(p * math.log(p / q) for p, q in zip(a, b, strict=True) if p > 0)
+
     return {
         "attribution_score": math.log(post[orig]) - math.log(prior[orig]),
         "entropy_prompt": ent(prior),
@@ -482,10 +490,16 @@ def test_anomaly3_from_bayes_table() -> None:
         if name != "post":
             set_score(sc, name, k, v)
     post: list[float] = stats["post"]  # type: ignore[assignment]
-    det = {"candidates": {str(k): {
-        "prior": [{"token": t, "id": 100 + k if i == 0 else i, "p": p} for i, (t, p) in enumerate(zip(toks, prior))],
-        "posterior": [{"token": t, "id": 100 + k if i == 0 else i, "p": p} for i, (t, p) in enumerate(zip(toks, post))],
-    }}}
+    det = {
+        "candidates": {
+            str(k): {
+                "prior": [{"token": t, "id": 100 + k if i == 0 else i, "p": p} for i, (t, p) in enumerate(zip(toks, prior, strict=True))],
+                "posterior": [
+                    {"token": t, "id": 100 + k if i == 0 else i, "p": p} for i, (t, p) in enumerate(zip(toks, post, strict=True))
+                ],
+            }
+        }
+    }
     (f,) = PreferredReplacement().detect(make_result(sc, details=det), GEN, PreferredReplacementOptions())
     assert stats["attribution_score"] < -0.5
     assert [c["token"] for c in f.evidence["preferred"]] == ["entence"]

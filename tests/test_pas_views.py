@@ -12,7 +12,14 @@ import pytest
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
 from reportgen_plugins.pas.detectors import DETECTORS
 from reportgen_plugins.pas.payload import PasPayload
-from reportgen_plugins.pas.views import ORDER, PASViews, _View, anomalous_positions, esc, tick
+from reportgen_plugins.pas.views import (
+    ORDER,
+    PASViews,
+    _View,
+    anomalous_positions,
+    esc,
+    tick,
+)
 
 XSS = "<img src=x onerror=alert(1)>"
 TOKENS = ["<|im_start|>", "user", "\n", "Pass", "age", ":", " When", XSS, " launched", "?", "<|im_end|>", "\n"]
@@ -36,15 +43,15 @@ def make_generation(model: str = "m", prompt: str = "p") -> Generation:
     )
 
 
-def make_result(
-    model: str = "m", prompt: str = "p", *, replacement: bool = True, intervals: bool = True, **kw: Any
-) -> AttributionResult:
+def make_result(model: str = "m", prompt: str = "p", *, replacement: bool = True, intervals: bool = True, **kw: Any) -> AttributionResult:
     AS = [None] * N
     vals = {3: 0.8, 4: -1.2, 5: 0.05, 6: 1.5, 7: 0.01, 8: 2.0, 9: -0.02}
     for k, a in vals.items():
         AS[k] = a
+
     def vec(f: Any) -> list[float | None]:
         return [None if AS[k] is None else f(k) for k in range(N)]
+
     scores: dict[str, list[float | None]] = {
         "attribution_score": AS,
         "entropy_prompt": vec(lambda k: 1.0 + 0.2 * k),
@@ -66,28 +73,40 @@ def make_result(
     cands = {
         str(k): {
             "prior": [{"token": TOKENS[k], "id": 100 + k, "p": 0.5}, {"token": " alt", "id": 7, "p": 0.2}],
-            "posterior": [{"token": " other", "id": 8, "p": 0.6}, {"token": XSS if k != 7 else " x", "id": 9,
-                                                                   "p": 0.1}],
+            "posterior": [{"token": " other", "id": 8, "p": 0.6}, {"token": XSS if k != 7 else " x", "id": 9, "p": 0.1}],
         }
         for k in USER
     }
     details: dict[str, Any] = {
-        "mode": "fast", "positions": USER, "candidates": cands, "interval_kind": kinds, "vocabulary_size": V,
+        "mode": "fast",
+        "positions": USER,
+        "candidates": cands,
+        "interval_kind": kinds,
+        "vocabulary_size": V,
     }
     if replacement:
         scores["replacement_entropy"] = vec(lambda k: 0.3 * abs(AS[k]))
         scores["original_response_pct"] = vec(lambda k: 100.0 - 30 * abs(AS[k]))
-        details["replacement"] = {str(k): {"count": k, "original_token_count": 1, "original_response_count": 1,
-                                           "distinct_responses": 2, "responses": []} for k in USER}
+        details["replacement"] = {
+            str(k): {"count": k, "original_token_count": 1, "original_response_count": 1, "distinct_responses": 2, "responses": []}
+            for k in USER
+        }
     return AttributionResult(
-        method="probabilistic", model_id=model, prompt_id=prompt, options={}, input_tokens=list(TOKENS),
-        output_tokens=[" 1997", "?"], scores=scores, intervals=ivs, details=details, **kw,
+        method="probabilistic",
+        model_id=model,
+        prompt_id=prompt,
+        options={},
+        input_tokens=list(TOKENS),
+        output_tokens=[" 1997", "?"],
+        scores=scores,
+        intervals=ivs,
+        details=details,
+        **kw,
     )
 
 
 def make_run(results: list[AttributionResult], gens: list[Generation] | None = None) -> RunResult:
-    return RunResult(spec=None, spec_text="", spec_path="", generations=gens or [make_generation()],
-                     results=results)
+    return RunResult(spec=None, spec_text="", spec_path="", generations=gens or [make_generation()], results=results)
 
 
 def by_id(figs: list[FigureSpec]) -> dict[str, FigureSpec]:
@@ -97,7 +116,11 @@ def by_id(figs: list[FigureSpec]) -> dict[str, FigureSpec]:
 def test_five_figures_with_stable_ids_and_order() -> None:
     figs = PASViews().figures(make_run([make_result()]))
     assert [f.id for f in figs] == [
-        "pas-as-m-p", "pas-entropy-m-p", "pas-kl-m-p", "pas-candidates-m-p", "pas-replacement-m-p",
+        "pas-as-m-p",
+        "pas-entropy-m-p",
+        "pas-kl-m-p",
+        "pas-candidates-m-p",
+        "pas-replacement-m-p",
     ]
     assert [f.order for f in figs] == sorted(f.order for f in figs) == list(ORDER.values())
     for f in figs:
@@ -135,19 +158,57 @@ def test_as_bar_chart() -> None:
     from reportgen.figures import DIVERGING, NEG_RGB, POS_RGB
 
     assert [tuple(c) for c in bar.marker.colorscale] == [tuple(c) for c in DIVERGING]
-    assert DIVERGING[-1][1] == "#%02x%02x%02x" % POS_RGB and DIVERGING[0][1] == "#%02x%02x%02x" % NEG_RGB
+    assert DIVERGING[-1][1] == "#{:02x}{:02x}{:02x}".format(*POS_RGB) and DIVERGING[0][1] == "#{:02x}{:02x}{:02x}".format(*NEG_RGB)
     assert bar.marker.cmin == -2.0 and bar.marker.cmax == 2.0 and bar.marker.cmid == 0
     # error bars from intervals: position 5 (index 2) has [-0.1, 0.2] around 0.05
     assert bar.error_y.array[2] == pytest.approx(0.15) and bar.error_y.arrayminus[2] == pytest.approx(0.15)
     assert bar.error_y.array[0] == 0.0  # no interval → no bar
     assert list(bar.marker.pattern.shape) == ["", "", "/", "", "", "", ""]  # only [-0.1, 0.2] straddles 0
     assert list(star.x) == [2] and star.name == "interval straddles 0"
-    assert list(bar.customdata[2][2:]) == ["[-0.1, 0.2]", "estimate", "yes: sign uncertain"]
+    assert list(bar.customdata[2][2:5]) == ["[-0.1, 0.2]", "estimated", "yes: sign uncertain"]
     assert list(bar.customdata[3][2:4]) == ["[1.2, 1.9]", "certified"]
+    assert list(bar.customdata[1][2:4]) == ["[-1.2, -1.2]", "exact"]
+    assert bar.customdata[0][3] == "n/a"  # no interval, no kind
     assert "%{customdata[0]}" in bar.hovertemplate and "%{customdata[2]}" in bar.hovertemplate
     assert list(fig.layout.xaxis.tickvals) == list(range(len(USER)))
     assert fig.layout.xaxis.ticktext[0] == "Pass"
     assert "nats" in fig.layout.yaxis.title.text
+
+
+def test_each_token_says_how_its_number_was_obtained() -> None:
+    """Hover text and captions explain exact / certified / estimated in plain words, without
+    references to the paper or its equations."""
+    figs = by_id(PASViews().figures(make_run([make_result()])))
+    bar = figs["pas-as-m-p"].figure.data[0]
+    assert "%{customdata[5]}" in bar.hovertemplate
+    hover = {row[3]: row[5].replace("<br>", " ") for row in bar.customdata}
+    assert hover["estimated"].startswith("estimated: ") and "95% confidence interval" in hover["estimated"]
+    assert "sampled at random" in hover["estimated"]
+    assert hover["certified"].startswith("certified: ") and "guaranteed to lie in the interval" in hover["certified"]
+    assert hover["exact"].startswith("exact: ") and "every token of the vocabulary" in hover["exact"]
+    assert "not recorded" in hover["n/a"]
+    assert all(len(line) <= 64 for row in bar.customdata for line in row[5].split("<br>"))
+    cap = figs["pas-as-m-p"].caption
+    assert "Exact (1 token): every token of the vocabulary was tried in its place" in cap
+    assert "Certified (1 token): only part of the vocabulary was tried" in cap
+    assert "error bar is guaranteed to contain the exact value." in cap
+    assert "Estimated (1 token): part of the vocabulary was tried and the rest sampled at random" in cap
+    assert "95% confidence interval" in cap
+    for fid in ("pas-entropy-m-p", "pas-kl-m-p", "pas-candidates-m-p"):
+        assert "certified or estimated" in figs[fid].caption and "approximate" in figs[fid].caption
+    for kind in ("pas-entropy-m-p", "pas-kl-m-p"):
+        assert all("numbers: %{customdata[" in t.hovertemplate for t in figs[kind].figure.data)
+    ent = figs["pas-entropy-m-p"].figure.data[0]
+    assert [row[2] for row in ent.customdata][:4] == ["unspecified", "exact", "estimated", "certified"]
+    for f in figs.values():  # no paper, figure or equation references in the captions
+        for word in ("seed", "eq.", "Eq.", "Fig.", "paper", "§"):
+            assert word not in f.caption, (f.id, word)
+    # a result with every number exact: no approximation notes, one kind in the caption
+    r = make_result(intervals=False)
+    r.details["interval_kind"] = {str(k): "exact" for k in USER}
+    figs = by_id(PASViews().figures(make_run([r])))
+    assert "Exact (7 tokens):" in figs["pas-as-m-p"].caption and "ertified" not in figs["pas-as-m-p"].caption
+    assert "approximate" not in figs["pas-kl-m-p"].caption
 
 
 def test_as_chart_without_intervals() -> None:
@@ -189,7 +250,7 @@ def test_candidate_figure_top_three_positions() -> None:
     assert list(prior.y) == [0.5, None, 0.2, None]
     assert list(post.y[2:]) == [None, 0.1]
     assert post.y[0] == pytest.approx(0.5 * math.exp(1.5), rel=1e-5) and post.y[1] == 0.6
-    assert list(prior.marker.line.color)[0] == "black"  # the original is outlined
+    assert prior.marker.line.color[0] == "black"  # the original is outlined
     assert "position 6" in fig.layout.annotations[0].text
 
 
@@ -244,15 +305,18 @@ def test_plotly_renders_escaped_tokens_as_literal_text(tmp_path: Any) -> None:
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium not installed")
-    js = open(os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")).read()
+    with open(os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js"), encoding="utf-8") as fh:
+        js = fh.read()
     fig = by_id(PASViews().figures(make_run([make_result()])))["pas-as-m-p"].figure
     idx = USER.index(7)
     page = tmp_path / "p.html"
     page.write_text(
         "<html><head><title>ok</title><script>" + js + "</script></head><body>"
-        '<div id="g" style="width:800px;height:400px"></div><script>var f=' + fig.to_json().replace("</", "<\\/")
+        '<div id="g" style="width:800px;height:400px"></div><script>var f='
+        + fig.to_json().replace("</", "<\\/")
         + ";Plotly.newPlot('g',f.data,f.layout).then(function(){Plotly.Fx.hover('g',[{curveNumber:0,pointNumber:"
-        + str(idx) + "}]);setTimeout(function(){var d=document.createElement('pre');d.id='res';"
+        + str(idx)
+        + "}]);setTimeout(function(){var d=document.createElement('pre');d.id='res';"
         "d.textContent=JSON.stringify({imgs:document.querySelectorAll('img').length,"
         "ticks:Array.from(document.querySelectorAll('.xtick text')).map(t=>t.textContent),"
         "hover:Array.from(document.querySelectorAll('.hoverlayer text')).map(t=>t.textContent)});"
@@ -260,10 +324,23 @@ def test_plotly_renders_escaped_tokens_as_literal_text(tmp_path: Any) -> None:
         encoding="utf-8",
     )
     out = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'prof'}",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'prof'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     ).stdout
     m = re.search(r'<pre id="res">(.*?)</pre>', out)
     assert m, out[-2000:]
@@ -286,25 +363,37 @@ def test_contract_with_the_probabilistic_method() -> None:
 
     torch.manual_seed(1)
     cfg = transformers.LlamaConfig(
-        vocab_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=32, max_position_embeddings=64, initializer_range=0.4, tie_word_embeddings=False,
-        bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        vocab_size=16,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        initializer_range=0.4,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     x, y = [0, 5, 9, 3, 12, 7, 4, 8], [4, 11, 2]
     gen = Generation(
-        model_id="toy", prompt_id="p", input_ids=tuple(x), input_tokens=tuple(str(i) for i in x),
-        input_special=(True,) + (False,) * (len(x) - 1), output_ids=tuple(y),
-        output_tokens=tuple(str(i) for i in y), prompt_text="", response_text="",
+        model_id="toy",
+        prompt_id="p",
+        input_ids=tuple(x),
+        input_tokens=tuple(str(i) for i in x),
+        input_special=(True,) + (False,) * (len(x) - 1),
+        output_ids=tuple(y),
+        output_tokens=tuple(str(i) for i in y),
+        prompt_text="",
+        response_text="",
         settings={"max_new_tokens": len(y), "do_sample": False},
     )
     loaded = LoadedModel(id="toy", source="toy:", model=model, tokenizer=None)
-    for opts in ({"mode": "fast", "max_candidates": 4, "tail_samples": 4, "replacement_entropy": True,
-                  "replacement_max_candidates": 4},):
+    for opts in ({"mode": "fast", "max_candidates": 4, "tail_samples": 4, "replacement_entropy": True, "replacement_max_candidates": 4},):
         o = prob.PASOptions(**opts)
-        r = prob.ProbabilisticMethod().attribute(
-            AttributionContext(model=loaded, generation=gen, options=o, seed=0, cache=Cache(None))
-        )
+        r = prob.ProbabilisticMethod().attribute(AttributionContext(model=loaded, generation=gen, options=o, seed=0, cache=Cache(None)))
         assert r.status == "ok", r.reason
         for cls in DETECTORS:
             for f in cls().detect(r, gen, cls.options_model()):

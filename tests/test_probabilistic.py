@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pydantic
 import pytest
 import torch
 import transformers
@@ -21,6 +22,7 @@ from reportgen.data import AttributionResult, Generation
 from reportgen.plugin_api import AttributionContext, LoadedModel
 from reportgen_plugins.pas.engine import PrefixScorer
 from reportgen_plugins.pas.estimators import (
+    betting_as_interval,
     certified_as_interval,
     logsumexp,
     nucleus,
@@ -37,8 +39,13 @@ from reportgen_plugins.pas.payload import (
 )
 
 SCORE_NAMES = [
-    "attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior",
-    "kl_prior_posterior", "log_prior_original", "log_posterior_original",
+    "attribution_score",
+    "entropy_prompt",
+    "entropy_prompt_response",
+    "kl_posterior_prior",
+    "kl_prior_posterior",
+    "log_prior_original",
+    "log_posterior_original",
 ]
 
 
@@ -47,9 +54,18 @@ def tiny_llama(vocab: int = 16, seed: int = 0, init: float = 0.4, ignore_context
     position's prediction depends only on its own (the last) token."""
     torch.manual_seed(seed)
     cfg = transformers.LlamaConfig(
-        vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, intermediate_size=32, max_position_embeddings=64,
-        initializer_range=init, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        vocab_size=vocab,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        initializer_range=init,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     if ignore_context:
@@ -63,17 +79,22 @@ def tiny_llama(vocab: int = 16, seed: int = 0, init: float = 0.4, ignore_context
 
 def make_generation(x: list[int], y: list[int], special: list[bool] | None = None) -> Generation:
     return Generation(
-        model_id="toy", prompt_id="p", input_ids=tuple(x), input_tokens=tuple(str(i) for i in x),
+        model_id="toy",
+        prompt_id="p",
+        input_ids=tuple(x),
+        input_tokens=tuple(str(i) for i in x),
         input_special=tuple(special if special is not None else [True] + [False] * (len(x) - 1)),
-        output_ids=tuple(y), output_tokens=tuple(str(i) for i in y), prompt_text="", response_text="",
+        output_ids=tuple(y),
+        output_tokens=tuple(str(i) for i in y),
+        prompt_text="",
+        response_text="",
         settings={"max_new_tokens": len(y), "do_sample": False},
     )
 
 
 def run(model, gen, seed: int = 0, cache: Cache | None = None, **opts):
     loaded = LoadedModel(id="toy", source="toy:", model=model, tokenizer=None)
-    ctx = AttributionContext(model=loaded, generation=gen, options=PASOptions(**opts), seed=seed,
-                             cache=cache or Cache(None))
+    ctx = AttributionContext(model=loaded, generation=gen, options=PASOptions(**opts), seed=seed, cache=cache or Cache(None))
     return ProbabilisticMethod().attribute(ctx)
 
 
@@ -131,7 +152,8 @@ def test_result_contract(exact16):
         lo, hi = r.intervals["attribution_score"][k]
         assert lo == hi == r.scores["attribution_score"][k]
         assert r.scores["attribution_score"][k] == pytest.approx(
-            r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-12)
+            r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-12
+        )
     assert r.intervals["attribution_score"][0] is None
     assert "seconds" in r.timings
     assert "replacement_entropy" not in r.scores
@@ -147,7 +169,7 @@ def test_matrix_rows_sum_to_as(exact16):
 # ---------------------------------------------------------------- 4: brute force enumeration
 def _joint_log_probs(model, x0: int, vocab: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     """log P(s_1..s_{L-1} | s_0 = x0) for every sequence (full enumeration)."""
-    seqs = np.array([(x0,) + s for s in itertools.product(range(vocab), repeat=length - 1)])
+    seqs = np.array([(x0, *s) for s in itertools.product(range(vocab), repeat=length - 1)])
     with torch.no_grad():
         logits = model(torch.tensor(seqs)).logits[:, :-1].double()
     lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(seqs[:, 1:])[..., None])[..., 0]
@@ -222,8 +244,7 @@ def test_fast_full_vocab_equals_exact(llama16, exact16):
 
 @pytest.mark.parametrize("pool", [0, "all", 5])
 def test_fast_certified_interval_contains_exact(llama16, exact16, pool):
-    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=6, tail_samples=0,
-            batch_size=3, bound_pool=pool)
+    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=6, tail_samples=0, batch_size=3, bound_pool=pool)
     p = PasPayload.of(r)
     for k in p.positions:
         lo, hi = r.intervals["attribution_score"][k]
@@ -241,32 +262,96 @@ def test_certified_interval_is_tight_when_extremes():
     assert certified_as_interval(c, d_s, n_s, -math.inf) == (c - n_s + d_s, c - n_s + d_s)
     u = -4.0
     lo, hi = certified_as_interval(c, d_s, n_s, u)
-    f = lambda nt, dt: c - math.log(math.exp(n_s) + nt) + math.log(math.exp(d_s) + dt)  # noqa: E731
+
+    def f(nt: float, dt: float) -> float:
+        return c - math.log(math.exp(n_s) + nt) + math.log(math.exp(d_s) + dt)
+
     grid = np.linspace(0, math.exp(u), 41)
     vals = [f(nt, dt) for dt in grid for nt in grid if nt <= dt]
     assert min(vals) == pytest.approx(lo, abs=1e-12) and max(vals) == pytest.approx(hi, abs=1e-12)
 
 
-def test_fast_estimate_mode(llama16, exact16):
-    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=4, tail_samples=64, batch_size=4,
-            tolerance=1e-4)
+def test_fast_small_tail_is_evaluated_whole(llama16, exact16):
+    """A tail no larger than the sampling budget is evaluated, not sampled: AS is exact."""
+    r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=4, tail_samples=64, batch_size=4, tolerance=1e-4, neighbours=0)
+    p = PasPayload.of(r)
+    assert set(p.interval_kind.values()) == {"exact"} and set(p.evaluated_candidates.values()) == {16}
+    for nm in SCORE_NAMES:
+        assert np.allclose(np.array(r.scores[nm][1:]), np.array(exact16.scores[nm][1:]), atol=1e-9)
+    assert set(p.certified_interval) == set(p.positions)  # the top set's certified interval is kept
+
+
+XE, YE = [0, 13, 10, 9, 5, 6], [5, 9, 3]  # a prompt and the greedy response of tiny_llama(16, 100, 1.0)
+
+
+def test_fast_estimate_mode():
+    model = tiny_llama(16, seed=100, init=1.0)
+    exact = run(model, make_generation(XE, YE), mode="exact")
+    r = run(model, make_generation(XE, YE), mode="fast", max_candidates=4, tail_samples=8, batch_size=4, neighbours=0)
     p = PasPayload.of(r)
     kinds = p.interval_kind
-    assert "estimate" in kinds.values()
-    errs, widths = [], []
+    assert set(kinds.values()) == {"certified", "estimate"}
     for k in p.positions:
         lo, hi = r.intervals["attribution_score"][k]
         clo, chi = p.certified_interval[k]
         est = r.scores["attribution_score"][k]
+        ex = exact.scores["attribution_score"][k]
         assert clo - 1e-9 <= lo <= est <= hi <= chi + 1e-9
+        assert lo - 1e-9 <= ex <= hi + 1e-9
+        assert 4 < p.evaluated_candidates[k] <= 4 + 8
         assert np.nansum(r.matrix[k]) == pytest.approx(est, abs=1e-10)
-        if kinds[k] == "estimate":
-            errs.append(abs(est - exact16.scores["attribution_score"][k]))
-            widths.append(chi - clo)
-            # listed probabilities are individual estimates exp(ℓ(v) − D̂), clipped to [0, 1]
-            assert all(0.0 <= e.p <= 1.0 for e in p.candidates[k].prior)
-    # the importance-sampled estimate beats the certified interval's half-width by far on this toy
-    assert max(errs) < 0.5 * max(widths)
+        # listed probabilities are individual estimates exp(ℓ(v) − D̂), clipped to [0, 1]
+        assert all(0.0 <= e.p <= 1.0 for e in p.candidates[k].prior)
+        if kinds[k] == "estimate":  # never zero width, at most half the certified width
+            assert 0.0 < hi - lo <= 0.5 * (chi - clo)
+            assert abs(est - ex) < 0.25 * (chi - clo)
+        else:  # the sample could not halve the certified interval: that interval is reported
+            assert (lo, hi) == pytest.approx((min(clo, est), max(chi, est)))
+
+
+def test_betting_interval_covers_a_hidden_heavy_candidate():
+    """The estimate interval's promise, checked on a synthetic tail built to break intervals that
+    trust the spread of the draws seen: 200 candidates of which one, drawn with probability 0.2 %,
+    carries most of the numerator (a normal interval from the draws covers the exact AS about a third of
+    the time here). Coverage over seeds must reach 95 % (2 points of slack)."""
+    rng = np.random.default_rng(0)
+    m = 200
+    u = rng.dirichlet(np.ones(m)) * 0.5  # tail bound mass U = 0.5
+    u[0] = 0.001
+    u /= u.sum() / 0.5
+    r_den = rng.uniform(0.0, 0.2, m)
+    r_num = r_den * rng.uniform(0.0, 0.01, m)
+    r_den[0], r_num[0] = 1.0, 1.0  # the hidden heavy candidate: e_num = e_den = u
+    e_den, e_num = u * r_den, u * r_num
+    c, d_s, n_s = -1.0, math.log(0.05), math.log(0.05) - 5.0  # top set: N_S = D_S·e^{−5}, below the hidden e_num
+    exact = c + math.log(math.exp(d_s) + e_den.sum()) - math.log(math.exp(n_s) + e_num.sum())
+    cert = certified_as_interval(c, d_s, n_s, math.log(u.sum()))
+    q = u / u.sum()
+    hits = runs = 0
+    for seed in range(200):
+        d = np.random.default_rng(seed).choice(m, size=256, p=q)
+        ci = betting_as_interval(c, d_s, n_s, math.log(u.sum()), r_den[d], r_num[d], cert)
+        assert ci is None or cert[0] <= ci[0] < ci[1] <= cert[1]
+        if ci is not None:
+            runs += 1
+            hits += ci[0] <= exact <= ci[1]
+    assert runs >= 190 and hits / runs >= 0.93
+
+
+def test_betting_interval_shrinks_with_draws_and_keeps_the_truth():
+    """With the tail known (every draw gives the same ratios), more draws narrow the interval
+    around the true AS; it always lies inside the certified interval."""
+    c, d_s, n_s, log_tail = -0.5, 0.0, -1.0, math.log(0.3)
+    r_den, r_num = 0.4, 0.1
+    exact = c + math.log(1.0 + 0.3 * r_den) - math.log(math.exp(n_s) + 0.3 * r_num)
+    cert = certified_as_interval(c, d_s, n_s, log_tail)
+    widths = []
+    for n in (16, 64, 256, 1024):
+        ci = betting_as_interval(c, d_s, n_s, log_tail, np.full(n, r_den), np.full(n, r_num), cert)
+        assert ci is not None and cert[0] <= ci[0] <= exact <= ci[1] <= cert[1]
+        widths.append(ci[1] - ci[0])
+    assert widths == sorted(widths, reverse=True) and widths[-1] < 0.1 * (cert[1] - cert[0])
+    assert betting_as_interval(c, d_s, n_s, log_tail, np.empty(0), np.empty(0), cert) is None
 
 
 def test_estimate_is_unbiased_for_tail_sums(llama16):
@@ -294,10 +379,85 @@ def test_estimate_is_unbiased_for_tail_sums(llama16):
         ests = []
         for seed in range(1000):
             sup = meth._fast(Lookup(), k, np.arange(16), opts, np.random.default_rng(seed), {})
-            assert sup.kind == "estimate" and sup.logw is not None
+            assert sup.kind in ("estimate", "certified") and sup.logw is not None  # a weighted tail sample
             w = np.exp(sup.logw)
             ests.append(np.sum(w * np.exp(sup.l_cum[:, col])))
         assert np.mean(ests) == pytest.approx(exact, rel=0.03)
+
+
+class TableScorer:
+    """A real :class:`PrefixScorer` whose candidate values are computed once per position and then
+    served from a table (the method sees exactly the model's numbers; repeated seeded runs are cheap)."""
+
+    def __init__(self, sc: PrefixScorer, vocab: int) -> None:
+        self.sc, self.x, self.n, self.device = sc, sc.x, sc.n, sc.device
+        self.ids = np.arange(vocab)
+        self.rows: dict[int, np.ndarray] = {}
+        self.next: dict[int, np.ndarray] = {}
+
+    def prior_logp(self, k: int) -> np.ndarray:
+        return self.sc.prior_logp(k)
+
+    def default_batch_size(self, k: int) -> int:
+        return 64
+
+    def score(self, k: int, cands: Any, bs: int | None = None) -> np.ndarray:
+        if k not in self.rows:
+            self.rows[k] = self.sc.score(k, self.ids, 64)
+        return self.rows[k][np.asarray(cands, dtype=np.int64)]
+
+    def next_token_logp(self, k: int, cands: Any, bs: int | None = None) -> np.ndarray:
+        if k not in self.next:
+            self.next[k] = self.sc.next_token_logp(k, self.ids, 64)
+        return self.next[k][np.asarray(cands, dtype=np.int64)]
+
+
+@torch.no_grad()
+def coverage_cases(vocab: int, init: float, prompts: int, n: int, seed: int) -> list[tuple[TableScorer, int, float]]:
+    """Scored positions of random prompts (one tiny Llama each, greedy 3-token responses) with their exact AS."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for p in range(prompts):
+        model = tiny_llama(vocab, seed=100 * seed + p, init=init)
+        x = [0] + [int(v) for v in rng.integers(2, vocab, size=n - 1)]
+        seq = list(x)
+        for _ in range(3):
+            seq.append(int(model(torch.tensor([seq])).logits[0, -1].argmax()))
+        tab = TableScorer(PrefixScorer(model, x, seq[n:]), vocab)
+        cases += [(tab, k, position_stats(tab.score(k, np.arange(vocab)), x[k]).attribution_score) for k in range(1, n)]
+    return cases
+
+
+def test_estimate_intervals_keep_their_coverage():
+    """Seeded coverage study on enumerable tiny models (exact AS = brute force, see above): the
+    fast-mode estimate intervals contain the exact AS at least as often as promised (95 %, with
+    2 points of slack), none has zero width, and every certified interval contains it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny forwards: threads only add contention
+    try:
+        meth = ProbabilisticMethod()
+        runs = covered = certified = 0
+        widths = []
+        for vocab, init, cap, m, pool, seed in ((16, 1.0, 4, 8, 0, 1), (64, 0.6, 8, 32, "all", 2)):
+            opts = PASOptions(mode="fast", max_candidates=cap, neighbours=0, tail_samples=m, bound_pool=pool)
+            for tab, k, exact in coverage_cases(vocab, init, prompts=4, n=6, seed=seed):
+                for s in range(8):
+                    sup = meth._fast(tab, k, np.arange(vocab), opts, np.random.default_rng([s, k]), {})
+                    lo, hi = sup.interval or (math.nan, math.nan)
+                    if sup.kind == "certified":
+                        certified += 1
+                        assert lo - 1e-9 <= exact <= hi + 1e-9
+                    elif sup.kind == "estimate":
+                        assert sup.certified is not None
+                        assert sup.certified[0] - 1e-9 <= lo < hi <= sup.certified[1] + 1e-9
+                        runs += 1
+                        covered += lo - 1e-9 <= exact <= hi + 1e-9
+                        widths.append(hi - lo)
+        assert runs >= 60 and certified >= 60  # enough estimates for the coverage to mean something
+        assert covered / runs >= 0.93, f"coverage {covered}/{runs} below 95 % − 2 points"
+        assert min(widths) > 1e-6  # never a zero-width estimate interval
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- 5: replacement entropy
@@ -315,9 +475,10 @@ def test_replacement_entropy_bounds(llama16, tmp_path):
     gen0 = make_generation(X, [])
     # generate y greedily so the stored response is the model's own
     with torch.no_grad():
-        out = llama16.generate(torch.tensor([X]), attention_mask=torch.ones(1, len(X), dtype=torch.long),
-                               do_sample=False, max_new_tokens=3, pad_token_id=1)
-    y = out[0, len(X):].tolist()
+        out = llama16.generate(
+            torch.tensor([X]), attention_mask=torch.ones(1, len(X), dtype=torch.long), do_sample=False, max_new_tokens=3, pad_token_id=1
+        )
+    y = out[0, len(X) :].tolist()
     gen = make_generation(X, y)
     assert gen0.t == 0
     cache = Cache(tmp_path)
@@ -347,9 +508,9 @@ def test_replacement_entropy_bounds(llama16, tmp_path):
 
 # ---------------------------------------------------------------- options and positions
 def test_options_and_positions(llama16):
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         PASOptions(nonsense=1)
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         PASOptions(mode="slow")
     r = run(llama16, make_generation(X, Y), mode="exact", positions=[0, 3])
     p = PasPayload.of(r)
@@ -376,15 +537,16 @@ def full_payload() -> PasPayload:
         positions=(2, 5),
         log_p_response=-3.25,
         candidates={
-            2: CandidateLists(prior=(Candidate("café", 7, 0.5), Candidate("<b>", None, 0.25)),
-                              posterior=(Candidate("\n", 3, 0.75),)),
+            2: CandidateLists(prior=(Candidate("café", 7, 0.5), Candidate("<b>", None, 0.25)), posterior=(Candidate("\n", 3, 0.75),)),
             5: CandidateLists(),
         },
         interval_kind={2: "estimate", 5: "certified"},
         evaluated_candidates={2: 12, 5: 64},
         vocabulary_size=49152,
-        replacement={2: ReplacementStats(3, 1, 2, 2, (ResponseSample(" café", " 1997."), ResponseSample("x", ""))),
-                     5: ReplacementStats(1, 1, 1, 1)},
+        replacement={
+            2: ReplacementStats(3, 1, 2, 2, (ResponseSample(" café", " 1997."), ResponseSample("x", ""))),
+            5: ReplacementStats(1, 1, 1, 1),
+        },
         certified_interval={2: (-0.5, 0.25), 5: (1.0, 1.0)},
         skipped={0: "position 0 has no preceding token"},
     )
@@ -407,18 +569,20 @@ def test_payload_round_trip() -> None:
 def test_details_json_layout(exact16):
     """results.json keeps the layout it had before the payload was typed (cached results, golden HTML)."""
     d = exact16.details
-    assert list(d) == ["mode", "positions", "log_p_response", "candidates", "interval_kind",
-                       "evaluated_candidates", "vocabulary_size"]
+    assert list(d) == ["mode", "positions", "log_p_response", "candidates", "interval_kind", "evaluated_candidates", "vocabulary_size"]
     assert d["positions"] == [1, 2, 3, 4, 5] and list(d["candidates"]) == ["1", "2", "3", "4", "5"]
     assert list(d["candidates"]["2"]) == ["prior", "posterior"]
     assert list(d["candidates"]["2"]["prior"][0]) == ["token", "id", "p"]
     assert d["interval_kind"]["1"] == "exact" and d["evaluated_candidates"]["1"] == 16
     p = full_payload().to_json()
     assert list(p)[-3:] == ["replacement", "certified_interval", "skipped"]
-    assert p["replacement"]["2"] == {"count": 3, "original_token_count": 1, "original_response_count": 2,
-                                     "distinct_responses": 2, "responses": [
-                                         {"candidate": " café", "response": " 1997."},
-                                         {"candidate": "x", "response": ""}]}
+    assert p["replacement"]["2"] == {
+        "count": 3,
+        "original_token_count": 1,
+        "original_response_count": 2,
+        "distinct_responses": 2,
+        "responses": [{"candidate": " café", "response": " 1997."}, {"candidate": "x", "response": ""}],
+    }
     assert p["certified_interval"] == {"2": [-0.5, 0.25], "5": [1.0, 1.0]} and p["skipped"] == {"0": p["skipped"]["0"]}
 
 
@@ -432,10 +596,10 @@ def test_payload_of_a_real_result(smollm_tokenizer):
     x = tok("Où est le café? <b>&amp;</b>", add_special_tokens=False).input_ids
     gen = make_generation(x, [17, 907, 2])
     loaded = LoadedModel(id="tiny", source="tiny:4", model=model, tokenizer=tok)
-    opts = PASOptions(mode="fast", max_candidates=6, tail_samples=4, neighbours=2, batch_size=8,
-                      replacement_entropy=True, replacement_max_candidates=3)
-    r = ProbabilisticMethod().attribute(
-        AttributionContext(model=loaded, generation=gen, options=opts, seed=0, cache=Cache(None)))
+    opts = PASOptions(
+        mode="fast", max_candidates=6, tail_samples=4, neighbours=2, batch_size=8, replacement_entropy=True, replacement_max_candidates=3
+    )
+    r = ProbabilisticMethod().attribute(AttributionContext(model=loaded, generation=gen, options=opts, seed=0, cache=Cache(None)))
     p = PasPayload.of(r)
     assert r.details == p.to_json()  # the method writes exactly its payload
     assert PasPayload.from_json(p.to_json()) == p
@@ -455,18 +619,29 @@ def test_smollm2_fast_mode():
     fn = "SmolLM2-135M-Instruct.Q4_1.gguf"
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fn)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fn, dtype=torch.float32).eval()
-    text = tok.apply_chat_template([{"role": "user", "content": "What year did Einstein visit Mars?"}],
-                                   tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "What year did Einstein visit Mars?"}], tokenize=False, add_generation_prompt=True
+    )
     x = tok(text, add_special_tokens=False).input_ids
     with torch.no_grad():
-        out = model.generate(torch.tensor([x]), attention_mask=torch.ones(1, len(x), dtype=torch.long),
-                             do_sample=False, max_new_tokens=5, pad_token_id=tok.eos_token_id)
-    y = out[0, len(x):].tolist()
+        out = model.generate(
+            torch.tensor([x]),
+            attention_mask=torch.ones(1, len(x), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=5,
+            pad_token_id=tok.eos_token_id,
+        )
+    y = out[0, len(x) :].tolist()
     gen = make_generation(x, y, special=[True] * len(x))
     positions = [len(x) - 9, len(x) - 7]  # "Einstein", "Mars"-ish user tokens
     loaded = LoadedModel(id="smol", source="embedded:smollm2-135m-instruct", model=model, tokenizer=tok)
-    ctx = AttributionContext(model=loaded, generation=gen, seed=0, cache=Cache(None),
-                             options=PASOptions(positions=positions, max_candidates=16, tail_samples=8, batch_size=16))
+    ctx = AttributionContext(
+        model=loaded,
+        generation=gen,
+        seed=0,
+        cache=Cache(None),
+        options=PASOptions(positions=positions, max_candidates=16, tail_samples=8, batch_size=16),
+    )
     r = ProbabilisticMethod().attribute(ctx)
     p = PasPayload.of(r)
     assert p.vocabulary_size == 49152
@@ -474,7 +649,8 @@ def test_smollm2_fast_mode():
         vals = [r.scores[nm][k] for nm in SCORE_NAMES]
         assert all(math.isfinite(v) for v in vals)
         assert r.scores["attribution_score"][k] == pytest.approx(
-            r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-9)
+            r.scores["log_posterior_original"][k] - r.scores["log_prior_original"][k], abs=1e-9
+        )
         lo, hi = r.intervals["attribution_score"][k]
         assert lo <= r.scores["attribution_score"][k] <= hi
         clo, chi = p.certified_interval[k]

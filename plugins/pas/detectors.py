@@ -65,18 +65,10 @@ class NoiseTokenOptions(CappedOptions):
     """Thresholds of ``noise_token``."""
 
     near_zero: float = Field(0.1, ge=0, description="|AS| ≤ this (nats) counts as near zero.")
-    entropy_min_nats: float | None = Field(
-        None, gt=0, description="H_p ≥ this (nats) counts as high; overrides entropy_min_fraction."
-    )
-    entropy_min_fraction: float = Field(
-        0.4, gt=0, le=1, description="H_p ≥ this fraction of ln V counts as high (V from the result)."
-    )
-    fallback_entropy_nats: float = Field(
-        4.0, gt=0, description="High-entropy threshold when the result does not record V."
-    )
-    noise_fraction: float = Field(
-        0.75, gt=0, le=1, description="H_p ≥ this fraction of ln V makes the finding 'medium' (near uniform)."
-    )
+    entropy_min_nats: float | None = Field(None, gt=0, description="H_p ≥ this (nats) counts as high; overrides entropy_min_fraction.")
+    entropy_min_fraction: float = Field(0.4, gt=0, le=1, description="H_p ≥ this fraction of ln V counts as high (V from the result).")
+    fallback_entropy_nats: float = Field(4.0, gt=0, description="High-entropy threshold when the result does not record V.")
+    noise_fraction: float = Field(0.75, gt=0, le=1, description="H_p ≥ this fraction of ln V makes the finding 'medium' (near uniform).")
 
 
 class NoiseToken(Detector):
@@ -148,9 +140,7 @@ class PreferredReplacementOptions(CappedOptions):
 
     threshold: float = Field(0.5, gt=0, description="AS < −threshold (nats) counts as clearly negative.")
     max_candidates: int = Field(3, ge=1, le=20, description="How many preferred tokens to name.")
-    dominance: float = Field(
-        2.0, ge=1, description="Top candidate's posterior ≥ dominance × the original's makes it 'high'."
-    )
+    dominance: float = Field(2.0, ge=1, description="Top candidate's posterior ≥ dominance × the original's makes it 'high'.")
 
 
 class PreferredReplacement(Detector):
@@ -190,9 +180,7 @@ class PreferredReplacement(Detector):
             better = [
                 c
                 for c in s.candidates(k, "posterior")
-                if not (ids[k] is not None and c.id == ids[k])
-                and c.token != s.tokens[k]
-                and (p_orig is None or c.p > p_orig)
+                if not (ids[k] is not None and c.id == ids[k]) and c.token != s.tokens[k] and (p_orig is None or c.p > p_orig)
             ][: o.max_candidates]
             ev: dict[str, Any] = {"threshold": thr, "preferred": [c.to_json() for c in better]}
             if p_orig is not None:
@@ -230,10 +218,7 @@ class PreferredReplacement(Detector):
                 sev = "info"
                 ev["interval"] = list(iv)
                 msg += f" ({uncertain_note(iv, thr)})"
-            out.append(
-                s.finding(self.name, sev, k, title="Model prefers another token", message=msg + ".",
-                          suggestion=sugg, evidence=ev)
-            )
+            out.append(s.finding(self.name, sev, k, title="Model prefers another token", message=msg + ".", suggestion=sugg, evidence=ev))
         return cap_findings(self.name, out, o.max_findings, lambda f: -f.evidence["attribution_score"])
 
 
@@ -293,11 +278,16 @@ class ResponseBroadened(Detector):
                 ev["interval"] = list(div)
                 msg += f" ({uncertain_note(div, o.margin, 'H_pr − H_p')})"
             out.append(
-                s.finding(self.name, sev, k, title="Response broadened the token's distribution",
-                          message=msg + ".",
-                          suggestion="Check the listed alternatives: the response may read the prompt "
-                          "in another sense (dialect, domain); make the intended word unambiguous.",
-                          evidence=ev)
+                s.finding(
+                    self.name,
+                    sev,
+                    k,
+                    title="Response broadened the token's distribution",
+                    message=msg + ".",
+                    suggestion="Check the listed alternatives: the response may read the prompt "
+                    "in another sense (dialect, domain); make the intended word unambiguous.",
+                    evidence=ev,
+                )
             )
         return cap_findings(self.name, out, o.max_findings, lambda f: f.evidence["difference"])
 
@@ -305,9 +295,7 @@ class ResponseBroadened(Detector):
 class KLOutlierOptions(CappedOptions):
     """Thresholds of ``kl_outlier``."""
 
-    direction: Literal["posterior_prior", "prior_posterior"] = Field(
-        "posterior_prior", description="KL(ρ‖π) (posterior_prior) or KL(π‖ρ)."
-    )
+    direction: Literal["posterior_prior", "prior_posterior"] = Field("posterior_prior", description="KL(ρ‖π) (posterior_prior) or KL(π‖ρ).")
     z_min: float = Field(3.5, gt=0, description="Robust z = (KL − median)/(1.4826·MAD) ≥ this.")
     kl_min: float = Field(0.5, ge=0, description="Absolute floor: KL ≥ this (nats).")
     near_zero: float = Field(0.1, ge=0, description="|AS| ≤ this (nats) counts as near zero.")
@@ -374,10 +362,16 @@ class KLOutlier(Detector):
                 ev["threshold"] = thr
                 msg += f" ({uncertain_note(iv, thr)})"
             out.append(
-                s.finding(self.name, sev, k, title="KL outlier at near-zero attribution", message=msg + ".",
-                          suggestion="Read the response against the candidates: the model may have "
-                          "preferred a slight rephrasing here; try the top candidate in the prompt.",
-                          evidence=ev)
+                s.finding(
+                    self.name,
+                    sev,
+                    k,
+                    title="KL outlier at near-zero attribution",
+                    message=msg + ".",
+                    suggestion="Read the response against the candidates: the model may have "
+                    "preferred a slight rephrasing here; try the top candidate in the prompt.",
+                    evidence=ev,
+                )
             )
         return cap_findings(self.name, out, o.max_findings, lambda f: f.evidence["robust_z"])
 
@@ -424,8 +418,7 @@ class UnstableToken(Detector):
                 reasons.append(f"replacement entropy {fmt(e)} nats")
             if p is not None and p < o.original_pct_min:
                 reasons.append(
-                    "no replacement gives the original response" if p == 0
-                    else f"only {p:.0f}% of replacements give the original response"
+                    "no replacement gives the original response" if p == 0 else f"only {p:.0f}% of replacements give the original response"
                 )
             if not reasons:
                 continue
@@ -445,28 +438,27 @@ class UnstableToken(Detector):
             }
             stats = s.payload.replacement_at(k)
             if stats is not None:
-                ev.update(count=stats.count, original_token_count=stats.original_token_count,
-                          original_response_count=stats.original_response_count,
-                          distinct_responses=stats.distinct_responses)
-            examples = [
-                r.response[:200]
-                for r in (stats.responses if stats is not None else ())
-                if r.response != generation.response_text
-            ]
+                ev.update(
+                    count=stats.count,
+                    original_token_count=stats.original_token_count,
+                    original_response_count=stats.original_response_count,
+                    distinct_responses=stats.distinct_responses,
+                )
+            examples = [r.response[:200] for r in (stats.responses if stats is not None else ()) if r.response != generation.response_text]
             ev["examples"] = list(dict.fromkeys(examples))[: o.max_examples]
-            tail = (
-                " although its attribution is near zero" if near
-                else (f" (AS = {fmt(a)} nats)" if a is not None else "")
-            )
-            msg = (
-                f"Replacing {quote(s.tokens[k])} by the model's own likely candidates changes the "
-                f"response ({'; '.join(reasons)}){tail}"
-            )
+            tail = " although its attribution is near zero" if near else (f" (AS = {fmt(a)} nats)" if a is not None else "")
+            msg = f"Replacing {quote(s.tokens[k])} by the model's own likely candidates changes the response ({'; '.join(reasons)}){tail}"
             out.append(
-                s.finding(self.name, sev, k, title="Response unstable under replacement", message=msg + ".",
-                          suggestion="The response hinges on this token: check that it says what you mean "
-                          "and compare the alternative responses in the evidence.",
-                          evidence=ev)
+                s.finding(
+                    self.name,
+                    sev,
+                    k,
+                    title="Response unstable under replacement",
+                    message=msg + ".",
+                    suggestion="The response hinges on this token: check that it says what you mean "
+                    "and compare the alternative responses in the evidence.",
+                    evidence=ev,
+                )
             )
         return cap_findings(self.name, out, o.max_findings, _instability)
 

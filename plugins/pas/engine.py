@@ -56,11 +56,7 @@ def auto_batch_size(model: Any, prefix_len: int, seq_len: int, vocab: int, devic
     heads = int(getattr(cfg, "num_attention_heads", 16))
     kv_heads = int(getattr(cfg, "num_key_value_heads", heads) or heads)
     head_dim = int(getattr(cfg, "head_dim", None) or hidden // max(heads, 1))
-    per = 4 * (
-        3 * seq_len * vocab
-        + 2 * layers * 2 * kv_heads * (prefix_len + seq_len) * head_dim
-        + 40 * seq_len * hidden
-    )
+    per = 4 * (3 * seq_len * vocab + 2 * layers * 2 * kv_heads * (prefix_len + seq_len) * head_dim + 40 * seq_len * hidden)
     avail = available_memory_bytes(device)
     budget = avail // 2 if device.type == "cuda" else min(2 << 30, int(0.3 * avail))
     return int(max(1, min(1024, budget // max(per, 1))))
@@ -184,4 +180,3 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     picked = lf.gather(-1, targets[..., None])[..., 0].double()
     norm = torch.logsumexp(lf, dim=-1).double()
     return picked - norm
-

@@ -34,9 +34,7 @@ def logsumexp(a: npt.ArrayLike, logw: npt.ArrayLike | None = None, axis: int = 0
     """log Σ w·exp(a) along ``axis`` (stable; ``logw`` are log weights broadcast like ``a``)."""
     x = np.asarray(a, dtype=np.float64)
     if logw is not None:
-        x = x + np.asarray(logw, dtype=np.float64).reshape(
-            [-1 if i == (axis % x.ndim) else 1 for i in range(x.ndim)]
-        )
+        x = x + np.asarray(logw, dtype=np.float64).reshape([-1 if i == (axis % x.ndim) else 1 for i in range(x.ndim)])
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
@@ -121,30 +119,88 @@ def certified_as_interval(c: float, d_s: float, n_s: float, log_tail_bound: floa
     return c + den_hi - num_hi, c + den_hi - n_s
 
 
-def bootstrap_as_interval(
+def betting_as_interval(
     c: float,
     d_s: float,
     n_s: float,
-    w_den: FloatArray,
-    w_num: FloatArray,
+    log_tail: float,
+    r_den: npt.ArrayLike,
+    r_num: npt.ArrayLike,
+    bounds: tuple[float, float],
     *,
-    rng: np.random.Generator,
-    n_boot: int = 1000,
     level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval on AS when the tails are importance-sampled.
+    grid: int = 129,
+) -> tuple[float, float] | None:
+    """A confidence interval on AS from i.i.d. tail draws, valid at every sample size (anytime).
 
-    ``w_den[i]`` = exp ℓ_den(v_i)/q(v_i) and ``w_num[i]`` = exp ℓ_num(v_i)/q(v_i) for the m
-    draws v_i ~ q (with replacement); their means are unbiased for the tail sums D_T, N_T.
+    Setting: AS = c + log(D_S + D_T) − log(N_S + N_T) with D_S = e^{d_s}, N_S = e^{n_s} exact and
+    the tail sums D_T = Σ_{v∉S} e_den(v), N_T = Σ_{v∉S} e_num(v) unknown. Draws v_1, v_2, … are
+    i.i.d. from q(v) = u(v)/U over the tail (U = e^{log_tail}, u the per-candidate bound with
+    e_num(v) ≤ e_den(v) ≤ u(v)); ``r_den[i]`` = e_den(v_i)/u(v_i) and ``r_num[i]`` = e_num(v_i)/u(v_i),
+    both in [0, 1], so E[r_den] = D_T/U and E[r_num] = N_T/U.
+
+    For a candidate value s of AS, γ = e^{c−s} is the ratio (N_S + N_T)/(D_S + D_T), and
+    s is the true AS exactly when the bounded variable x_i = r_num,i − γ r_den,i + γ ∈ [0, 1] has
+    mean m(γ) = γ (D_S/U + 1) − N_S/U. Each s is tested with the hedged betting capital of
+    Waudby-Smith & Ramdas (2023, "Estimating means of bounded random variables by betting"),
+    predictable plug-in bets: a nonnegative martingale under the hypothesis, so by Ville's
+    inequality the true s is rejected at *any* time (also after an adaptive stopping rule) with
+    probability at most 1 − ``level``. Numerator and denominator are tested jointly through the
+    ratio, so their correlated sampling errors cancel instead of adding up.
+
+    Returns the hull of the candidate values in ``bounds`` (the certified interval) that are not
+    rejected, found on a grid (``grid`` even points and the point estimate, each boundary refined 16
+    times and widened outward to the last rejected point), or None when no grid value is accepted
+    (then nothing narrower than the certified interval can honestly be reported).
     """
-    m = len(w_den)
-    idx = rng.integers(0, m, size=(n_boot, m))
-    dt = np.asarray(w_den)[idx].mean(axis=1)
-    nt = np.asarray(w_num)[idx].mean(axis=1)
-    with np.errstate(divide="ignore"):
-        as_b = c + np.logaddexp(d_s, np.log(dt)) - np.logaddexp(n_s, np.log(nt))
-    lo, hi = np.quantile(as_b, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+    lo_b, hi_b = bounds
+    rd = np.clip(np.asarray(r_den, dtype=np.float64), 0.0, 1.0)
+    rn = np.minimum(np.clip(np.asarray(r_num, dtype=np.float64), 0.0, 1.0), rd)
+    n = len(rd)
+    if n == 0 or not hi_b > lo_b:
+        return None
+    dsu = math.exp(min(d_s - log_tail, 700.0))
+    nsu = math.exp(min(n_s - log_tail, 700.0))
+    log_thresh = math.log(1.0 / (1.0 - level))
+    t = np.arange(1, n + 1, dtype=np.float64)
+
+    def accepted(s: FloatArray) -> npt.NDArray[np.bool_]:
+        gam = np.exp(np.minimum(c - s, 0.0))[:, None]  # N/D ≤ 1
+        x = np.clip(rn[None, :] - gam * rd[None, :] + gam, 0.0, 1.0)  # (G, n)
+        m = gam[:, 0] * (dsu + 1.0) - nsu
+        ok = (m > 0.0) & (m < 1.0)
+        m = np.clip(m, 1e-300, 1.0 - 1e-16)[:, None]
+        mu = (0.5 + np.cumsum(x, axis=1)) / (t + 1.0)
+        var = (0.25 + np.cumsum((x - mu) ** 2, axis=1)) / (t + 1.0)
+        var_prev = np.concatenate([np.full((x.shape[0], 1), 0.25), var[:, :-1]], axis=1)
+        lam = np.sqrt(2.0 * math.log(2.0 / (1.0 - level)) / (var_prev * t * np.log1p(t)))
+        lam_p = np.minimum(lam, 0.5 / m)
+        lam_m = np.minimum(lam, 0.5 / (1.0 - m))
+        log_kp = np.cumsum(np.log1p(lam_p * (x - m)), axis=1)
+        log_km = np.cumsum(np.log1p(-lam_m * (x - m)), axis=1)
+        log_k = np.logaddexp(log_kp, log_km) + math.log(0.5)
+        res: npt.NDArray[np.bool_] = ok & (np.max(log_k, axis=1) < log_thresh)
+        return res
+
+    # the grid: evenly over the certified interval, plus the point estimate (inside the confidence set
+    # whenever the set is not empty in practice, so a set narrower than the grid step is still found)
+    a_hat, b_hat = float(rd.mean()), float(rn.mean())
+    s_hat = c + math.log(dsu + a_hat) - math.log(nsu + b_hat) if nsu + b_hat > 0 else hi_b
+    s = np.union1d(np.linspace(lo_b, hi_b, grid), [min(max(s_hat, lo_b), hi_b)])
+    acc = accepted(s)
+    if not acc.any():
+        return None
+    i_lo, i_hi = int(np.argmax(acc)), int(len(acc) - 1 - np.argmax(acc[::-1]))
+    lo, hi = lo_b, hi_b
+    if i_lo > 0:  # refine between the last rejected and the first accepted grid point
+        f = np.linspace(s[i_lo - 1], s[i_lo], 17)
+        a = accepted(f)
+        lo = float(f[max(int(np.argmax(a)) - 1, 0)]) if a.any() else float(s[i_lo - 1])
+    if i_hi < len(s) - 1:
+        f = np.linspace(s[i_hi], s[i_hi + 1], 17)
+        a = accepted(f)
+        hi = float(f[min(int(len(a) - 1 - np.argmax(a[::-1])) + 1, len(f) - 1)]) if a.any() else float(s[i_hi + 1])
+    return max(lo, lo_b), min(hi, hi_b)
 
 
 def nucleus(probs: FloatArray, top_p: float, cap: int) -> npt.NDArray[np.intp]:

@@ -12,7 +12,13 @@ from typing import Any
 
 from pydantic import Field
 
-from reportgen.data import SEVERITY_ORDER, AttributionResult, Finding, Generation, Severity
+from reportgen.data import (
+    SEVERITY_ORDER,
+    AttributionResult,
+    Finding,
+    Generation,
+    Severity,
+)
 from reportgen.plugin_api import Options
 from reportgen_plugins.pas.payload import Candidate, PasPayload, Which
 
@@ -80,9 +86,7 @@ def _plain(text: str) -> str:
     return text.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", "⇥")
 
 
-def prompt_with_replacement(
-    generation: Generation, tokens: list[str], k: int, replacement: str
-) -> str:
+def prompt_with_replacement(generation: Generation, tokens: list[str], k: int, replacement: str) -> str:
     """The user prompt with token k replaced by ``replacement``, as a plain string.
 
     The user-content tokens are joined; when they spell ``generation.prompt_text`` the edit is
@@ -164,15 +168,10 @@ class Scored:
 
 
 def uncertain_note(interval: tuple[float, float], threshold: float, score: str = "AS") -> str:
-    return (
-        f"uncertain: the interval [{fmt(interval[0])}, {fmt(interval[1])}] straddles the "
-        f"threshold {score} = {fmt(threshold)} nats"
-    )
+    return f"uncertain: the interval [{fmt(interval[0])}, {fmt(interval[1])}] straddles the threshold {score} = {fmt(threshold)} nats"
 
 
-def near_zero_test(
-    result: AttributionResult, k: int, value: float, limit: float
-) -> tuple[bool, tuple[tuple[float, float], float] | None]:
+def near_zero_test(result: AttributionResult, k: int, value: float, limit: float) -> tuple[bool, tuple[tuple[float, float], float] | None]:
     """Is |AS| ≤ limit? Returns the point test and, when the AS interval straddles ±limit, that
     interval and the straddled threshold."""
     iv = interval_at(result, "attribution_score", k)
@@ -201,9 +200,7 @@ class CappedOptions(Options):
     )
 
 
-def cap_findings(
-    detector: str, findings: list[Finding], limit: int | None, strength: Callable[[Finding], float]
-) -> list[Finding]:
+def cap_findings(detector: str, findings: list[Finding], limit: int | None, strength: Callable[[Finding], float]) -> list[Finding]:
     """Keep the ``limit`` most severe/strongest findings (in position order) and summarise the rest.
 
     ``strength(finding) -> float`` orders findings of equal severity (larger first). Nothing is
@@ -231,11 +228,10 @@ def cap_findings(
             "severities": [f.severity for f in rest],
         },
         title=f"{len(rest)} more tokens",
-        message=f"{len(rest)} more tokens also met the thresholds of {detector}; only the {limit} most "
-        "severe are listed.",
+        message=f"{len(rest)} more tokens also met the thresholds of {detector}; only the {limit} most severe are listed.",
         suggestion=f"Set detectors.{detector}.max_findings in the audit spec to list them all.",
     )
-    return kept + [summary]
+    return [*kept, summary]
 
 
 def robust_z(values: list[float]) -> list[float]:

@@ -19,10 +19,41 @@ from typing import Any, Literal, get_args
 from reportgen.data import AttributionResult
 
 IntervalKind = Literal["exact", "certified", "estimate"]
+"""How a position's AS number and interval were obtained (``PasPayload.interval_kind``):
+
+* ``exact``: every vocabulary item was evaluated in place of the token; no approximation, no
+  interval.
+* ``certified``: only part of the vocabulary was evaluated; the interval is guaranteed to contain
+  the exact AS whatever the unevaluated items do (bounds from their next-token probabilities).
+* ``estimate``: the unevaluated part was sampled at random; the interval is a 95 % confidence
+  interval that holds for any sample size the adaptive sampler stopped at, and lies inside the
+  certified interval. It is never of zero width: a position whose sample cannot narrow the
+  certified interval at least by half is reported as ``certified``.
+
+In the last two cases the number itself comes from the evaluated items (and, when sampled, the
+weighted sample). :data:`KIND_LABEL` and :data:`KIND_MEANING` say the same for report readers.
+"""
 Mode = Literal["exact", "fast"]
 Which = Literal["prior", "posterior"]
 
 _KINDS: tuple[str, ...] = get_args(IntervalKind)
+
+#: A one-word label per interval kind, for report text.
+KIND_LABEL: Mapping[str, str] = {"exact": "exact", "certified": "certified", "estimate": "estimated"}
+#: What each interval kind means, in words for a reader who does not know the method.
+KIND_MEANING: Mapping[str, str] = {
+    "exact": "every token of the vocabulary was tried in place of this one, so the value is exact",
+    "certified": (
+        "only part of the vocabulary was tried in place of this token (the likeliest replacements first); "
+        "the value is computed from those, and the exact value is guaranteed to lie in the interval, "
+        "whatever the untried replacements would do"
+    ),
+    "estimate": (
+        "part of the vocabulary was tried and the rest sampled at random; the value is the sample's "
+        "estimate and the interval a 95% confidence interval (in at least 95 of 100 runs it contains the "
+        "exact value), inside the guaranteed bounds"
+    ),
+}
 _MODES: tuple[str, ...] = get_args(Mode)
 
 
@@ -171,8 +202,7 @@ class PasPayload:
         kinds = _by_position(d.get("interval_kind"))
         for k, kind in kinds.items():
             if kind not in _KINDS:
-                raise ValueError(f"probabilistic details: position {k} has interval kind {kind!r} "
-                                 f"(expected one of {_KINDS})")
+                raise ValueError(f"probabilistic details: position {k} has interval kind {kind!r} (expected one of {_KINDS})")
         repl = d.get("replacement")
         size = d.get("vocabulary_size")
         lpr = d.get("log_p_response")
@@ -184,12 +214,8 @@ class PasPayload:
             interval_kind=kinds,
             evaluated_candidates={k: int(v) for k, v in _by_position(d.get("evaluated_candidates")).items()},
             vocabulary_size=None if size is None else int(size),
-            replacement=None if repl is None else {
-                k: ReplacementStats.from_json(r) for k, r in _by_position(repl).items()
-            },
-            certified_interval={
-                k: (_float(lo), _float(hi)) for k, (lo, hi) in _by_position(d.get("certified_interval")).items()
-            },
+            replacement=None if repl is None else {k: ReplacementStats.from_json(r) for k, r in _by_position(repl).items()},
+            certified_interval={k: (_float(lo), _float(hi)) for k, (lo, hi) in _by_position(d.get("certified_interval")).items()},
             skipped={k: str(v) for k, v in _by_position(d.get("skipped")).items()},
         )
 

@@ -23,15 +23,29 @@ from a token at all.
 from __future__ import annotations
 
 import math
+import textwrap
+from collections import Counter
 from typing import Any, ClassVar
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from reportgen.data import AttributionResult, FigureSpec, Generation, RunResult
-from reportgen.figures import DIVERGING, esc, rnd, slug  # one escaping rule and one signed scale for every figure
+from reportgen.figures import (  # one escaping rule and one signed scale for every figure
+    DIVERGING,
+    esc,
+    rnd,
+    slug,
+)
 from reportgen.plugin_api import Visualization
-from reportgen_plugins.pas.payload import Candidate, CandidateLists, PasPayload, Which
+from reportgen_plugins.pas.payload import (
+    KIND_LABEL,
+    KIND_MEANING,
+    Candidate,
+    CandidateLists,
+    PasPayload,
+    Which,
+)
 
 METHOD = "probabilistic"
 #: FigureSpec.order of the five views (they appear in this order within a prompt section).
@@ -47,6 +61,54 @@ def tick(token: str) -> str:
     if len(t) > 14:
         t = t[:13] + "…"
     return esc(t)
+
+
+def kind_label(kind: str) -> str:
+    """The reader's word for an interval kind ("exact", "certified", "estimated"; "unspecified" if unknown)."""
+    return KIND_LABEL.get(kind, "unspecified")
+
+
+def kind_hover(kind: str, width: int = 64) -> str:
+    """What an interval kind means, wrapped for a hover box (Plotly line breaks)."""
+    meaning = KIND_MEANING.get(kind)
+    if meaning is None:
+        return "how this number was obtained was not recorded"
+    return "<br>".join(textwrap.wrap(f"{kind_label(kind)}: {meaning}", width))
+
+
+#: Caption text per kind: how the number was obtained and what its error bar means.
+KIND_CAPTION = {
+    "exact": "every token of the vocabulary was tried in its place, so the bar is the exact value and has no error bar",
+    "certified": (
+        "only part of the vocabulary was tried (the likeliest replacements first); the bar is computed from "
+        "those, and its error bar is guaranteed to contain the exact value"
+    ),
+    "estimate": (
+        "part of the vocabulary was tried and the rest sampled at random; the bar is the sample's estimate, "
+        "and its error bar is a 95% confidence interval (it contains the exact value in at least 95 of 100 "
+        "runs) lying inside the guaranteed bounds"
+    ),
+}
+
+
+def kinds_caption(v: _View) -> str:
+    """Caption sentences saying how the numbers of this result were obtained (only the kinds present)."""
+    counts = Counter(v.kind[k] for k in v.pos if v.kind.get(k) in KIND_CAPTION)
+    if not counts:
+        return ""
+    order = [k for k in ("exact", "certified", "estimate") if counts[k]]
+    parts = " ".join(f"{kind_label(k).capitalize()} ({counts[k]} token{'s' if counts[k] != 1 else ''}): {KIND_CAPTION[k]}." for k in order)
+    return f" Each bar's hover text says how its number was obtained. {parts}"
+
+
+def approximate_note(v: _View, what: str) -> str:
+    """A caption sentence for figures without error bars, when some numbers are not exact."""
+    if not any(v.kind.get(k) in ("certified", "estimate") for k in v.pos):
+        return ""
+    return (
+        f" At tokens whose attribution score is certified or estimated, {what} computed from the "
+        "replacements that were tried (and the random sample), so they are approximate and have no error bar."
+    )
 
 
 def _vec(result: AttributionResult, name: str, n: int) -> list[float | None]:
@@ -130,8 +192,9 @@ def as_figure(v: _View) -> go.Figure:
             esc(v.tokens[k]),
             k,
             f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "none",
-            v.kind.get(k) or ("n/a" if not iv else "unspecified"),
+            kind_label(v.kind.get(k, "")) if v.kind.get(k) or iv else "n/a",
             "yes: sign uncertain" if s else "no",
+            kind_hover(v.kind.get(k, "")),
         ]
         for k, iv, s in zip(v.pos, lo_hi, strad, strict=True)
     ]
@@ -164,7 +227,7 @@ def as_figure(v: _View) -> go.Figure:
             hovertemplate=(
                 "token «%{customdata[0]}» (position %{customdata[1]})<br>AS = %{y:.4~g} nats"
                 "<br>interval %{customdata[2]} (%{customdata[3]})<br>straddles 0: %{customdata[4]}"
-                "<extra></extra>"
+                "<br>%{customdata[5]}<extra></extra>"
             ),
         )
     )
@@ -208,10 +271,10 @@ def entropy_figure(v: _View) -> go.Figure:
                 mode="markers",
                 name=name,
                 marker={"symbol": symbol, "size": 8, "opacity": 0.8},
-                customdata=[[esc(v.tokens[k]), k] for k in ks],
+                customdata=[[esc(v.tokens[k]), k, kind_label(v.kind.get(k, ""))] for k in ks],
                 hovertemplate=(
                     "token «%{customdata[0]}» (position %{customdata[1]})<br>AS = %{x:.4~g} nats"
-                    f"<br>{name.split(' ')[0]} = %{{y:.4~g}} nats<extra></extra>"
+                    f"<br>{name.split(' ')[0]} = %{{y:.4~g}} nats<br>numbers: %{{customdata[2]}}<extra></extra>"
                 ),
             )
         )
@@ -227,7 +290,7 @@ def kl_figure(v: _View) -> go.Figure:
     """Fig. 4: KL between posterior ρ (with response) and prior π per token, both directions."""
     fig = go.Figure()
     xs = list(range(len(v.pos)))
-    custom = [[esc(v.tokens[k]), k, v.AS[k]] for k in v.pos]
+    custom = [[esc(v.tokens[k]), k, v.AS[k], kind_label(v.kind.get(k, ""))] for k in v.pos]
     for name, vec, color in (
         ("KL(ρ‖π): posterior vs prior", v.kl_pp, "#1f77b4"),
         ("KL(π‖ρ): prior vs posterior", v.kl_rev, "#ff7f0e"),
@@ -242,7 +305,8 @@ def kl_figure(v: _View) -> go.Figure:
                 hovertemplate=(
                     "token «%{customdata[0]}» (position %{customdata[1]})<br>"
                     + name.split(":")[0]
-                    + " = %{y:.4~g} nats<br>AS = %{customdata[2]:.4~g} nats<extra></extra>"
+                    + " = %{y:.4~g} nats<br>AS = %{customdata[2]:.4~g} nats<br>numbers: %{customdata[3]}"
+                    "<extra></extra>"
                 ),
             )
         )
@@ -326,8 +390,7 @@ def candidates_figure(v: _View, positions: list[int]) -> go.Figure:
                         "line": {"color": ["black" if r["original"] else color for r in rows], "width": 2},
                     },
                     customdata=[
-                        [esc(r["token"]), "yes" if r["original"] else "no",
-                         "not in the recorded top list" if r[which] is None else ""]
+                        [esc(r["token"]), "yes" if r["original"] else "no", "not in the recorded top list" if r[which] is None else ""]
                         for r in rows
                     ],
                     hovertemplate=(
@@ -433,7 +496,7 @@ class PASViews(Visualization):
             suffix = f"{slug(r.model_id)}-{slug(r.prompt_id)}" + (f"-{slug(r.label)}" if r.label else "")
             who = f"{r.model_id}, prompt {r.prompt_id}" + (f" ({r.label})" if r.label else "")
 
-            def spec(kind: str, title: str, caption: str, fig: go.Figure) -> FigureSpec:
+            def spec(kind: str, title: str, caption: str, fig: go.Figure, r: AttributionResult = r, suffix: str = suffix) -> FigureSpec:
                 return FigureSpec(
                     id=uid(f"pas-{kind}-{suffix}"),
                     title=title,
@@ -445,47 +508,63 @@ class PASViews(Visualization):
                     order=ORDER[kind],
                 )
 
-            out.append(spec(
-                "as", f"PAS attribution scores: {who}",
-                "Attribution score AS_k = log P(x_k | rest, response) − log P(x_k | rest) per prompt token, "
-                "in nats. Red (positive): the response makes the token more likely (the response depends on it); "
-                "blue (negative): the model would prefer another token given its response. Error bars show the AS interval "
-                "where one is known; hatched bars with a star have an interval that includes 0.",
-                as_figure(v),
-            ))
+            out.append(
+                spec(
+                    "as",
+                    f"PAS attribution scores: {who}",
+                    "Attribution score AS_k = log P(x_k | rest, response) − log P(x_k | rest) per prompt token, "
+                    "in nats. Red (positive): the response makes the token more likely (the response depends on it); "
+                    "blue (negative): the model would prefer another token given its response. Error bars show the AS interval "
+                    "where one is known; hatched bars with a star have an interval that includes 0." + kinds_caption(v),
+                    as_figure(v),
+                )
+            )
             if any(v.hp[k] is not None or v.hpr[k] is not None for k in v.pos):
-                out.append(spec(
-                    "entropy", f"Contextual entropy vs AS: {who}",
-                    "Entropy (nats) of the distribution over replacements of each prompt token, with the prompt "
-                    "only (H_p) and with prompt + response (H_pr), against AS. Usually H_pr ≤ H_p; points where "
-                    "H_pr > H_p mean the response broadened the token's distribution.",
-                    entropy_figure(v),
-                ))
+                out.append(
+                    spec(
+                        "entropy",
+                        f"Contextual entropy vs AS: {who}",
+                        "Entropy (nats) of the distribution over replacements of each prompt token, with the prompt "
+                        "only (H_p) and with prompt + response (H_pr), against AS. Usually H_pr ≤ H_p; points where "
+                        "H_pr > H_p mean the response broadened the token's distribution." + approximate_note(v, "both entropies are"),
+                        entropy_figure(v),
+                    )
+                )
             if any(v.kl_pp[k] is not None or v.kl_rev[k] is not None for k in v.pos):
-                out.append(spec(
-                    "kl", f"KL divergence per token: {who}",
-                    "KL divergence (nats) between the token's replacement distribution with the response (ρ) "
-                    "and without it (π), both directions (click the legend to toggle). High KL at near-zero AS "
-                    "is anomalous.",
-                    kl_figure(v),
-                ))
+                out.append(
+                    spec(
+                        "kl",
+                        f"KL divergence per token: {who}",
+                        "KL divergence (nats) between the token's replacement distribution with the response (ρ) "
+                        "and without it (π), both directions (click the legend to toggle). High KL at near-zero AS "
+                        "is anomalous." + approximate_note(v, "both divergences are"),
+                        kl_figure(v),
+                    )
+                )
             positions = anomalous_positions(v)
             if positions:
-                out.append(spec(
-                    "candidates", f"Replacement candidates: {who}",
-                    f"Probabilities of the top replacement candidates at the {len(positions)} most anomalous "
-                    "positions (largest |AS| or KL), without the response (π, light) and with it (ρ, dark). "
-                    "The original token is outlined; a missing bar means the candidate was not in that top list.",
-                    candidates_figure(v, positions),
-                ))
+                out.append(
+                    spec(
+                        "candidates",
+                        f"Replacement candidates: {who}",
+                        f"Probabilities of the top replacement candidates at the {len(positions)} most anomalous "
+                        "positions (largest |AS| or KL), without the response (π, light) and with it (ρ, dark). "
+                        "The original token is outlined; a missing bar means the candidate was not in that top list."
+                        + approximate_note(v, "the probabilities are"),
+                        candidates_figure(v, positions),
+                    )
+                )
             rf = replacement_figure(v)
             if rf is not None:
-                out.append(spec(
-                    "replacement", f"Replacement entropy: {who}",
-                    "Each prompt token was replaced by each candidate in the top-p nucleus and the response "
-                    "regenerated. Left: entropy (nats) of the distribution of distinct responses; right: share "
-                    "of candidates that reproduce the original response. Marker size grows with the number of "
-                    "candidates.",
-                    rf,
-                ))
+                out.append(
+                    spec(
+                        "replacement",
+                        f"Replacement entropy: {who}",
+                        "Each prompt token was replaced by each candidate in the top-p nucleus and the response "
+                        "regenerated. Left: entropy (nats) of the distribution of distinct responses; right: share "
+                        "of candidates that reproduce the original response. Marker size grows with the number of "
+                        "candidates.",
+                        rf,
+                    )
+                )
         return out
