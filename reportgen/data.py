@@ -318,6 +318,295 @@ class FigureSpec:
     order: int = 100
 
 
+# --------------------------------------------------------------------------- evaluation
+
+#: Which direction of a metric is better ("none": neither; the metric describes, it does not judge).
+Better = Literal["higher", "lower", "none"]
+EvaluationStatus = Literal["ok", "unavailable", "failed"]
+
+
+def _num(x: Any) -> float | None:
+    """A finite float, or None (NaN, infinities and None alike)."""
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def _nums(xs: Iterable[Any]) -> tuple[float | None, ...]:
+    return tuple(_num(x) for x in xs)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric an evaluator reports.
+
+    ``name`` is its key in every ``values`` mapping; ``label`` a short column heading;
+    ``better`` which direction is better; ``description`` what it means, in plain words;
+    ``scorecard`` whether the report's scorecard shows it (the rest are in results.json).
+    """
+
+    name: str
+    label: str
+    better: Better
+    description: str
+    unit: str = ""
+    scorecard: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MetricInfo:
+        return cls(
+            name=str(d["name"]),
+            label=str(d.get("label", d["name"])),
+            better=d.get("better", "none"),
+            description=str(d.get("description", "")),
+            unit=str(d.get("unit", "")),
+            scorecard=bool(d.get("scorecard", True)),
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over prompts: ``value``, a bootstrap interval [``lo``, ``hi``] (None when it
+    cannot be formed, e.g. from one prompt) and ``n``, the number of prompts behind it."""
+
+    value: float | None
+    lo: float | None = None
+    hi: float | None = None
+    n: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": _num(self.value), "lo": _num(self.lo), "hi": _num(self.hi), "n": int(self.n)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Estimate:
+        return cls(_num(d.get("value")), _num(d.get("lo")), _num(d.get("hi")), int(d.get("n", 0)))
+
+
+@dataclass(frozen=True)
+class PromptMetrics:
+    """One method's metrics on one (model, prompt).
+
+    ``values``: metric name → number (None where undefined). ``curves``: curve name (e.g.
+    ``deletion``, ``insertion``) → the change in the target (nats) after perturbing the first
+    ``steps[i]`` fraction of the method's ranked user tokens. ``signed``: the method's tokens were
+    ranked by signed value (True) or by size. ``note``: why a metric is missing, if one is.
+    """
+
+    method: str
+    prompt_id: str
+    values: dict[str, float | None]
+    curves: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
+    steps: tuple[float, ...] = ()
+    signed: bool = False
+    reference: bool = False
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "prompt": self.prompt_id,
+            "signed": self.signed,
+            "reference": self.reference,
+            "values": {k: _num(v) for k, v in self.values.items()},
+            "curves": {k: list(_nums(v)) for k, v in self.curves.items()},
+            "steps": [float(s) for s in self.steps],
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PromptMetrics:
+        return cls(
+            method=str(d["method"]),
+            prompt_id=str(d["prompt"]),
+            signed=bool(d.get("signed", False)),
+            reference=bool(d.get("reference", False)),
+            values={str(k): _num(v) for k, v in (d.get("values") or {}).items()},
+            curves={str(k): _nums(v) for k, v in (d.get("curves") or {}).items()},
+            steps=tuple(float(s) for s in d.get("steps") or ()),
+            note=str(d.get("note", "")),
+        )
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """One method over every scored prompt of a model: each metric as an :class:`Estimate`,
+    and its mean curves on the evaluation's ``curve_grid``. ``reference`` marks a baseline
+    (a random token order) that is shown for comparison and never recommended."""
+
+    method: str
+    values: dict[str, Estimate]
+    curves: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
+    signed: bool = False
+    reference: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "signed": self.signed,
+            "reference": self.reference,
+            "values": {k: v.to_json() for k, v in self.values.items()},
+            "curves": {k: list(_nums(v)) for k, v in self.curves.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MethodScore:
+        return cls(
+            method=str(d["method"]),
+            signed=bool(d.get("signed", False)),
+            reference=bool(d.get("reference", False)),
+            values={str(k): Estimate.from_json(v) for k, v in (d.get("values") or {}).items()},
+            curves={str(k): _nums(v) for k, v in (d.get("curves") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class AgreementMatrix:
+    """Rank correlation between methods' token importances: on one prompt (``prompt_id``), or
+    averaged over ``n`` prompts (``prompt_id`` None). Rows and columns follow ``methods``."""
+
+    prompt_id: str | None
+    methods: tuple[str, ...]
+    spearman: tuple[tuple[float | None, ...], ...]
+    kendall: tuple[tuple[float | None, ...], ...]
+    n: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt_id,
+            "methods": list(self.methods),
+            "n": int(self.n),
+            "spearman": [list(_nums(r)) for r in self.spearman],
+            "kendall": [list(_nums(r)) for r in self.kendall],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AgreementMatrix:
+        return cls(
+            prompt_id=None if d.get("prompt") is None else str(d["prompt"]),
+            methods=tuple(str(m) for m in d.get("methods") or ()),
+            n=int(d.get("n", 1)),
+            spearman=tuple(_nums(r) for r in d.get("spearman") or ()),
+            kendall=tuple(_nums(r) for r in d.get("kendall") or ()),
+        )
+
+    def value(self, a: str, b: str, kind: Literal["spearman", "kendall"] = "kendall") -> float | None:
+        """The coefficient between methods ``a`` and ``b`` (None when either is absent)."""
+        if a not in self.methods or b not in self.methods:
+            return None
+        m = self.kendall if kind == "kendall" else self.spearman
+        return m[self.methods.index(a)][self.methods.index(b)]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What an evaluation lets a reader conclude, in plain words.
+
+    ``verdict``: ``recommend`` (one method is measurably the most faithful), ``no_clear_winner``,
+    ``too_thin`` (too few prompts to tell) or ``none`` (nothing could be scored). ``headline`` is
+    one sentence for the report's summary; ``evidence`` the numbers behind it, one line each.
+    """
+
+    verdict: Literal["recommend", "no_clear_winner", "too_thin", "none"]
+    method: str | None
+    headline: str
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "method": self.method, "headline": self.headline, "evidence": list(self.evidence)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Recommendation:
+        return cls(
+            verdict=d.get("verdict", "none"),
+            method=None if d.get("method") is None else str(d["method"]),
+            headline=str(d.get("headline", "")),
+            evidence=tuple(str(e) for e in d.get("evidence") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluator measured about the attribution methods on one model.
+
+    ``metrics`` describes every metric (direction, meaning); ``prompts`` holds each method's
+    metrics per prompt, ``scores`` their means over prompts with bootstrap intervals, ``agreement``
+    the rank correlations between methods (per prompt, and averaged), ``curve_grid`` the fractions
+    of user tokens at which ``scores[].curves`` are given. ``perturbation`` says in plain words
+    what perturbing a token meant, ``ranking`` how signed and unsigned methods were ranked.
+    ``settings`` are the spec's evaluation settings as used (seed included); ``details`` holds
+    evaluator-specific evidence (e.g. how the bounds were found, forwards per prompt).
+    """
+
+    evaluator: str
+    model_id: str
+    status: EvaluationStatus = "ok"
+    reason: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    perturbation: str = ""
+    ranking: str = ""
+    metrics: tuple[MetricInfo, ...] = ()
+    prompts: tuple[PromptMetrics, ...] = ()
+    scores: tuple[MethodScore, ...] = ()
+    agreement: tuple[AgreementMatrix, ...] = ()
+    curve_grid: tuple[float, ...] = ()
+    recommendation: Recommendation | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, name: str) -> MetricInfo | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def pooled_agreement(self) -> AgreementMatrix | None:
+        """The agreement averaged over prompts (None when none was computed)."""
+        return next((a for a in self.agreement if a.prompt_id is None), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return jsonable_dict(
+            {
+                "evaluator": self.evaluator,
+                "model": self.model_id,
+                "status": self.status,
+                "reason": self.reason,
+                "settings": self.settings,
+                "perturbation": self.perturbation,
+                "ranking": self.ranking,
+                "metrics": [m.to_json() for m in self.metrics],
+                "prompts": [p.to_json() for p in self.prompts],
+                "scores": [s.to_json() for s in self.scores],
+                "agreement": [a.to_json() for a in self.agreement],
+                "curve_grid": [float(x) for x in self.curve_grid],
+                "recommendation": None if self.recommendation is None else self.recommendation.to_json(),
+                "timings": self.timings,
+                "details": self.details,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Evaluation:
+        rec = d.get("recommendation")
+        return cls(
+            evaluator=str(d["evaluator"]),
+            model_id=str(d["model"]),
+            status=d.get("status", "ok"),
+            reason=None if d.get("reason") is None else str(d["reason"]),
+            settings=dict(d.get("settings") or {}),
+            perturbation=str(d.get("perturbation", "")),
+            ranking=str(d.get("ranking", "")),
+            metrics=tuple(MetricInfo.from_json(m) for m in d.get("metrics") or ()),
+            prompts=tuple(PromptMetrics.from_json(p) for p in d.get("prompts") or ()),
+            scores=tuple(MethodScore.from_json(s) for s in d.get("scores") or ()),
+            agreement=tuple(AgreementMatrix.from_json(a) for a in d.get("agreement") or ()),
+            curve_grid=tuple(float(x) for x in d.get("curve_grid") or ()),
+            recommendation=None if not isinstance(rec, dict) else Recommendation.from_json(rec),
+            timings={str(k): float(v) for k, v in (d.get("timings") or {}).items() if v is not None},
+            details=dict(d.get("details") or {}),
+        )
+
+
 @dataclass
 class RunResult:
     """Everything one audit run produced; results.json is its serialisation."""
@@ -332,6 +621,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     created_at: str = ""
     completed_at: str = ""
+    evaluations: list[Evaluation] = field(default_factory=list)  # evaluators' metric tables, per model
 
     def generation(self, model_id: str, prompt_id: str) -> Generation | None:
         for g in self.generations:

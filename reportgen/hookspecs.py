@@ -1,7 +1,7 @@
 """Hook specifications of the ``reportgen`` plugin host.
 
 Every capability of reportgen is a plugin: model loaders, attribution methods,
-aggregations, detectors, visualizations and renderers. Built-in plugins live in the
+aggregations, detectors, evaluators, visualizations and renderers. Built-in plugins live in the
 ``reportgen_plugins`` package and are declared in the ``reportgen`` entry-point group
 exactly like third-party plugins.
 
@@ -73,6 +73,19 @@ def reportgen_register_detectors(register: Callable[[Any], None]) -> None:
 
     :param register: call ``register(detector)``; ``detector.name`` is what a spec's
         ``detectors`` mapping configures (thresholds).
+    """
+
+
+@hookspec
+def reportgen_register_evaluators(register: Callable[[Any], None]) -> None:
+    """Register evaluators (``reportgen.plugin_api.Evaluator``).
+
+    An evaluator runs after a model's attribution jobs, reads their finished results and the
+    loaded model, and returns a ``reportgen.data.Evaluation`` (typed metric tables, stored in
+    results.json under ``evaluations`` and cached like method results).
+
+    :param register: call ``register(evaluator)``; ``evaluator.name`` is what a spec's
+        ``evaluation.evaluators`` names.
     """
 
 

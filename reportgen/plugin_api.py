@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,7 +12,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from reportgen.cache import Cache
-    from reportgen.data import AttributionResult, FigureSpec, Finding, Generation, RunResult
+    from reportgen.data import (
+        AttributionResult,
+        Evaluation,
+        FigureSpec,
+        Finding,
+        Generation,
+        RunResult,
+    )
 
 
 class Options(BaseModel):
@@ -196,6 +203,98 @@ class Detector:
         self, result: AttributionResult, generation: Generation, options: Any
     ) -> list[Finding]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What a spec's ``evaluation:`` block asks of every evaluator (the host fills it in).
+
+    ``metrics``: the metric families to compute (empty: all the evaluator offers).
+    ``k_percent``: percentages of user tokens for comprehensiveness and sufficiency.
+    ``operator``: what perturbing a token means: ``replace`` (by ``replacement``: ``neutral``, a
+    single-space token, or ``prior``, the model's most probable other token there), ``mask`` (the
+    tokenizer's unk or pad token) or ``delete``. ``perturbations``: random subsets drawn for
+    infidelity. ``seed``: seeds every draw (the same draws for every method). ``target``:
+    ``response`` (log-probability of the whole stored response) or ``token`` (each response
+    token's log-probability against that token's column of A). ``methods``: the method labels to
+    score (empty: every method). ``bootstrap``: resamples for intervals over prompts.
+    ``token_importance``: the spec's ``aggregations.token_importance`` (``abs_sum`` makes every
+    method's importance a size).
+    """
+
+    metrics: tuple[str, ...] = ()
+    k_percent: tuple[float, ...] = (1.0, 5.0, 10.0, 20.0, 50.0)
+    operator: Literal["replace", "mask", "delete"] = "replace"
+    replacement: Literal["neutral", "prior"] = "neutral"
+    perturbations: int = 32
+    seed: int = 0
+    target: Literal["response", "token"] = "response"
+    methods: tuple[str, ...] = ()
+    bootstrap: int = 1000
+    token_importance: Literal["sum", "abs_sum"] = "sum"
+
+    def wants(self, family: str) -> bool:
+        return not self.metrics or family in self.metrics
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metrics": list(self.metrics),
+            "k_percent": list(self.k_percent),
+            "operator": self.operator,
+            "replacement": self.replacement,
+            "perturbations": self.perturbations,
+            "seed": self.seed,
+            "target": self.target,
+            "methods": list(self.methods),
+            "bootstrap": self.bootstrap,
+            "token_importance": self.token_importance,
+        }
+
+
+@dataclass
+class EvaluationContext:
+    """Everything an evaluator needs to score the methods on one model.
+
+    ``generations``: the model's stored generations (spec prompt order); ``results``: every
+    finished method result on them (any status); ``model``: the loaded model; ``options``: the
+    evaluator's validated options; ``cache`` as in :class:`AttributionContext`;
+    ``progress(done, total)`` reports progress inside a long evaluation.
+    """
+
+    model: LoadedModel
+    generations: list[Generation]
+    results: list[AttributionResult]
+    settings: EvaluationSettings
+    options: Any
+    cache: Cache
+    progress: Callable[[int, int], None] = lambda done, total: None
+
+
+class Evaluator:
+    """Scores the attribution methods after they ran: returns one :class:`~reportgen.data.Evaluation`
+    per model (metric tables, stored in results.json and shown in the report).
+
+    ``metrics`` lists the metric families it computes (what a spec's ``evaluation.metrics`` may
+    name); ``options_model`` validates ``evaluation.options.<name>``; ``version`` is part of the
+    cache key (raise it when the numbers change). ``unavailable_reason(model)`` says why it cannot
+    run on a model (None when it can); ``release(model)`` drops per-model state.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options_model: ClassVar[type[Options]] = NoOptions
+    metrics: ClassVar[tuple[str, ...]] = ()
+    version: ClassVar[str] = "1"
+    plugin: str = ""
+
+    def unavailable_reason(self, model: LoadedModel) -> str | None:
+        return None
+
+    def evaluate(self, ctx: EvaluationContext) -> Evaluation:
+        raise NotImplementedError
+
+    def release(self, model: LoadedModel) -> None:
+        """Drop anything held for ``model`` (called when the runner frees the model)."""
 
 
 class Visualization:

@@ -18,7 +18,15 @@ import pluggy
 
 from reportgen import hookspecs
 from reportgen.errors import PluginError
-from reportgen.plugin_api import Aggregation, AttributionMethod, Detector, ModelLoader, Renderer, Visualization
+from reportgen.plugin_api import (
+    Aggregation,
+    AttributionMethod,
+    Detector,
+    Evaluator,
+    ModelLoader,
+    Renderer,
+    Visualization,
+)
 
 GROUP = "reportgen"
 
@@ -86,6 +94,7 @@ KINDS = {
     "methods": ("reportgen_register_attribution_methods", "name"),
     "aggregations": ("reportgen_register_aggregations", "name"),
     "detectors": ("reportgen_register_detectors", "name"),
+    "evaluators": ("reportgen_register_evaluators", "name"),
     "visualizations": ("reportgen_register_visualizations", "name"),
     "renderers": ("reportgen_register_renderers", "format"),
 }
@@ -105,6 +114,7 @@ class Registry:
         self.methods: dict[str, AttributionMethod] = {}
         self.aggregations: dict[str, Aggregation] = {}
         self.detectors: dict[str, Detector] = {}
+        self.evaluators: dict[str, Evaluator] = {}
         self.visualizations: dict[str, Visualization] = {}
         self.renderers: dict[str, Renderer] = {}
         self.owner: dict[tuple[str, str], str] = {}

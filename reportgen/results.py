@@ -28,6 +28,7 @@ from pydantic import (
 
 from reportgen.data import (
     AttributionResult,
+    Evaluation,
     Finding,
     Generation,
     RunResult,
@@ -58,6 +59,7 @@ def run_to_json(run: RunResult) -> dict[str, Any]:
             "generations": [g.to_json() for g in run.generations],
             "results": [r.to_json() for r in run.results],
             "findings": [f.to_json() for f in run.findings],
+            "evaluations": [e.to_json() for e in run.evaluations],  # evaluators' metric tables (reportgen.data.Evaluation)
             "provenance": run.provenance,
             "timings": run.timings,
         }
@@ -286,4 +288,19 @@ def load_run(path: str | Path, *, rebuild: bool = False) -> RunResult:
         timings=dict(data.get("timings") or {}),
         created_at=checked.created_at,
         completed_at=checked.completed_at,
+        evaluations=_evaluations(str(path), data.get("evaluations")),
     )
+
+def _evaluations(name: str, raw: Any) -> list[Evaluation]:
+    """The ``evaluations`` member (absent in files written before evaluators existed)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ResultsError(f"{name}: evaluations: expected a list (got {type(raw).__name__})")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(Evaluation.from_json(item))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResultsError(f"{name}: evaluations[{i}]: not an evaluation ({type(exc).__name__}: {exc})") from None
+    return out

@@ -37,13 +37,20 @@ from reportgen.cache import Cache, atomic_write_bytes, content_key
 from reportgen.data import (
     SEVERITY_ORDER,
     AttributionResult,
+    Evaluation,
     FigureSpec,
     Finding,
     Generation,
     RunResult,
 )
 from reportgen.errors import PluginError, RenderError, ReportgenError
-from reportgen.plugin_api import AttributionContext, LoadedModel, RenderContext
+from reportgen.plugin_api import (
+    AttributionContext,
+    EvaluationContext,
+    EvaluationSettings,
+    LoadedModel,
+    RenderContext,
+)
 from reportgen.plugins import Registry, get_registry
 from reportgen.render import make_jinja_env
 from reportgen.spec import (
@@ -167,7 +174,7 @@ class ModelSlot:
     def close(self) -> None:
         if self.loaded is None:
             return
-        for method in self.registry.methods.values():
+        for method in [*self.registry.methods.values(), *self.registry.evaluators.values()]:
             release = getattr(method, "release", None)
             if release is not None:
                 release(self.loaded)
@@ -258,6 +265,89 @@ def _attribute(
         return replace(base, status="failed", reason=problem, timings=res.timings), "computed"
     cache.set("results", key, res.to_json())
     return res, "computed"
+
+
+def evaluation_settings(spec: AuditSpec) -> EvaluationSettings:
+    """What the spec's ``evaluation:`` block asks of every evaluator (seed: the block's, else the run's)."""
+    ev = spec.evaluation
+    assert ev is not None
+    return EvaluationSettings(
+        metrics=tuple(ev.metrics),
+        k_percent=tuple(float(k) for k in ev.k),
+        operator=ev.operator,
+        replacement=ev.replacement,
+        perturbations=ev.perturbations,
+        seed=spec.seed if ev.seed is None else ev.seed,
+        target=ev.target,
+        methods=tuple(ev.methods or ()),
+        bootstrap=ev.bootstrap,
+        token_importance=spec.aggregations.token_importance,
+    )
+
+
+def _evaluate(
+    registry: Registry,
+    model: ModelSlot,
+    name: str,
+    spec: AuditSpec,
+    gens: list[Generation],
+    results: list[AttributionResult],
+    cache: Cache,
+    progress: Progress,
+) -> tuple[Evaluation, JobOutcome]:
+    """One evaluator on one model's finished results: from the cache (keyed like method results, by
+    the generations and the results' numbers), else computed on the model (loaded if need be)."""
+    evaluator = registry.evaluators[name]
+    assert spec.evaluation is not None
+    settings = evaluation_settings(spec)
+    opts = evaluator.options_model.model_validate(spec.evaluation.options.get(name) or {}, context=options_context(registry))
+    key = content_key(
+        "evaluation",
+        model.key,
+        name,
+        getattr(evaluator, "version", "1"),
+        settings.to_json(),
+        opts.model_dump(),
+        [g.to_json() | {"seconds": 0} for g in gens],
+        [
+            {"label": r.display_name, "method": r.method, "status": r.status, "signed": r.signed, "matrix": r.matrix, "scores": r.scores}
+            for r in results
+        ],
+    )
+    hit = cache.get("evaluations", key)
+    if hit is not None:
+        ev = Evaluation.from_json(hit)
+        return replace(ev, details={**ev.details, "from_cache": True}), "reused"
+    loaded = model.get()
+    reason = evaluator.unavailable_reason(loaded)
+    if reason:
+        return Evaluation(evaluator=name, model_id=model.spec.id, status="unavailable", reason=reason), "unavailable"
+    _seed_everything(settings.seed)
+    ctx = EvaluationContext(
+        model=loaded,
+        generations=gens,
+        results=results,
+        settings=settings,
+        options=opts,
+        cache=cache,
+        progress=lambda done, total: progress.detail(f"evaluation · {name}", done, total),
+    )
+    t0 = time.perf_counter()
+    try:
+        ev = evaluator.evaluate(ctx)
+    except Exception as exc:  # noqa: BLE001 - a broken evaluator must not sink the audit; its reason is reported
+        progress.log(f"evaluator {name} failed on {model.spec.id}: {type(exc).__name__}: {exc}")
+        failed = Evaluation(
+            evaluator=name,
+            model_id=model.spec.id,
+            status="failed",
+            reason=f"{type(exc).__name__}: {exc}",
+            timings={"seconds": time.perf_counter() - t0},
+            details={"traceback": traceback.format_exc(limit=8)},
+        )
+        return failed, "computed"
+    cache.set("evaluations", key, ev.to_json())
+    return ev, "computed"
 
 
 def _reduce(registry: Registry, array: np.ndarray, name: str) -> np.ndarray:
@@ -448,7 +538,9 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
     models = [
         ModelSlot(registry, m, base_dir, m.device or options.device or spec.device, options.progress) for m in spec.models
     ]
-    options.progress.start(len(jobs))
+    evaluators = spec.evaluation.evaluators if spec.evaluation is not None else []
+    options.progress.start(len(jobs) + len(evaluators) * len(models))
+    evaluations: list[Evaluation] = []
     generations: list[Generation] = []
     results: list[AttributionResult] = []
     model_info: dict[str, Any] = {}
@@ -473,6 +565,16 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
                     timings[f"method:{mspec.id}:{p.id}:{ms.label}"] = time.perf_counter() - t0
                     results.append(res)
                     options.progress.advance(f"{mspec.id} · {p.id} · {ms.label}")
+            for name in evaluators:  # after the model's attribution jobs, while it is still loaded
+                t0 = time.perf_counter()
+                mine = [g for g in generations if g.model_id == mspec.id]
+                ev, how = _evaluate(
+                    registry, model, name, spec, mine, [r for r in results if r.model_id == mspec.id], cache, options.progress
+                )
+                outcomes[f"evaluation-{how}"] += 1
+                timings[f"evaluate:{mspec.id}:{name}"] = time.perf_counter() - t0
+                evaluations.append(ev)
+                options.progress.advance(f"{mspec.id} · evaluation · {name}")
             if model.load_seconds is not None:
                 timings[f"load:{mspec.id}"] = model.load_seconds
             else:
@@ -485,8 +587,15 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
                 gc.collect()  # free the weights before the next model loads
     timings["total"] = time.perf_counter() - t_run
     run = RunResult(
-        spec=spec, spec_text=text, spec_path=str(spec_path), generations=generations, results=results,
-        timings=timings, created_at=created, completed_at=_now(),
+        spec=spec,
+        spec_text=text,
+        spec_path=str(spec_path),
+        generations=generations,
+        results=results,
+        timings=timings,
+        created_at=created,
+        completed_at=_now(),
+        evaluations=evaluations,
     )
     run.provenance = prov.collect(
         spec=spec, spec_text=text, registry=registry, models=model_info, device=options.device or spec.device,
@@ -503,6 +612,11 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
         f"jobs: {outcomes['reused']} of {len(jobs)} reused from the cache, {outcomes['computed']} computed"
         + (f", {outcomes['unavailable']} unavailable" if outcomes["unavailable"] else "")
     )
+    if evaluators:
+        options.progress.log(
+            f"evaluations: {outcomes['evaluation-reused']} reused from the cache, {outcomes['evaluation-computed']} computed"
+            + (f", {outcomes['evaluation-unavailable']} unavailable" if outcomes["evaluation-unavailable"] else "")
+        )
     run.findings = detect(registry, spec, run)
     written, failed = _write_reports(registry, run, out_dir, formats)
     remove_stale_reports(registry, out_dir, written.values(), options.progress.log)

@@ -184,6 +184,57 @@ class ReportSpec(_Strict):
     max_heatmap_cells: int = Field(20000, ge=100, description="Heatmaps larger than this are downsampled.")
 
 
+class EvaluationSpec(_Strict):
+    """How faithful is each method to the model? Off unless the spec has an ``evaluation:`` block.
+
+    Evaluators (``faithfulness`` by default) run after the attribution jobs while the model is
+    loaded; every method is scored on the same seeded perturbations.
+    """
+
+    evaluators: list[str] = Field(
+        default_factory=lambda: ["faithfulness"], description="Registered evaluators to run; `reportgen plugins` lists them."
+    )
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Metric families to compute (empty: all): infidelity, deletion, insertion, comprehensiveness, "
+        "sufficiency, agreement, concentration.",
+    )
+    k: list[float] = Field(
+        default_factory=lambda: [1.0, 5.0, 10.0, 20.0, 50.0],
+        description="Percentages of the user's tokens for comprehensiveness and sufficiency (each in (0, 100]).",
+    )
+    operator: Literal["replace", "mask", "delete"] = Field(
+        "replace", description="What perturbing a token means: replace it, mask it with the pad/unk token, or delete it."
+    )
+    replacement: Literal["neutral", "prior"] = Field(
+        "neutral",
+        description="operator replace: a single-space token (neutral), or the model's most probable other token "
+        "at that position given the text before it (prior).",
+    )
+    perturbations: int = Field(32, ge=1, le=4096, description="Random token subsets drawn for infidelity.")
+    seed: int | None = Field(None, ge=0, description="Seed of every draw (default: the run's seed).")
+    target: Literal["response", "token"] = Field(
+        "response",
+        description="response: log-probability of the whole stored response; token: each response token's "
+        "log-probability against that token's column of the attribution matrix.",
+    )
+    methods: list[str] | None = Field(None, description="Method labels to score (default: every method).")
+    bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap resamples for intervals over prompts.")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Evaluator name → its options (e.g. faithfulness: {beam_width: 5})."
+    )
+
+    @field_validator("k")
+    @classmethod
+    def _k_percent(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("give at least one percentage")
+        for x in v:
+            if not 0 < x <= 100:
+                raise ValueError(f"{x} is not a percentage in (0, 100]")
+        return sorted(set(v))
+
+
 class AuditSpec(_Strict):
     """The whole audit: models × prompts × methods, thresholds and report settings."""
 
@@ -200,6 +251,7 @@ class AuditSpec(_Strict):
     )
     disable_detectors: list[str] = Field(default_factory=list)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    evaluation: EvaluationSpec | None = Field(None, description="Faithfulness scorecard of the methods (off unless given).")
     seed: int = Field(0, ge=0)
     device: str = Field("cpu", description="cpu, cuda, cuda:1, mps … (checked against this torch build before any model loads).")
     cache: str | bool = Field(".reportgen-cache", description="Cache folder, or false to disable.")
@@ -226,6 +278,10 @@ class AuditSpec(_Strict):
             for mid in m.models or []:
                 if mid not in model_ids:
                     raise ValueError(f"method {m.label!r} names unknown model {mid!r}")
+        if self.evaluation is not None:
+            for label in self.evaluation.methods or []:
+                if label not in labels:
+                    raise ValueError(f"evaluation.methods names {label!r}, which is not a method label of this spec")
         return self
 
 
@@ -532,6 +588,7 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
             problems.append(
                 f"{where(('disable_detectors', i))}: disable_detectors[{i}]: unknown detector{_suggest(name, detectors)}"
             )
+    problems.extend(_check_evaluation(spec, registry, where, context))
     dim = spec.aggregations.dimension
     if registry.dimension_aggregation(dim) is None:
         names = [n.removeprefix("dimension.") for n in registry.dimension_aggregations()]
@@ -543,6 +600,50 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
     for i, f in enumerate(spec.report.formats if check_formats else []):
         if f not in registry.renderers:
             problems.append(f"{where(('report', 'formats', i))}: report.formats[{i}]: unknown format {f!r}{_suggest(f, formats)}")
+    return problems
+
+
+def _check_evaluation(spec: AuditSpec, registry: Any, where: Any, context: dict[str, Any]) -> list[str]:
+    """Evaluator names, metric names and evaluator options of the ``evaluation:`` block."""
+    ev = spec.evaluation
+    if ev is None:
+        return []
+    problems: list[str] = []
+    installed: dict[str, Any] = dict(getattr(registry, "evaluators", {}))
+    offered: set[str] = set()
+    for i, name in enumerate(ev.evaluators):
+        evaluator = installed.get(name)
+        if evaluator is None:
+            problems.append(
+                f"{where(('evaluation', 'evaluators', i))}: evaluation.evaluators[{i}]: unknown evaluator "
+                f"{name!r}{_suggest(name, sorted(installed))}"
+            )
+            continue
+        offered |= set(evaluator.metrics)
+    if not problems:
+        for i, metric in enumerate(ev.metrics):
+            if metric not in offered:
+                problems.append(
+                    f"{where(('evaluation', 'metrics', i))}: evaluation.metrics[{i}]: unknown metric {metric!r}"
+                    f"{_suggest(metric, sorted(offered))}"
+                )
+    for name, opts in ev.options.items():
+        evaluator = installed.get(name)
+        if name not in ev.evaluators or evaluator is None:
+            problems.append(
+                f"{where(('evaluation', 'options', name))}: evaluation.options.{name}: not an evaluator this spec runs"
+                f"{_suggest(name, list(ev.evaluators))}"
+            )
+            continue
+        try:
+            evaluator.options_model.model_validate(opts or {}, context=context)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ("evaluation", "options", name, *err["loc"])
+                msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    msg += f" for {name}; valid options: {', '.join(sorted(evaluator.options_model.model_fields)) or '(none)'}"
+                problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
     return problems
 
 

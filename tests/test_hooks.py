@@ -17,9 +17,18 @@ import pytest
 
 import reportgen
 from reportgen import hookimpl, hookspecs
-from reportgen.data import AttributionResult, FigureSpec, Finding, Generation, RunResult
+from reportgen.data import AttributionResult, Evaluation, FigureSpec, Finding, Generation, MethodScore, Recommendation, RunResult
 from reportgen.errors import SpecError
-from reportgen.plugin_api import Aggregation, AttributionMethod, Detector, RenderContext, Renderer, Visualization
+from reportgen.plugin_api import (
+    Aggregation,
+    AttributionMethod,
+    Detector,
+    EvaluationContext,
+    Evaluator,
+    RenderContext,
+    Renderer,
+    Visualization,
+)
 from reportgen.plugins import Registry, get_plugin_manager, get_registry
 from reportgen.runner import RunOptions, run_audit
 from tests.conftest import TinyLoader, write_spec
@@ -40,6 +49,7 @@ aggregations: {dimension: test.max_abs}
 methods:
   - method: inseq.saliency
   - method: test.uniform
+evaluation: {evaluators: [test.echo]}
 report:
   formats: [json, html, testfmt]
 """
@@ -83,6 +93,25 @@ class FirstToken(Detector):
         ]
 
 
+class Echo(Evaluator):
+    name = "test.echo"
+    description = "says how many results it was given"
+    metrics = ("count",)
+
+    def __init__(self) -> None:
+        self.seen: list[EvaluationContext] = []
+
+    def evaluate(self, ctx: EvaluationContext) -> Evaluation:
+        self.seen.append(ctx)
+        ok = [r for r in ctx.results if r.status == "ok"]
+        return Evaluation(
+            evaluator=self.name,
+            model_id=ctx.model.id,
+            scores=tuple(MethodScore(r.display_name, {}) for r in ok),
+            recommendation=Recommendation("none", None, f"The echo evaluator read {len(ok)} results on {ctx.model.id}."),
+        )
+
+
 class Lengths(Visualization):
     name = "test.lengths"
 
@@ -107,7 +136,7 @@ class TxtRenderer(Renderer):
 
 class HookPlugin:
     def __init__(self, loader: TinyLoader) -> None:
-        self.loader, self.agg, self.renderer = loader, MaxAbs(), TxtRenderer()
+        self.loader, self.agg, self.renderer, self.evaluator = loader, MaxAbs(), TxtRenderer(), Echo()
 
     @hookimpl
     def reportgen_register_model_loaders(self, register: Any) -> None:
@@ -124,6 +153,10 @@ class HookPlugin:
     @hookimpl
     def reportgen_register_detectors(self, register: Any) -> None:
         register(FirstToken())
+
+    @hookimpl
+    def reportgen_register_evaluators(self, register: Any) -> None:
+        register(self.evaluator)
 
     @hookimpl
     def reportgen_register_visualizations(self, register: Any) -> None:
@@ -224,6 +257,22 @@ def test_hook_register_detectors(audit: Any) -> None:
     assert f.positions == (run.generations[0].user_positions[0],)
     assert plugin.renderer.seen[0].detectors["test.first_token"] == ("test.uniform",)  # renderers see it too
     assert "The first user token, flagged by a test." in Path(written["html"]).read_text("utf-8")
+
+
+def test_hook_register_evaluators(audit: Any) -> None:
+    """An evaluator registered in code runs after the model's jobs and reaches results.json and the renderers."""
+    plugin, registry, run, written = audit
+    assert registry.owner[("evaluators", "test.echo")] == "tests-hooks"
+    (ctx,) = plugin.evaluator.seen
+    assert ctx.model.id == "tiny" and {r.display_name for r in ctx.results} == {"inseq.saliency", "test.uniform"}
+    assert [g.prompt_id for g in ctx.generations] == ["p1"] and ctx.settings.seed == 0
+    (ev,) = run.evaluations
+    assert ev.evaluator == "test.echo" and plugin.renderer.seen[0].run.evaluations == [ev]
+    assert "The echo evaluator read 2 results on tiny." in Path(written["html"]).read_text("utf-8")
+    import json
+
+    (stored,) = json.loads(Path(written["json"]).read_text("utf-8"))["evaluations"]
+    assert stored["evaluator"] == "test.echo" and stored["recommendation"]["headline"].startswith("The echo evaluator")
 
 
 def test_hook_register_visualizations(audit: Any) -> None:

@@ -108,7 +108,15 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
     The render context's ``detectors`` (what each installed detector reads) let the report say
     what was checked and when nothing could be; ``methods`` gives each method's description.
     """
-    from reportgen.report import comparison, findings, narrative, panels, provenance, summary
+    from reportgen.report import (
+        comparison,
+        evaluation,
+        findings,
+        narrative,
+        panels,
+        provenance,
+        summary,
+    )
 
     run = ctx.run
     b = ReportBuilder(run, ctx.figures, ctx.detectors, drawer, ctx.methods)
@@ -133,6 +141,7 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
         spec_path=run.spec_path,
         heatmap_cells=b.max_cells,
         rebuilt=_rebuilt(run),
+        evaluation=evaluation.build(b),
     )
     return replace(ctx, toc=_toc(ctx))
 
@@ -148,6 +157,10 @@ def _rebuilt(run: RunResult) -> Rebuilt | None:
 def _toc(ctx: ReportContext) -> tuple[TocEntry, ...]:
     toc = [TocEntry("summary", "Summary", 1), TocEntry("anomalies", f"Anomalies ({ctx.n_findings})", 1)]
     toc += [TocEntry(n.id, n.title, 1) for n in ctx.narrative_before]
+    if ctx.evaluation is not None:
+        toc.append(TocEntry(ctx.evaluation.id, ctx.evaluation.title, 1))
+        if len(ctx.evaluation.views) > 1:
+            toc += [TocEntry(v.id, f"{v.model_label} · {v.evaluator}", 2) for v in ctx.evaluation.views]
     toc.append(TocEntry("results", "Results", 1))
     for s in ctx.sections:
         toc.append(TocEntry(s.id, f"Prompt {s.label}", 2))

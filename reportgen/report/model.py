@@ -262,6 +262,79 @@ class Rebuilt:
 
 
 @dataclass(frozen=True)
+class ScoreColumn:
+    """One metric column of a scorecard: which direction is better (arrow) and what it means."""
+
+    name: str
+    label: str
+    arrow: str  # ↑, ↓ or "" (the metric describes, it does not judge)
+    better: str  # the arrow in words
+    description: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class ScoreCell:
+    value: str  # the mean over prompts, formatted ("—" when not computed)
+    interval: str  # "[lo, hi]" (95 % bootstrap over prompts), "" when there is none
+    best: bool  # the best value of its column
+    title: str  # exact numbers and n, for hover
+
+
+@dataclass(frozen=True)
+class ScoreRowView:
+    method: str
+    kind: str  # signed | unsigned | reference
+    reference: bool  # a baseline (random order), never the best
+    recommended: bool
+    cells: tuple[ScoreCell, ...]
+
+
+@dataclass(frozen=True)
+class AgreementTable:
+    """The averaged rank agreement as numbers (the heatmap's values, readable in print)."""
+
+    methods: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]  # (method, each cell as "τ (ρ)")
+    n: int  # prompts averaged
+
+
+@dataclass(frozen=True)
+class EvaluationView:
+    """One evaluator's verdict on one model: recommendation, scorecard, curves, agreement."""
+
+    id: str
+    model_id: str
+    model_label: str
+    evaluator: str
+    status: str  # ok | unavailable | failed
+    reason: str
+    headline: str
+    verdict: str  # recommend | no_clear_winner | too_thin | none
+    tone: str  # ok | medium | info: the colour of the verdict (the report's CSS variables --ok, --medium, --info)
+    evidence: tuple[str, ...]
+    perturbation: str
+    ranking: str
+    facts: tuple[tuple[str, str], ...]
+    columns: tuple[ScoreColumn, ...]
+    rows: tuple[ScoreRowView, ...]
+    curves: tuple[FigureBlock, ...]
+    agreement: FigureBlock | None
+    agreement_table: AgreementTable | None
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """ "Which attributions can you trust?": one view per (model, evaluator); ``headline`` feeds the summary."""
+
+    id: str
+    title: str
+    views: tuple[EvaluationView, ...]
+    headline: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReportContext:
     title: str
     description: str
@@ -281,6 +354,7 @@ class ReportContext:
     heatmap_cells: int  # the largest heatmap drawn before block-averaging
     toc: tuple[TocEntry, ...] = field(default=())
     rebuilt: Rebuilt | None = None  # a notice at the top; None for a report written by the run
+    evaluation: EvaluationSection | None = None  # "Which attributions can you trust?"; None unless the spec asked
 
     @property
     def n_findings(self) -> int:
