@@ -8,10 +8,12 @@ The public plugin API is ``hookimpl`` and the host modules named in ``__all__``:
 - ``errors``: the exception hierarchy and its exit codes;
 - ``figures``: Plotly figure helpers and the one escaping rule for Plotly text;
 - ``generate``: generation and the local sampler shared by model loaders;
+- ``manifest``: the manifest every report carries, canonical JSON, the HTML evidence block;
 - ``plugin_api``: the base classes a plugin subclasses;
 - ``render``: the one Jinja environment and safe-HTML helpers;
 - ``report``: the renderer-independent report model;
-- ``results``: results.json (de)serialisation.
+- ``results``: results.json (de)serialisation;
+- ``statement``: the in-toto provenance statement written beside the reports and attached to the PDF.
 
 Built-in plugins import only these, exactly like third-party plugins (a test checks it);
 everything else in the host (cli, runner, spec, plugins, provenance, …) may change without
@@ -31,8 +33,10 @@ __all__ = [
     "figures",
     "generate",
     "hookimpl",
+    "manifest",
     "plugin_api",
     "render",
     "report",
     "results",
+    "statement",
 ]

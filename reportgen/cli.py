@@ -1,4 +1,4 @@
-"""Command line: ``reportgen run | validate | plugins | schema | render``.
+"""Command line: ``reportgen run | validate | plugins | schema | render | verify``.
 
 Exit codes (also in README.md):
 
@@ -14,6 +14,9 @@ Exit codes (also in README.md):
       results.json given to ``render`` is malformed (the file and JSON path are named)
 7     gate failed: the run finished and its reports are written, but ``--fail-on`` (or the
       spec's ``fail_on``) matched, or no method produced a result at all
+8     verification failed: ``reportgen verify`` found a report, results.json or provenance
+      statement that is not intact or not its run's (each difference is printed: which
+      file, which field, figure, token or page)
 130   interrupted (finished work is in the cache; rerun to resume)
 ====  ==================================================================================
 
@@ -60,7 +63,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
 def _guard(debug: bool, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except (Exception, KeyboardInterrupt) as exc:  # the CLI boundary: one line per error
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the CLI boundary: one line per error
         _fail(exc, debug)
 
 
@@ -161,15 +164,27 @@ def run(
 ) -> None:
     """Run the audit SPEC and write the reports."""
     from reportgen.runner import RunOptions, gate, run_audit
+    from reportgen.statement import reset_command, set_command
 
     bar, hooks = _progress_bar(quiet)
+    base = spec.resolve().parent
+    argv = ["reportgen", "run", _portable(spec, base)]
+    argv += ["-o", _portable(Path(output), base)] if output else []
+    argv += [a for fmt in formats for a in ("-f", fmt)]
+    argv += ["--device", device] if device else []
+    argv += ["--no-cache"] if no_cache else []
+    argv += ["--fail-on", ",".join(fail_on)] if fail_on else []
 
     def go() -> Any:
         opts = RunOptions(output=output, formats=list(formats) or None, device=device, use_cache=not no_cache, progress=hooks)
-        if bar is None:
-            return run_audit(spec, opts)
-        with bar:
-            return run_audit(spec, opts)
+        token = set_command(argv)  # for the provenance statement
+        try:
+            if bar is None:
+                return run_audit(spec, opts)
+            with bar:
+                return run_audit(spec, opts)
+        finally:
+            reset_command(token)
 
     run_result, written = _guard(debug, go)
     failed = [r for r in run_result.results if r.status == "failed"]
@@ -195,9 +210,7 @@ def validate(spec: Path, debug: bool) -> None:
     from reportgen.spec import RunTarget, load_spec
 
     parsed, _ = _guard(debug, lambda: load_spec(spec, get_registry(), target=RunTarget()))
-    click.echo(
-        f"{spec}: ok ({len(parsed.models)} model(s) × {len(parsed.prompts)} prompt(s) × {len(parsed.methods)} method(s))"
-    )
+    click.echo(f"{spec}: ok ({len(parsed.models)} model(s) × {len(parsed.prompts)} prompt(s) × {len(parsed.methods)} method(s))")
 
 
 @main.command()
@@ -230,9 +243,24 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  {f.name} ({f.value}): {f.reason}")
 
 
+def _portable(path: Path, base: Path) -> str:
+    """A path as the provenance statement records it: relative to the spec's folder, never absolute."""
+    from reportgen.provenance import portable_path
+
+    return portable_path(str(path.resolve()), base)
+
+
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of the audit spec (for editor completion)."""
+@click.option("--results", "results_schema", is_flag=True, help="The JSON Schema of results.json instead of the spec's.")
+def schema(results_schema: bool) -> None:
+    """Print the JSON Schema of the audit spec (for editor completion), or with ``--results``
+    the schema of results.json (its schema_version, and the run-dependent fields as
+    ``x-run-dependent``)."""
+    if results_schema:
+        from reportgen.results import json_schema_text
+
+        click.echo(json_schema_text(), nl=False)
+        return
     from reportgen.spec import json_schema
 
     click.echo(json_schema())
@@ -250,9 +278,10 @@ def render(results: Path, output: str, formats: tuple[str, ...], debug: bool) ->
     which file and its sha256). Nothing else in the output folder is touched.
     """
     from reportgen.plugins import get_registry
-    from reportgen.results import load_run
+    from reportgen.results import load_run, manifest_status, read_json
     from reportgen.runner import render as render_run
     from reportgen.spec import output_problem
+    from reportgen.statement import reset_command, set_command
 
     def go() -> dict[str, str]:
         reg = get_registry()
@@ -262,13 +291,50 @@ def render(results: Path, output: str, formats: tuple[str, ...], debug: bool) ->
 
             raise SpecError(f"unknown format {unknown[0]!r}; valid choices: {', '.join(sorted(reg.renderers))}")
         run_result = load_run(results, rebuild=True)
+        base = results.resolve().parent
+        argv = ["reportgen", "render", _portable(results, base), "-o", _portable(Path(output), base)]
         why = output_problem(Path(output))
         if why:
             raise RenderError(f"--output: {why}")
-        return render_run(reg, run_result, Path(output), list(formats))
+        data = read_json(results.read_bytes(), str(results))
+        edited = manifest_status(data) if data.get("schema_version") != "1.0" else None  # 1.0 had no manifest
+        if edited:  # still rendered: the rebuilt reports record the file's sha256
+            click.echo(f"warning: {results}: {edited} (edited after the run?); the rebuilt reports record its sha256", err=True)
+        token = set_command([*argv, *[a for fmt in formats for a in ("-f", fmt)]])
+        try:
+            return render_run(reg, run_result, Path(output), list(formats))
+        finally:
+            reset_command(token)
 
     for fmt, path in _guard(debug, go).items():
         click.echo(f"{fmt}: {path}")
+
+
+@main.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="The audit spec: its text must be the one the run used.")
+@click.option("--debug", is_flag=True)
+def verify(reports: tuple[Path, ...], spec: Path | None, debug: bool) -> None:
+    """Check that REPORTS (report.html, report.pdf, results.json, provenance.intoto.json, or a
+    report folder) are intact and show their run's numbers.
+
+    Each report's manifest must match the results it carries; an HTML or PDF report must be
+    what those results render to (a difference names the file and where: field, figure,
+    token, table cell or page); several files must be of one run. Exit 0 when everything
+    checks, 8 when anything differs.
+    """
+    from reportgen.errors import VerificationFailed
+    from reportgen.verify import summary_lines
+    from reportgen.verify import verify as run_verify
+
+    result = _guard(debug, lambda: run_verify(list(reports), spec=spec))
+    for line in summary_lines(result):
+        click.echo(line)
+    if not result.ok:
+        bad = [c.path.name for c in result.files if not c.ok]
+        what = ", ".join(bad) if bad else "the files disagree"
+        n = len(result.all_problems())
+        _fail(VerificationFailed(f"verification failed: {n} difference(s) ({what})"), debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

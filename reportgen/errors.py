@@ -1,8 +1,9 @@
 """Exception hierarchy; the CLI maps each class to an exit code and a one-line message.
 
-Exit codes: 1 unexpected (``ReportgenError`` itself) · 2 ``SpecError`` · 3 ``PluginError`` ·
-4 ``ModelLoadError`` · 5 ``SamplerError`` · 6 ``RenderError`` (``ResultsError``) ·
-7 ``GateFailed`` · 130 interrupted (``KeyboardInterrupt``, handled by the CLI).
+Exit codes: 1 unexpected (``ReportgenError`` itself) · 2 ``SpecError``, ``VerifyInputError`` ·
+3 ``PluginError`` · 4 ``ModelLoadError`` · 5 ``SamplerError`` · 6 ``RenderError``
+(``ResultsError``) · 7 ``GateFailed`` · 8 ``VerificationFailed`` · 130 interrupted
+(``KeyboardInterrupt``, handled by the CLI).
 """
 
 from __future__ import annotations
@@ -66,3 +67,15 @@ class GateFailed(ReportgenError):
     """The run finished and its reports are written, but the CI gate (``--fail-on``) failed."""
 
     exit_code = 7
+
+
+class VerificationFailed(ReportgenError):
+    """``reportgen verify`` found a report that is not intact or not its run's (each difference is printed)."""
+
+    exit_code = 8
+
+
+class VerifyInputError(ReportgenError):
+    """A path given to ``reportgen verify`` cannot be read or is not a report (a usage error)."""
+
+    exit_code = 2

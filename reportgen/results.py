@@ -35,14 +35,70 @@ from reportgen.data import (
     jsonable_dict,
 )
 from reportgen.errors import ResultsError, SpecError
+from reportgen.manifest import manifest_for, manifest_problems, run_id_for
 from reportgen.spec import validate_text
 
-SCHEMA_VERSION = "1.0"
+#: The results.json format version (semver: a reader refuses a newer major; a minor adds fields).
+#: 1.1 added raw tokens (``input_raw``/``output_raw``, ``input.raw``), byte spans
+#: (``*_byte_spans``, ``input.byte_spans``), ``provenance.rebuilt``, ``provenance.jobs``,
+#: ``run_id`` and ``manifest``.
+SCHEMA_VERSION = "1.1"
+
+#: Fields that differ between two runs of the same spec and seed (JSON paths; ``[]`` is every
+#: element of a list, ``*`` every member of an object). Everything else in results.json is the
+#: same, byte for byte, when the same spec runs with the same seed and no cache.
+RUN_DEPENDENT: tuple[str, ...] = (
+    "run_id",
+    "created_at",
+    "completed_at",
+    "timings",
+    "generations[].seconds",
+    "results[].timings",
+    "results[].details.from_cache",
+    "evaluations[].timings",
+    "evaluations[].details.from_cache",
+    "provenance.cache",
+    "provenance.jobs",
+    "provenance.models.*.loaded",
+    "provenance.models.*.load_seconds",
+    "provenance.rebuilt",
+    "manifest.run_id",
+    "manifest.results_sha256",
+)
+
+
+def without_run_dependent(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a results.json object without the :data:`RUN_DEPENDENT` fields (for comparing runs)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for path in RUN_DEPENDENT:
+        _drop(out, path.replace("[]", ".[]").split("."))
+    return out
+
+
+def _drop(node: Any, parts: list[str]) -> None:
+    head, rest = parts[0], parts[1:]
+    if head == "[]":
+        for item in node if isinstance(node, list) else []:
+            _drop(item, rest)
+        return
+    if not isinstance(node, dict):
+        return
+    keys = list(node) if head == "*" else [head]
+    for key in keys:
+        if key not in node:
+            continue
+        if rest:
+            _drop(node[key], rest)
+        else:
+            del node[key]
 
 
 def run_to_json(run: RunResult) -> dict[str, Any]:
-    """The seed-001 A.2 result structure, extended with generations, findings and provenance."""
-    return jsonable_dict(
+    """The seed-001 A.2 result structure, extended with generations, findings, provenance and
+    the manifest (:func:`reportgen.manifest.manifest_for` of everything else)."""
+    body = jsonable_dict(
         {
             "schema_version": SCHEMA_VERSION,
             "job_id": run.provenance.get("spec_sha256", "")[:16],
@@ -64,91 +120,220 @@ def run_to_json(run: RunResult) -> dict[str, Any]:
             "timings": run.timings,
         }
     )
+    out = {"schema_version": body.pop("schema_version"), "run_id": run_id_for(body), **body}
+    out["manifest"] = manifest_for(out)
+    return out
 
 
 def dumps(run: RunResult) -> str:
-    return json.dumps(run_to_json(run), indent=1, ensure_ascii=False, allow_nan=False)
+    """results.json as written: UTF-8 JSON, one space of indent, NaN and infinities as null."""
+    return dumps_data(run_to_json(run))
 
 
-# --------------------------------------------------------------------------- checking a file
+def dumps_data(data: dict[str, Any]) -> str:
+    """:func:`dumps` of a :func:`run_to_json` object already built."""
+    return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
+
+
+def manifest_of(run: RunResult) -> dict[str, Any]:
+    """The manifest of ``run`` (the same one results.json, the HTML and the PDF report carry)."""
+    manifest: dict[str, Any] = run_to_json(run)["manifest"]
+    return manifest
+
+
+# --------------------------------------------------------------------------- the format
+# These models check a file before it is rendered and are the published JSON Schema of
+# results.json (``reportgen schema --results``). Fields a newer 1.x writer adds are ignored
+# when reading (the schema allows additional properties); the ones read are typed strictly.
 
 # A number as results.json stores it: NaN and infinities are written as null.
 Num = StrictInt | StrictFloat | None
+Span = tuple[StrictInt, StrictInt, StrictInt]
 
 
 class _Loose(BaseModel):
-    """Fields a newer 1.x writer adds are ignored; the ones read are typed strictly."""
-
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class _Generation(_Loose):
-    model_id: StrictStr
-    prompt_id: StrictStr
-    input_ids: list[StrictInt]
-    input_tokens: list[StrictStr]
-    input_special: list[StrictBool]
-    output_ids: list[StrictInt]
-    output_tokens: list[StrictStr]
-    prompt_text: StrictStr
-    response_text: StrictStr
-    step_scores: dict[str, list[Num]] = Field(default_factory=dict)
-    settings: dict[str, Any] = Field(default_factory=dict)
-    seconds: StrictInt | StrictFloat = 0.0
+class GenerationRecord(_Loose):
+    """One model's response to one prompt, generated once and explained by every method."""
+
+    model_id: StrictStr = Field(description="The model's id in the spec.")
+    prompt_id: StrictStr = Field(description="The prompt's id in the spec.")
+    input_ids: list[StrictInt] = Field(description="Token ids of the whole model input (chat template included).")
+    input_tokens: list[StrictStr] = Field(description="Display form of each input token: the characters it covers.")
+    input_special: list[StrictBool] = Field(description="True for chat-template and special tokens, per input token.")
+    output_ids: list[StrictInt] = Field(description="Token ids of the response.")
+    output_tokens: list[StrictStr] = Field(description="Display form of each response token.")
+    prompt_text: StrictStr = Field(description="The user content as text.")
+    response_text: StrictStr = Field(description="The response as text.")
+    step_scores: dict[str, list[Num]] = Field(default_factory=dict, description="Per response token scores (probability, entropy).")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Generation settings used.")
+    seconds: StrictInt | StrictFloat = Field(0.0, description="Time the generation took (run-dependent).")
+    input_raw: list[StrictStr] = Field(default_factory=list, description="The tokenizer's own input token strings (1.1).")
+    output_raw: list[StrictStr] = Field(default_factory=list, description="The tokenizer's own response token strings (1.1).")
+    input_byte_spans: list[Span] = Field(
+        default_factory=list,
+        description="[token index, start, end] of each byte mark in input_tokens: bytes of a character a later token completes (1.1).",
+    )
+    output_byte_spans: list[Span] = Field(default_factory=list, description="Byte marks in output_tokens, as input_byte_spans (1.1).")
 
 
-class _Tokens(_Loose):
-    tokens: list[StrictStr]
+class TokensRecord(_Loose):
+    tokens: list[StrictStr] = Field(description="Display form of each token.")
+    raw: list[StrictStr] = Field(default_factory=list, description="The tokenizer's own token strings (1.1).")
+    byte_spans: list[Span] = Field(default_factory=list, description="[token index, start, end] of each byte mark (1.1).")
 
 
-class _Attribution(_Loose):
-    raw: list[list[Num]] | None
-    label: StrictStr = ""
-    signed: StrictBool = False
+class AttributionRecord(_Loose):
+    raw: list[list[Num]] | None = Field(
+        description="The attribution matrix A: one row per input token, one value per output token; null when the method has none."
+    )
+    label: StrictStr = Field("", description="What A holds (e.g. '|∇| (l2)').")
+    signed: StrictBool = Field(False, description="Whether A's sign is meaningful.")
+    aggregated: dict[str, Any] = Field(default_factory=dict, description="token_importance.input / .output: I(x), I(y) (seed 001 eq. 6).")
 
 
-class _Result(_Loose):
-    method: StrictStr
-    label: StrictStr | None = None
+class ResultRecord(_Loose):
+    """What one method says about one (model, prompt) generation."""
+
+    method: StrictStr = Field(description="The registered method name.")
+    label: StrictStr | None = Field(None, description="The method's id when the spec lists it twice.")
     model: StrictStr
     prompt: StrictStr
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="The method's validated options.")
     status: Literal["ok", "unavailable", "failed"] = "ok"
-    reason: StrictStr | None = None
-    input: _Tokens
-    output: _Tokens
-    attribution: _Attribution
-    scores: dict[str, list[Num]] = Field(default_factory=dict)
-    intervals: dict[str, list[list[Num] | None]] = Field(default_factory=dict)
-    details: dict[str, Any] = Field(default_factory=dict)
-    timings: dict[str, Num] = Field(default_factory=dict)
+    reason: StrictStr | None = Field(None, description="Why the method was unavailable or failed.")
+    input: TokensRecord
+    output: TokensRecord
+    attribution: AttributionRecord
+    scores: dict[str, list[Num]] = Field(default_factory=dict, description="Named per input token scores.")
+    intervals: dict[str, list[list[Num] | None]] = Field(default_factory=dict, description="[lo, hi] per input token, per score.")
+    details: dict[str, Any] = Field(default_factory=dict, description="Method-specific evidence (the family's typed payload).")
+    timings: dict[str, Num] = Field(default_factory=dict, description="Seconds per step (run-dependent).")
 
 
-class _Finding(_Loose):
+class FindingRecord(_Loose):
+    """One anomaly a detector found."""
+
     detector: StrictStr
     severity: Literal["high", "medium", "low", "info"]
     model_id: StrictStr
     prompt_id: StrictStr
     method: StrictStr
-    positions: list[StrictInt]
+    positions: list[StrictInt] = Field(description="Indices into the generation's input tokens.")
     token: StrictStr
-    evidence: dict[str, Any]
+    evidence: dict[str, Any] = Field(description="The numbers behind the finding.")
     message: StrictStr
     suggestion: StrictStr = ""
     title: StrictStr = ""
 
 
-class _ResultsFile(_Loose):
-    schema_version: StrictStr
-    spec_text: StrictStr
+class JobsRecord(_Loose):
+    total: StrictInt
+    reused: StrictInt
+    computed: StrictInt
+    unavailable: StrictInt = 0
+    models_loaded: list[StrictStr] = Field(default_factory=list)
+
+
+class RebuiltRecord(_Loose):
+    at: StrictStr = Field(description="When `reportgen render` rebuilt the report (UTC, ISO 8601).")
+    from_: StrictStr = Field(alias="from", description="The results file's name (never its path).")
+    sha256: StrictStr = Field(description="sha256 of that file's bytes.")
+
+
+class ProvenanceRecord(_Loose):
+    """How the run was made. Absolute paths are shown relative to the spec's folder."""
+
+    spec_sha256: StrictStr | None = Field(None, description="sha256 of the spec text (UTF-8).")
+    seed: StrictInt | None = None
+    device: dict[str, Any] | StrictStr | None = None
+    python: StrictStr | None = None
+    platform: StrictStr | None = None
+    packages: dict[str, StrictStr] = Field(default_factory=dict, description="Package → version.")
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Model id → source, what the load reported (sha256 of the weights, file, dtype …) "
+            "and the loader's fingerprint of the weights (weights)."
+        ),
+    )
+    plugins: dict[str, Any] = Field(default_factory=dict, description="Plugin → {version, distribution}.")
+    failed_plugins: list[StrictStr] = Field(default_factory=list)
+    cache: dict[str, Any] | None = Field(None, description="Cache root, hits and misses (run-dependent).")
+    jobs: JobsRecord | None = Field(None, description="Jobs reused from the cache and computed (1.1, run-dependent).")
+    rebuilt: RebuiltRecord | None = Field(None, description="Set by `reportgen render` (1.1).")
+
+
+class ManifestModel(_Loose):
+    source: StrictStr | None = None
+    files: dict[str, StrictStr] = Field(default_factory=dict, description="File name → sha256 of weights and tokenizer files.")
+    tokenizer: list[StrictStr] = Field(default_factory=list, description="Which of those files hold the tokenizer.")
+
+
+class ManifestRecord(_Loose):
+    """What every report carries; recomputed from the rest of the file by `reportgen verify` (1.1)."""
+
+    manifest_version: StrictStr
+    run_id: StrictStr
+    schema_version: StrictStr | None = None
+    results_sha256: StrictStr = Field(description="sha256 of RFC 8785 (JCS) JSON of this object without its manifest member.")
+    results_canonicalization: StrictStr = ""
+    spec_sha256: StrictStr | None = None
+    seed: StrictInt | None = None
+    models: dict[str, ManifestModel] = Field(default_factory=dict)
+    reportgen_version: StrictStr | None = None
+    plugins: dict[str, StrictStr | None] = Field(default_factory=dict)
+
+
+class OptionsRecord(_Loose):
+    generation: dict[str, Any] = Field(default_factory=dict)
+    aggregations: dict[str, Any] = Field(default_factory=dict)
+    seed: StrictInt | None = None
+
+
+class ResultsRecord(_Loose):
+    """results.json: one audit run, machine-readable; `reportgen render` rebuilds its reports."""
+
+    schema_version: StrictStr = Field(description="MAJOR.MINOR; a reader refuses a newer major.")
+    run_id: StrictStr | None = Field(None, description="The run's id (1.1; derived from the run-dependent fields).")
+    job_id: StrictStr | None = Field(None, description="The first 16 hex digits of the spec's sha256.")
+    created_at: StrictStr = Field("", description="When the run started (UTC, ISO 8601).")
+    completed_at: StrictStr = Field("", description="When it finished.")
+    title: StrictStr | None = None
     spec_path: StrictStr = ""
-    created_at: StrictStr = ""
-    completed_at: StrictStr = ""
-    generations: list[_Generation]
-    results: list[_Result]
-    findings: list[_Finding] = Field(default_factory=list)
-    provenance: dict[str, Any] = Field(default_factory=dict)
-    timings: dict[str, Num] = Field(default_factory=dict)
+    spec_text: StrictStr = Field(description="The audit spec as run (YAML).")
+    options: OptionsRecord | None = None
+    generations: list[GenerationRecord]
+    results: list[ResultRecord]
+    findings: list[FindingRecord] = Field(default_factory=list)
+    provenance: ProvenanceRecord = Field(default_factory=ProvenanceRecord)
+    timings: dict[str, Num] = Field(default_factory=dict, description="Seconds per stage (run-dependent).")
+    manifest: ManifestRecord | None = Field(None, description="The manifest every report of this run carries (1.1).")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of results.json, generated from the models that check it."""
+    schema = ResultsRecord.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "reportgen results.json",
+        **{k: v for k, v in schema.items() if k != "title"},
+        "x-schema-version": SCHEMA_VERSION,
+        "x-run-dependent": list(RUN_DEPENDENT),
+        "$comment": (
+            f"schema_version {SCHEMA_VERSION} (semver: readers refuse a newer major; a minor only adds fields, and "
+            "readers ignore fields they do not know, so objects allow additional properties). x-run-dependent lists "
+            "the only fields that differ between two runs of the same spec and seed without a cache. Lengths that "
+            "must agree (tokens, ids, matrix rows and columns, scores, finding positions) are checked by the reader, "
+            "not by this schema."
+        ),
+    }
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -184,10 +369,10 @@ def _first_error(exc: ValidationError) -> str:
     return f"{_path(loc)}: {msg}" + (f" (and {more} more problem(s))" if more else "")
 
 
-def _shape_problems(data: _ResultsFile) -> list[str]:
+def _shape_problems(data: ResultsRecord) -> list[str]:
     """Lengths that must agree: tokens, ids, matrices, scores, finding positions."""
     problems: list[str] = []
-    gens: dict[tuple[str, str], _Generation] = {}
+    gens: dict[tuple[str, str], GenerationRecord] = {}
     for i, g in enumerate(data.generations):
         at = f"generations[{i}]"
         if not len(g.input_ids) == len(g.input_tokens) == len(g.input_special):
@@ -246,37 +431,59 @@ def load_run(path: str | Path, *, rebuild: bool = False) -> RunResult:
         raw = path.read_bytes()
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read results ({exc.strerror or exc})") from None
+    return parse_run(raw, str(path), rebuild=rebuild)
+
+
+def read_json(raw: bytes, name: str) -> dict[str, Any]:
+    """results.json bytes as a JSON object whose major version this reportgen reads.
+
+    Raises :class:`~reportgen.errors.ResultsError` for bytes that are not UTF-8 JSON, a root
+    that is not an object, a missing ``schema_version``, or another major version (a newer
+    one: upgrade reportgen).
+    """
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ResultsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ResultsError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
+        raise ResultsError(f"{name}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
     if not isinstance(data, dict):
-        raise ResultsError(f"{path}: (root): expected a JSON object (a reportgen results.json); got a {type(data).__name__}")
+        raise ResultsError(f"{name}: (root): expected a JSON object (a reportgen results.json); got a {type(data).__name__}")
     version = data.get("schema_version")
     if not isinstance(version, str):
-        raise ResultsError(f"{path}: schema_version: missing; is this a reportgen results.json?")
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise ResultsError(
-            f"{path}: schema_version: {version!r} is not supported (this reportgen reads {SCHEMA_VERSION.split('.')[0]}.x)"
+        raise ResultsError(f"{name}: schema_version: missing; is this a reportgen results.json?")
+    ours = SCHEMA_VERSION.split(".")[0]
+    major = version.split(".")[0]
+    if major != ours:
+        newer = major.isdigit() and int(major) > int(ours)
+        why = (
+            f"it was written by a newer reportgen (format {major}.x): upgrade reportgen to read it"
+            if newer
+            else "it is not a results.json format this reportgen knows"
         )
+        raise ResultsError(f"{name}: schema_version: {version!r} is not supported (this reportgen reads {ours}.x); {why}")
+    return data
+
+
+def parse_run(raw: bytes, name: str, *, rebuild: bool = False) -> RunResult:
+    """:func:`load_run` of bytes already read; ``name`` names them in errors (and in the rebuilt record)."""
+    data = read_json(raw, name)
     try:
-        checked = _ResultsFile.model_validate(data)
+        checked = ResultsRecord.model_validate(data)
     except ValidationError as exc:
-        raise ResultsError(f"{path}: {_first_error(exc)}") from None
+        raise ResultsError(f"{name}: {_first_error(exc)}") from None
     problems = _shape_problems(checked)
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise ResultsError(f"{path}: {problems[0]}{more}")
+        raise ResultsError(f"{name}: {problems[0]}{more}")
     try:
-        spec = validate_text(checked.spec_text, checked.spec_path or str(path))
+        spec = validate_text(checked.spec_text, checked.spec_path or name)
     except SpecError as exc:
         first = exc.problems[0] if exc.problems else str(exc)
-        raise ResultsError(f"{path}: spec_text: the stored audit spec is invalid: {first}") from None
-    provenance = dict(checked.provenance)
+        raise ResultsError(f"{name}: spec_text: the stored audit spec is invalid: {first}") from None
+    provenance = dict(data.get("provenance") or {})
     if rebuild:
-        provenance["rebuilt"] = rebuilt_record(path, raw)
+        provenance["rebuilt"] = rebuilt_record(name, raw)
     return RunResult(
         spec=spec,
         spec_text=checked.spec_text,
@@ -288,8 +495,21 @@ def load_run(path: str | Path, *, rebuild: bool = False) -> RunResult:
         timings=dict(data.get("timings") or {}),
         created_at=checked.created_at,
         completed_at=checked.completed_at,
-        evaluations=_evaluations(str(path), data.get("evaluations")),
+        evaluations=_evaluations(name, data.get("evaluations")),
     )
+
+
+def manifest_status(data: dict[str, Any]) -> str | None:
+    """Why a results.json object does not match the manifest it carries (None when it does)."""
+    found = data.get("manifest")
+    if found is None:
+        return "it carries no manifest"
+    expected = manifest_for(data)
+    if isinstance(found, dict) and found.get("results_sha256") != expected["results_sha256"]:
+        return "its content is not what its manifest's results_sha256 pins"
+    problems = manifest_problems(found, expected, "manifest")
+    return problems[0] if problems else None
+
 
 def _evaluations(name: str, raw: Any) -> list[Evaluation]:
     """The ``evaluations`` member (absent in files written before evaluators existed)."""

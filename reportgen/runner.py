@@ -141,6 +141,7 @@ class ModelSlot:
             raise PluginError(
                 f"model loader {mspec.scheme + ':'!r} failed to fingerprint model {mspec.id!r}: {type(exc).__name__}: {exc}"
             ) from None
+        self.fingerprint = weights  # the loader's digest of the weights (provenance; None: it cannot tell)
         self._key: dict[str, Any] | None = None if weights is None else self._with_settings(weights)
 
     def _with_settings(self, weights: Any) -> dict[str, Any]:
@@ -166,10 +167,13 @@ class ModelSlot:
         info_key = content_key("model-info", self.key)
         if self.loaded is not None:
             cache.set("models", info_key, self.loaded.info)
-            return {"source": self.spec.source, **self.loaded.info, "loaded": True}
+            return {"source": self.spec.source, **self.loaded.info, **self._weights(), "loaded": True}
         earlier = cache.get("models", info_key)
         known = earlier if isinstance(earlier, dict) else {"weights": self.key["weights"]}
-        return {"source": self.spec.source, **known, "loaded": False}
+        return {"source": self.spec.source, **known, **self._weights(), "loaded": False}
+
+    def _weights(self) -> dict[str, Any]:
+        return {} if self.fingerprint is None else {"weights": self.fingerprint}
 
     def close(self) -> None:
         if self.loaded is None:
@@ -425,6 +429,14 @@ def _write_reports(registry: Registry, run: RunResult, out_dir: Path, formats: l
         finally:
             tmp.unlink(missing_ok=True)
         written[fmt] = str(final)
+    if written:  # the in-toto provenance statement about the files just written (reportgen.statement)
+        from reportgen.results import run_to_json
+        from reportgen.statement import STATEMENT_NAME, write_statement
+
+        try:
+            written["provenance"] = str(write_statement(run_to_json(run), out_dir, written))
+        except Exception as exc:  # noqa: BLE001 - the reports are written; say what is missing
+            failed.append(f"{STATEMENT_NAME}: {type(exc).__name__}: {exc}")
     return written, failed
 
 
@@ -447,7 +459,7 @@ def render(registry: Registry, run: RunResult, out_dir: Path, formats: list[str]
 
 def own_report_files(registry: Registry) -> set[str]:
     """The names reportgen writes into an output folder (whatever renderers are installed now)."""
-    names = {"results.json", "report.html", "report.pdf"}
+    names = {"results.json", "report.html", "report.pdf", "provenance.intoto.json"}
     names |= {report_filename(fmt, registry) for fmt in registry.renderers}
     return names
 

@@ -96,6 +96,35 @@ def tiny_registry(smollm_tokenizer: Any) -> Any:
     return reg
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _results_json_follow_the_published_schema() -> Any:
+    """Every results.json reportgen writes in the tests validates against the published JSON Schema
+    (``reportgen schema --results``), checked by jsonschema as the json renderer writes it."""
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - part of the test extra
+        yield
+        return
+    from reportgen.results import json_schema
+    from reportgen_plugins.renderers.json_results import JSONRenderer
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    original = JSONRenderer.render
+
+    def render(self: Any, ctx: Any, out_path: str) -> None:
+        original(self, ctx, out_path)
+        import json
+
+        errors = list(validator.iter_errors(json.loads(Path(out_path).read_text("utf-8"))))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
+            raise AssertionError(f"results.json does not follow its published schema: {where}: {errors[0].message}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(JSONRenderer, "render", render)
+        yield
+
+
 def write_spec(tmp_path: Path, text: str, name: str = "audit.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text, encoding="utf-8")

@@ -185,8 +185,9 @@ def test_an_old_report_beside_a_new_one_is_removed_with_a_log_line(tmp_path: Pat
     (tmp_path / "out" / "my-notes.pdf").write_bytes(b"%PDF mine")
     res = invoke("run", str(spec), "-q")
     assert res.exit_code == 0, res.stderr
-    assert f"removed {tmp_path / 'out' / 'report.pdf'}: left by an earlier run; this run wrote results.json" in res.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my-notes.pdf", "results.json"]
+    wrote = "provenance.intoto.json, results.json"
+    assert f"removed {tmp_path / 'out' / 'report.pdf'}: left by an earlier run; this run wrote {wrote}" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my-notes.pdf", "provenance.intoto.json", "results.json"]
 
 
 # --------------------------------------------------------------------------- model load errors (exit 4)

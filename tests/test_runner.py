@@ -95,7 +95,7 @@ def test_run_writes_results_and_isolates_failures(tmp_path: Path, registry: Regi
     run, written = run_audit(spec, RunOptions(output=str(tmp_path / "out")), registry)
     assert registry.loader.loads == 1  # type: ignore[attr-defined]  # one load per model, not per prompt
     data = json.loads(Path(written["json"]).read_text())
-    assert data["schema_version"] == "1.0"
+    assert data["schema_version"] == "1.1"
     assert len(data["generations"]) == 2 and len(data["results"]) == 6
     by = {(r["prompt"], r["method"]): r for r in data["results"]}
     boom = by[("p1", "test.boom")]
@@ -195,7 +195,9 @@ def test_results_json_rebuilds_the_same_report(tmp_path: Path, registry: Registr
     # Without the notice and the provenance rows it says, the rebuilt report is the original.
     stripped = rebuilt.replace(notice.group(0), "")
     stripped = re.sub(r"[ \t]*<tr><th scope=\"row\">rebuilt\.(at|from|sha256)</th><td><code>.*?</code></td></tr>\n", "", stripped)
-    assert stripped == original
+    # ... and the evidence block (the rebuilt results record the rebuild, so its manifest differs too).
+    evidence = re.compile(r'<script type="application/json" id="reportgen-evidence">.*?</script>', re.DOTALL)
+    assert evidence.sub("", stripped) == evidence.sub("", original)
     # The rebuilt results.json records it too.
     data = json.loads((tmp_path / "rebuilt" / "results.json").read_text("utf-8"))
     assert data["provenance"]["rebuilt"]["from"] == "results.json" and data["provenance"]["rebuilt"]["sha256"] == sha
@@ -326,14 +328,14 @@ def test_reports_an_earlier_run_left_are_removed_and_nothing_else(tmp_path: Path
     logs: list[str] = []
     spec = write_spec(tmp_path, SPEC.replace("formats: [json]", "formats: [json, html]"))
     _, written = run_audit(spec, RunOptions(output=str(out), progress=Progress(log=logs.append)), registry)
-    assert sorted(Path(p).name for p in written.values()) == ["report.html", "results.json"]
+    assert sorted(Path(p).name for p in written.values()) == ["provenance.intoto.json", "report.html", "results.json"]
     names = {p.name for p in out.iterdir()}
-    assert names == {"report.html", "results.json", "sub", *kept}
+    assert names == {"provenance.intoto.json", "report.html", "results.json", "sub", *kept}
     assert all((out / n).read_bytes() == d for n, d in kept.items())
     assert (out / "sub" / "report.pdf").exists()  # only the output folder itself, never below it
     removed = sorted(line for line in logs if line.startswith("removed "))
     assert len(removed) == 3
-    assert f"removed {out / 'report.pdf'}: left by an earlier run; this run wrote report.html, results.json" in removed
+    assert f"removed {out / 'report.pdf'}: left by an earlier run; this run wrote provenance.intoto.json, report.html, results.json" in removed
     assert any(".report.pdf.partial: an unfinished write of an earlier run" in line for line in removed)
 
 
@@ -344,7 +346,7 @@ def test_a_format_that_failed_this_time_leaves_no_older_file_behind(tmp_path: Pa
     spec = write_spec(tmp_path, SPEC)
     with pytest.raises(RenderError, match="could not render broken"):
         run_audit(spec, RunOptions(output=str(out), formats=["json", "broken"]), registry)
-    assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # no report.html from another run
+    assert sorted(p.name for p in out.iterdir()) == ["provenance.intoto.json", "results.json"]  # no report.html from another run
 
 
 # --------------------------------------------------------------------------- the CI gate

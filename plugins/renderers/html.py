@@ -5,6 +5,11 @@ only draws figures as Plotly ``<div>`` elements (:class:`PlotlyDrawer`) and prin
 with ``templates/report.html``. The output is one file: CSS, the small ``report.js`` and
 plotly.js (once) are inlined, nothing is fetched from any host, and the same run renders
 byte-identical HTML (no clock reads, stable ids, fixed order).
+
+The page carries its evidence in one ``<script type="application/json" id="reportgen-evidence">``
+block: the run's manifest and the exact bytes of its results.json (gzip+base64 when large, see
+:func:`reportgen.manifest.evidence`). ``reportgen verify report.html`` checks the manifest
+against those results and the page against a fresh rendering of them.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Any, ClassVar
 from markupsafe import Markup
 
 from reportgen import __version__
+from reportgen.manifest import evidence
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import plotly_div, plotly_js, read_asset
 from reportgen.report import FigureBlock, build_context
+from reportgen.results import dumps_data, run_to_json
 
 
 class PlotlyDrawer:
@@ -34,7 +41,9 @@ class PlotlyDrawer:
 def render_html(ctx: RenderContext) -> str:
     """The whole report as one HTML string (deterministic for a given run)."""
     report = build_context(ctx, PlotlyDrawer())
+    data = run_to_json(ctx.run)
     return ctx.env.get_template("report.html").render(
+        evidence=evidence(dumps_data(data).encode("utf-8"), data["manifest"]),
         ctx=report,
         css=Markup(read_asset("report.css")),
         js=Markup(read_asset("report.js")),

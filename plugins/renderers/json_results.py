@@ -11,7 +11,7 @@ from reportgen.results import dumps
 class JSONRenderer(Renderer):
     format = "json"
     extension = "json"
-    description = "results.json: every generation, matrix, score, finding and the provenance (schema_version 1.0)"
+    description = "results.json: every generation, matrix, score, finding, the provenance and the manifest (schema_version 1.1)"
 
     def render(self, ctx: RenderContext, out_path: str) -> None:
         Path(out_path).write_text(dumps(ctx.run), encoding="utf-8")

@@ -42,10 +42,12 @@ from markupsafe import Markup
 from reportgen_plugins.renderers.svg import figure_svg, plain
 
 from reportgen import __version__
+from reportgen.manifest import MANIFEST_NAME
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import read_asset
 from reportgen.report import FigureBlock, build_context
 from reportgen.results import dumps
+from reportgen.statement import STATEMENT_NAME, statement_bytes, statement_for
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +368,41 @@ def write_pdfa3b(
         )
 
 
+def evidence_attachments(ctx: RenderContext, results: bytes) -> list[Any]:
+    """``manifest.json`` (the run's manifest, as in results.json) and ``provenance.intoto.json``
+    (the in-toto statement; its subject is the attached results.json, since a PDF cannot name
+    its own digest), both attached with ``AFRelationship /Supplement``; ``reportgen verify`` reads them."""
+    import json
+
+    import weasyprint
+
+    run = ctx.run
+    data = json.loads(results)
+    files = (
+        (
+            MANIFEST_NAME,
+            json.dumps(data["manifest"], indent=1, ensure_ascii=False).encode("utf-8"),
+            "reportgen manifest: run id and the sha256 of results.json, the spec and the model files",
+        ),
+        (
+            STATEMENT_NAME,
+            statement_bytes(statement_for(data, {RESULTS_NAME: results})),
+            "in-toto Statement v1 with a SLSA Provenance v1 predicate about the attached results.json",
+        ),
+    )
+    return [
+        weasyprint.Attachment(
+            file_obj=io.BytesIO(body),
+            name=name,
+            description=description,
+            relationship="Supplement",
+            created=_datetime(run.created_at),
+            modified=_datetime(run.completed_at or run.created_at),
+        )
+        for name, body, description in files
+    ]
+
+
 def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None) -> PdfStats:
     """Write the PDF/A-3b report with ``results.json`` attached; returns what was drawn how."""
     import weasyprint
@@ -388,7 +425,8 @@ def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None
     )
     doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
     ident = hashlib.sha256(results + __version__.encode("utf-8")).hexdigest()[:32].encode("ascii")
-    write_pdfa3b(doc, out_path, [attachment], ident, _datetime(run.completed_at or run.created_at))
+    attachments = [attachment, *evidence_attachments(ctx, results)]  # manifest and provenance statement
+    write_pdfa3b(doc, out_path, attachments, ident, _datetime(run.completed_at or run.created_at))
     reason = exporter.reason if drawer.n_fallback else None
     return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason)
 
