@@ -48,8 +48,21 @@ def gguf_path() -> str:
 
 
 def start_server(port: int, log: Any) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path(), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "512", "--n_threads", str(os.cpu_count() or 2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gguf_path(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "512",
+        "--n_threads",
+        str(os.cpu_count() or 2),
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1/models"
     deadline = time.time() + 120
@@ -72,8 +85,9 @@ def run_dbsa(loaded: Any, gen: Any, options: dict[str, Any], root: str) -> tuple
     from reportgen_plugins.dbsa.options import DBSAOptions
 
     shutil.rmtree(Path(root) / "samples", ignore_errors=True)
-    ctx = AttributionContext(model=loaded, generation=gen, options=DBSAOptions(**options), seed=0,
-                             cache=Cache(root), generation_settings=GEN.model_dump())
+    ctx = AttributionContext(
+        model=loaded, generation=gen, options=DBSAOptions(**options), seed=0, cache=Cache(root), generation_settings=GEN.model_dump()
+    )
     t0 = time.perf_counter()
     res = DBSA().attribute(ctx)
     return res, time.perf_counter() - t0
@@ -86,8 +100,10 @@ def summary(name: str, res: Any, wall: float) -> None:
     sig = [u.text for u in d.units if u.significant]
     print(f"{name}: {wall:.1f} s  draws={d.draws_total}  timings={ {k: round(v, 1) for k, v in res.timings.items()} }")
     for u in d.units:
-        print(f"    {u.text!r:12} E={u.effect if u.effect is None else round(u.effect, 4)}  "
-              f"p={u.p_value}  q={u.q_value}  neighbours={[n.text for n in u.neighbours]}")
+        print(
+            f"    {u.text!r:12} E={u.effect if u.effect is None else round(u.effect, 4)}  "
+            f"p={u.p_value}  q={u.q_value}  neighbours={[n.text for n in u.neighbours]}"
+        )
     print(f"    significant (q<0.05): {sig}")
 
 
@@ -100,8 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     options = {"unit": "word", "neighbours": args.neighbours, "samples": args.samples, "permutations": args.permutations}
 
-    from reportgen.generate import generate
-    from reportgen.generate import generate_via_sampler
+    from reportgen.generate import generate, generate_via_sampler
     from reportgen_plugins.dbsa.embeddings import embed_minilm, minilm_vocab
     from reportgen_plugins.models.loaders import EmbeddedLoader
     from reportgen_plugins.models.openai import OpenAILoader

@@ -19,12 +19,14 @@ import plotly.io as pio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report_fixtures import _spec  # noqa: E402
+from report_fixtures import (
+    _spec,
+    html_of,
+)
 
-from reportgen.data import AttributionResult, Generation, RunResult  # noqa: E402
-from reportgen.figures import heatmap  # noqa: E402
-from reportgen.render import PLOTLY_CONFIG, plotly_js  # noqa: E402
-from report_fixtures import html_of  # noqa: E402
+from reportgen.data import AttributionResult, Generation, RunResult
+from reportgen.figures import heatmap
+from reportgen.render import PLOTLY_CONFIG, plotly_js
 
 METHODS = ("saliency", "integrated_gradients", "attention")
 
@@ -81,9 +83,9 @@ def main() -> None:
     print(f"{'n×t':>10} {'cells':>8} {'report s':>9} {'base s':>8} {'×base':>6} {'report MB':>10} {'base MB':>8} {'×base':>6}")
     for n, t in ((32, 16), (64, 32), (128, 64), (256, 128), (512, 256)):
         run = synthetic(n, t)
-        tr, html = timed(lambda: html_of(run, []))
+        tr, html = timed(lambda run=run: html_of(run, []))
 
-        def baseline() -> str:
+        def baseline(run: RunResult = run) -> str:
             parts = []
             for r in run.results:
                 fig, _ = heatmap(r.matrix, r.input_tokens, r.output_tokens, signed=r.signed, max_cells=20000)

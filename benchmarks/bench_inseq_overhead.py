@@ -39,8 +39,9 @@ import statistics
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,8 +73,13 @@ class _Preloaded(ModelLoader):
     def load(self, model_spec: Any, *, base_dir: str, device: str) -> LoadedModel:
         src = self.loaded
         return LoadedModel(
-            id=model_spec.id, source=model_spec.source, model=src.model, tokenizer=src.tokenizer,
-            chat_template=src.chat_template, device=src.device, info=dict(src.info),
+            id=model_spec.id,
+            source=model_spec.source,
+            model=src.model,
+            tokenizer=src.tokenizer,
+            chat_template=src.chat_template,
+            device=src.device,
+            info=dict(src.info),
         )
 
 
@@ -109,8 +115,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["saliency", "input_x_gradient"])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--literal", action="store_true",
-                    help="(a) without the pad-token fix: inseq then drops <|im_end|> tokens and one target step")
+    ap.add_argument(
+        "--literal", action="store_true", help="(a) without the pad-token fix: inseq then drops <|im_end|> tokens and one target step"
+    )
     ap.add_argument("--loo", action="store_true", help="also time example.leave_one_out (needs the example plugin)")
     args = ap.parse_args()
     if args.threads:
@@ -122,8 +129,10 @@ def main() -> None:
     spec, _ = load_spec(QUICKSTART, registry)
     mspec, prompt = spec.models[0], spec.prompts[0]
     t_load, loaded = _timed(lambda: EmbeddedLoader().load(mspec, base_dir=str(QUICKSTART.parent), device="cpu"))
-    print(f"model {mspec.source} loaded in {t_load:.1f} s (excluded); torch threads {torch.get_num_threads()}; "
-          f"attn {loaded.info.get('attn_implementation')}")
+    print(
+        f"model {mspec.source} loaded in {t_load:.1f} s (excluded); torch threads {torch.get_num_threads()}; "
+        f"attn {loaded.info.get('attn_implementation')}"
+    )
     gen = generate(loaded, prompt, spec.generation, seed=spec.seed)
     tok = loaded.tokenizer
     full_ids = list(gen.input_ids) + list(gen.output_ids)
@@ -138,37 +147,42 @@ def main() -> None:
 
     rows: list[tuple[str, str, float, float | None, str]] = []
     for m in args.methods:
-        t_wrap, direct_model = _timed(lambda: _quiet(lambda: inseq.load_model(loaded.model, m, tokenizer=tok)))
+        t_wrap, direct_model = _timed(lambda m=m: _quiet(lambda: inseq.load_model(loaded.model, m, tokenizer=tok)))
         if not args.literal:
             # Same work as reportgen: SmolLM2 pads with <|im_end|>, and inseq drops pad-equal tokens
             # (the template's and the final EOS step) unless the pad token is pointed elsewhere.
             direct_model.pad_token = _unused_token(tok, set(full_ids))
         method = InseqMethod(m)
         ctx = AttributionContext(
-            model=loaded, generation=gen, options=method.options_model(), seed=0, cache=Cache(None),
+            model=loaded,
+            generation=gen,
+            options=method.options_model(),
+            seed=0,
+            cache=Cache(None),
             generation_settings={"dimension": spec.aggregations.dimension},
         )
         spec_path = tmp / f"{m}.yaml"
-        spec_path.write_text(textwrap.dedent(f"""\
+        spec_path.write_text(
+            textwrap.dedent(f"""\
             title: bench {m}
             models: [{{id: smollm2, source: "preloaded:smollm2"}}]
             prompts: [{{id: {prompt.id}, text: {prompt.text!r}}}]
             generation: {{max_new_tokens: {spec.generation.max_new_tokens}}}
             methods: [{{method: inseq.{m}}}]
             aggregations: {{dimension: {spec.aggregations.dimension}}}
-            report: {{formats: [json], output: {str(tmp / ('out_' + m))!r}}}
+            report: {{formats: [json], output: {str(tmp / ("out_" + m))!r}}}
             cache: false
             seed: {spec.seed}
-            """))
+            """)
+        )
 
-        def direct() -> Any:
-            return direct_model.attribute(prompt_text, generated_texts=full_text, skip_special_tokens=False,
-                                          show_progress=False)
+        def direct(direct_model: Any = direct_model) -> Any:
+            return direct_model.attribute(prompt_text, generated_texts=full_text, skip_special_tokens=False, show_progress=False)
 
-        def via_method() -> Any:
+        def via_method(method: Any = method, ctx: Any = ctx) -> Any:
             return method.attribute(ctx)
 
-        def via_runner() -> Any:
+        def via_runner(spec_path: Path = spec_path) -> Any:
             return run_audit(spec_path, RunOptions(use_cache=False), registry=run_registry)
 
         # warm-up: one of each (the runner's InseqMethod wraps the model on its first job)
@@ -193,16 +207,23 @@ def main() -> None:
             check = f"max |a−b| = {np.nanmax(np.abs(direct_mat[: gen.n] - got)):.2e}"
         else:
             check = f"direct shape {direct_mat.shape} vs reportgen {(gen.n + gen.t, gen.t)} (tokens dropped by inseq)"
-        print(f"\ninseq.{m}: inseq.load_model {t_wrap:.2f} s once (excluded from (a)/(b)); first runner job "
-              f"{t_first_runner:.2f} s; {check}")
+        print(
+            f"\ninseq.{m}: inseq.load_model {t_wrap:.2f} s once (excluded from (a)/(b)); first runner job {t_first_runner:.2f} s; {check}"
+        )
         print("  raw seconds: " + "; ".join(f"{k}=" + ",".join(f"{x:.2f}" for x in v) for k, v in times.items()))
         rows.append((m, "(a) inseq direct", med["a"], None, "baseline"))
         rows.append((m, "(b) InseqMethod.attribute", med["b"], med["b"] / med["a"], ""))
         rows.append((m, "(c) runner job, method only", med["c_method"], med["c_method"] / med["a"], "runner's method: timing"))
-        rows.append((m, "(c) runner job, whole", med["c"], med["c"] / med["a"],
-                     f"incl. generation {med['c_generate']:.2f} s, spec, detectors, figures, json"))
-        rows.append((m, "(c) whole − generation", med["c"] - med["c_generate"],
-                     (med["c"] - med["c_generate"]) / med["a"], ""))
+        rows.append(
+            (
+                m,
+                "(c) runner job, whole",
+                med["c"],
+                med["c"] / med["a"],
+                f"incl. generation {med['c_generate']:.2f} s, spec, detectors, figures, json",
+            )
+        )
+        rows.append((m, "(c) whole − generation", med["c"] - med["c_generate"], (med["c"] - med["c_generate"]) / med["a"], ""))
         if args.profile:
             _profile(f"(a) inseq direct, {m}", direct)
             _profile(f"(b) InseqMethod.attribute, {m}", via_method)
@@ -224,8 +245,7 @@ def _bench_loo(loaded: LoadedModel, gen: Any, reps: int) -> list[tuple[str, str,
     meth = LeaveOneOut()
 
     def run(bs: int) -> Any:
-        ctx = AttributionContext(model=loaded, generation=gen, options=meth.options_model(batch_size=bs), seed=0,
-                                 cache=Cache(None))
+        ctx = AttributionContext(model=loaded, generation=gen, options=meth.options_model(batch_size=bs), seed=0, cache=Cache(None))
         return meth.attribute(ctx)
 
     one, many = run(1), run(16)

@@ -41,13 +41,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    spec = SimpleNamespace(id="smollm2", source="embedded:smollm2-135m-instruct", dtype="float32",
-                           attn_implementation="sdpa", chat_template="auto")
+    spec = SimpleNamespace(
+        id="smollm2", source="embedded:smollm2-135m-instruct", dtype="float32", attn_implementation="sdpa", chat_template="auto"
+    )
     loaded = EmbeddedLoader().load(spec, base_dir=".", device="cpu")
     print(f"load: {time.perf_counter() - t0:.1f} s, torch threads {torch.get_num_threads()}")
     prompt = SimpleNamespace(id="capital", text="What is the capital of France?", messages=None)
-    settings = SimpleNamespace(max_new_tokens=args.tokens, do_sample=False, temperature=1.0, top_p=1.0,
-                               model_dump=lambda: {"max_new_tokens": args.tokens})
+    settings = SimpleNamespace(
+        max_new_tokens=args.tokens, do_sample=False, temperature=1.0, top_p=1.0, model_dump=lambda: {"max_new_tokens": args.tokens}
+    )
     gen = generate(loaded, prompt, settings, seed=0)
     n, t = gen.n, gen.t
     print(f"prompt tokens n={n}, generated t={t}: {gen.response_text!r}")
@@ -56,21 +58,18 @@ def main() -> None:
     positions = [n - 1 + j for j in range(t)]
     problem = jac.problem_from_model(loaded.model, ids, positions, list(gen.output_ids))
     # warm-up (first backward pays one-off kernel set-up)
-    jac.compute_scope(jac.ScopeProblem(problem.hidden_fn, problem.embeds, problem.weight, positions[:1],
-                                       problem.targets[:1]), "semantic")
+    jac.compute_scope(jac.ScopeProblem(problem.hidden_fn, problem.embeds, problem.weight, positions[:1], problem.targets[:1]), "semantic")
 
     cases = [
         ("jacobian.semantic", jac.SemanticScope(), {}, {"scope": "semantic"}),
         ("jacobian.temperature", jac.TemperatureScope(), {}, {"scope": "temperature"}),
-        ("jacobian.fisher low_rank k=8", jac.FisherScope(), {"rank": 8},
-         {"scope": "fisher", "fisher_mode": "low_rank", "rank": 8}),
-        (f"jacobian.fisher hutchinson {args.probes} probes", jac.FisherScope(),
-         {"fisher_mode": "hutchinson", "probes": args.probes}, None),
+        ("jacobian.fisher low_rank k=8", jac.FisherScope(), {"rank": 8}, {"scope": "fisher", "fisher_mode": "low_rank", "rank": 8}),
+        (f"jacobian.fisher hutchinson {args.probes} probes", jac.FisherScope(), {"fisher_mode": "hutchinson", "probes": args.probes}, None),
     ]
     for label, method, opts, loop_kw in cases:
-        ctx = AttributionContext(model=loaded, generation=gen,
-                                 options=method.options_model(vjp_batch=args.vjp_batch, **opts), seed=0,
-                                 cache=Cache(None))
+        ctx = AttributionContext(
+            model=loaded, generation=gen, options=method.options_model(vjp_batch=args.vjp_batch, **opts), seed=0, cache=Cache(None)
+        )
         t1 = time.perf_counter()
         res = method.attribute(ctx)
         batched_s = time.perf_counter() - t1
@@ -83,21 +82,23 @@ def main() -> None:
             A_ref = ref[:, :n].T
             rel = np.abs(res.matrix - A_ref).max() / np.abs(A_ref).max()
             agree = f"max|Δ|/max = {rel:.1e}"
-        print(f"{label:38s} batched {batched_s:7.2f} s   loop {loop_s:7.2f} s   "
-              f"loop/batched {loop_s / batched_s:5.2f}x   {agree}", flush=True)
+        print(
+            f"{label:38s} batched {batched_s:7.2f} s   loop {loop_s:7.2f} s   loop/batched {loop_s / batched_s:5.2f}x   {agree}", flush=True
+        )
         print("    timings:", {k: round(v, 2) for k, v in res.timings.items()}, flush=True)
 
     if args.full:
-        first = jac.ScopeProblem(problem.hidden_fn, problem.embeds[:, : n], problem.weight, positions[:1],
-                                 problem.targets[:1])
+        first = jac.ScopeProblem(problem.hidden_fn, problem.embeds[:, :n], problem.weight, positions[:1], problem.targets[:1])
         t1 = time.perf_counter()
         out = jac.compute_scope(first, "fisher", fisher_mode="full", vjp_batch=args.vjp_batch)
         full_s = time.perf_counter() - t1
         low = jac.compute_scope(first, "fisher", fisher_mode="low_rank", rank=8).scores
         corr = np.corrcoef(out.scores[0], low[0])[0, 1]
-        print(f"{'jacobian.fisher full (first token only)':38s} {full_s:7.2f} s  "
-              f"(≈ {full_s * t:.0f} s for all {t} tokens); low_rank k=8 captures "
-              f"{low[0].sum() / out.scores[0].sum():.3f} of the full trace, Pearson r = {corr:.3f}")
+        print(
+            f"{'jacobian.fisher full (first token only)':38s} {full_s:7.2f} s  "
+            f"(≈ {full_s * t:.0f} s for all {t} tokens); low_rank k=8 captures "
+            f"{low[0].sum() / out.scores[0].sum():.3f} of the full trace, Pearson r = {corr:.3f}"
+        )
 
 
 if __name__ == "__main__":

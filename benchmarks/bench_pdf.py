@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report_fixtures import html_of, make_figures, make_run, render_context  # noqa: E402
+from report_fixtures import html_of, make_figures, make_run, render_context
 
-from reportgen.figures import heatmap  # noqa: E402
-from reportgen.results import dumps  # noqa: E402
-from reportgen_plugins.renderers.pdf import KaleidoExporter, render_pdf  # noqa: E402
-from reportgen_plugins.renderers.svg import figure_svg  # noqa: E402
+from reportgen.figures import heatmap
+from reportgen.results import dumps
+from reportgen_plugins.renderers.pdf import KaleidoExporter, render_pdf
+from reportgen_plugins.renderers.svg import figure_svg
 
 
 def timed(fn, repeat: int = 1) -> float:
@@ -64,7 +64,10 @@ def main() -> None:
         if ex.reason:
             print("kaleido:", ex.reason)
         else:
-            print(f"same via kaleido (warm)          {t_k * 1000:7.1f} ms = {t_k / t_svg:5.1f}× SVG; first call incl. Chromium start {t_start:.1f} s")
+            print(
+                f"same via kaleido (warm)          {t_k * 1000:7.1f} ms = {t_k / t_svg:5.1f}× SVG; "
+                f"first call incl. Chromium start {t_start:.1f} s"
+            )
 
 
 if __name__ == "__main__":

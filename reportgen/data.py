@@ -239,9 +239,9 @@ class AttributionResult:
         raw = d["attribution"]["raw"]
         matrix = None
         if raw is not None:
-            matrix = np.array(
-                [[np.nan if v is None else v for v in row] for row in raw], dtype=np.float64
-            ).reshape(len(d["input"]["tokens"]), len(d["output"]["tokens"]))
+            matrix = np.array([[np.nan if v is None else v for v in row] for row in raw], dtype=np.float64).reshape(
+                len(d["input"]["tokens"]), len(d["output"]["tokens"])
+            )
         return cls(
             method=d["method"],
             label=d.get("label"),

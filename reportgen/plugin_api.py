@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -199,9 +200,7 @@ class Detector:
     options_model: ClassVar[type[Options]] = NoOptions
     methods: ClassVar[tuple[str, ...]] = ()  # methods whose results it reads ("" = any)
 
-    def detect(
-        self, result: AttributionResult, generation: Generation, options: Any
-    ) -> list[Finding]:
+    def detect(self, result: AttributionResult, generation: Generation, options: Any) -> list[Finding]:
         raise NotImplementedError
 
 

@@ -8,6 +8,7 @@ import with the reason, and calls ``check_pending()``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import sys
@@ -65,7 +66,7 @@ class PluginManager(pluggy.PluginManager):
                 continue  # blocked, or the same entry point seen twice (editable + regular install)
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken or incomplete plugin is listed, not fatal
+            except Exception as exc:  # noqa: BLE001 - a broken or incomplete plugin is listed, not fatal
                 self.failed.append(FailedPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
                 continue
             self.register(plugin, name=ep.name)
@@ -153,10 +154,8 @@ class Registry:
                 f"{kind[:-1].replace('_', ' ')} {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}; "
                 f"block one with REPORTGEN_BLOCK_PLUGINS={plugin}"
             )
-        try:
+        with contextlib.suppress(AttributeError):
             obj.plugin = plugin
-        except AttributeError:
-            pass
         table[name] = obj
         self.owner[(kind, name)] = plugin
 

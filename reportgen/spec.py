@@ -39,7 +39,7 @@ from pydantic import (
 )
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from reportgen.errors import PluginError, SpecError
 
@@ -59,9 +59,7 @@ class NarrativeSection(_Strict):
 
     title: str = Field(description="Section heading.")
     markdown: str = Field(description="Body in Markdown (CommonMark).")
-    placement: Literal["before", "after"] = Field(
-        "before", description="Show before the results (after the summary) or after them."
-    )
+    placement: Literal["before", "after"] = Field("before", description="Show before the results (after the summary) or after them.")
 
 
 class ModelSpec(_Strict):
@@ -168,9 +166,7 @@ class MethodSpec(_Strict):
 class AggregationSpec(_Strict):
     """How per-dimension attributions are reduced and how token importance is computed (seed 001)."""
 
-    dimension: str = Field(
-        "l2", description="Eq. 9: reduce the hidden dimension: l2, sum, mean or a plugin aggregation's name."
-    )
+    dimension: str = Field("l2", description="Eq. 9: reduce the hidden dimension: l2, sum, mean or a plugin aggregation's name.")
     token_importance: Literal["sum", "abs_sum"] = Field(
         "sum", description="Eq. 6 I(x_i)=Σ_j A_ij (sum) or Σ_j |A_ij| (abs_sum) for signed methods."
     )
@@ -331,7 +327,7 @@ def parse_yaml(text: str, filename: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
         raise SpecError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
-    except Exception as exc:  # ruamel raises a few non-marked errors (e.g. duplicate keys)
+    except YAMLError as exc:  # ruamel raises a few non-marked errors (e.g. duplicate keys)
         raise SpecError(f"{filename}: YAML error: {exc}") from None
 
 
@@ -585,16 +581,13 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
                 problems.append(f"{where(loc)}: {_fmt_loc(loc)}: {msg}")
     for i, name in enumerate(spec.disable_detectors):
         if name not in registry.detectors:
-            problems.append(
-                f"{where(('disable_detectors', i))}: disable_detectors[{i}]: unknown detector{_suggest(name, detectors)}"
-            )
+            problems.append(f"{where(('disable_detectors', i))}: disable_detectors[{i}]: unknown detector{_suggest(name, detectors)}")
     problems.extend(_check_evaluation(spec, registry, where, context))
     dim = spec.aggregations.dimension
     if registry.dimension_aggregation(dim) is None:
         names = [n.removeprefix("dimension.") for n in registry.dimension_aggregations()]
         problems.append(
-            f"{where(('aggregations', 'dimension'))}: aggregations.dimension: unknown dimensional aggregation "
-            f"{dim!r}{_suggest(dim, names)}"
+            f"{where(('aggregations', 'dimension'))}: aggregations.dimension: unknown dimensional aggregation {dim!r}{_suggest(dim, names)}"
         )
     formats = sorted(registry.renderers)
     for i, f in enumerate(spec.report.formats if check_formats else []):

@@ -105,12 +105,12 @@ def _generation(model_id: str, prompt_id: str, user_tokens: list[str], output_to
 
 def _results(g: Generation, rng: np.random.Generator, attention_ok: bool) -> list[AttributionResult]:
     n, t = g.n, g.t
-    base = dict(
-        model_id=g.model_id,
-        prompt_id=g.prompt_id,
-        input_tokens=list(g.input_tokens),
-        output_tokens=list(g.output_tokens),
-    )
+    base = {
+        "model_id": g.model_id,
+        "prompt_id": g.prompt_id,
+        "input_tokens": list(g.input_tokens),
+        "output_tokens": list(g.output_tokens),
+    }
     out = [
         AttributionResult(
             method="saliency", options={}, matrix=rng.uniform(0, 1, (n, t)), matrix_label="|∇| (l2)", timings={"attribute": 1.25}, **base
@@ -146,7 +146,9 @@ def _results(g: Generation, rng: np.random.Generator, attention_ok: bool) -> lis
         as_[i] = float(rng.normal(0, 0.5))
         hp[i] = float(rng.uniform(0, 4))
     if g.model_id == "tiny" and g.prompt_id == "inject":
-        out.append(AttributionResult(method="probabilistic", options={}, status="failed", reason="RuntimeError: sampler <b>crashed</b>", **base))
+        out.append(
+            AttributionResult(method="probabilistic", options={}, status="failed", reason="RuntimeError: sampler <b>crashed</b>", **base)
+        )
     else:
         out.append(
             AttributionResult(
@@ -169,7 +171,19 @@ def make_run(*, findings: bool = True, models: int = 2, seed: int = 0) -> RunRes
     prompts = {
         "capital": (["What", " is", " the", " capital", " of", " France", "?"], [" The", " capital", " is", " Paris", "."]),
         "inject": (
-            ["Summ", "arise", " </script>", "<script>", "alert(1)", "</script>", " and", " <img src=x onerror=alert(1)>", " please", " &", " thanks"],
+            [
+                "Summ",
+                "arise",
+                " </script>",
+                "<script>",
+                "alert(1)",
+                "</script>",
+                " and",
+                " <img src=x onerror=alert(1)>",
+                " please",
+                " &",
+                " thanks",
+            ],
             [" I", " cannot", " run", " <script>", " code", "."],
         ),
     }
@@ -250,13 +264,12 @@ def make_run(*, findings: bool = True, models: int = 2, seed: int = 0) -> RunRes
     )
 
 
-
 def make_figures() -> list[FigureSpec]:
     """Plugin-style figures for each section kind (one carries injected text)."""
     import plotly.graph_objects as go
 
     def bar(title: str) -> go.Figure:
-        return go.Figure(go.Bar(x=["a", "b"], y=[1, 2]), layout=dict(title=title))
+        return go.Figure(go.Bar(x=["a", "b"], y=[1, 2]), layout={"title": title})
 
     return [
         FigureSpec(id="summary-overview", title="Overview", caption="A summary figure.", figure=bar("overview"), section="summary"),
@@ -292,7 +305,9 @@ METHODS: dict[str, str] = {
 }
 
 
-def render_context(run: RunResult, figures: list[FigureSpec] | None = None, detectors: dict[str, tuple[str, ...]] | None = None, pm: Any = None) -> Any:
+def render_context(
+    run: RunResult, figures: list[FigureSpec] | None = None, detectors: dict[str, tuple[str, ...]] | None = None, pm: Any = None
+) -> Any:
     """The host's RenderContext for ``run`` without a plugin registry (the built-in Jinja env)."""
     from reportgen.plugin_api import RenderContext
     from reportgen.render import make_jinja_env

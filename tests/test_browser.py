@@ -14,16 +14,16 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from report_fixtures import html_of, make_figures, make_run
 
 from reportgen.aggregate import input_window, output_window
 from reportgen.figures import MAX_ALPHA
-
-from report_fixtures import html_of, make_figures, make_run
 
 pytestmark = pytest.mark.browser
 
@@ -133,7 +133,9 @@ def problems(cdp: CDP) -> list[str]:
     for e in cdp.events:
         m, p = e["method"], e.get("params", {})
         if m == "Runtime.exceptionThrown":
-            out.append(f"exception: {p['exceptionDetails'].get('text')} {p['exceptionDetails'].get('exception', {}).get('description', '')}")
+            out.append(
+                f"exception: {p['exceptionDetails'].get('text')} {p['exceptionDetails'].get('exception', {}).get('description', '')}"
+            )
         elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
             out.append(f"console.{p['type']}: {[a.get('value', a.get('description')) for a in p.get('args', [])]}")
         elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
@@ -175,7 +177,11 @@ def test_every_figure_renders_without_errors(browser: str, report: Path) -> None
         html = report.read_text("utf-8")
         ids = set(re.findall(r'id="(heatmap-[^"]+)"', html))
         assert ids  # the fixture report has heatmaps
-        rendered = set(cdp.eval("Array.from(document.querySelectorAll('div.plotly-graph-div svg.main-svg')).map(s => s.closest('.plotly-graph-div').id)"))
+        rendered = set(
+            cdp.eval(
+                "Array.from(document.querySelectorAll('div.plotly-graph-div svg.main-svg')).map(s => s.closest('.plotly-graph-div').id)"
+            )
+        )
         assert ids <= rendered
         # the injected prompt created no element and ran nothing
         assert cdp.eval("document.querySelectorAll('img').length") == 0
@@ -194,9 +200,7 @@ def test_method_switch_and_hover_window(browser: str, report: Path) -> None:
         panel = "#panel-smol-capital"
         # switch to integrated_gradients: its view shows, the saliency view hides, its heatmap has a size
         cdp.eval(f"document.querySelector('{panel} button[data-key=integrated_gradients]').click()")
-        vis = cdp.eval(
-            f"Array.from(document.querySelectorAll('{panel} .method-view')).filter(v => !v.hidden).map(v => v.dataset.key)"
-        )
+        vis = cdp.eval(f"Array.from(document.querySelectorAll('{panel} .method-view')).filter(v => !v.hidden).map(v => v.dataset.key)")
         assert vis == ["integrated_gradients"]
         w = cdp.eval("document.getElementById('heatmap-smol-capital-integrated_gradients').getBoundingClientRect().width")
         assert w > 200
@@ -228,8 +232,10 @@ def test_method_switch_and_hover_window(browser: str, report: Path) -> None:
         j = 2
         got = cdp.eval(
             f"(() => {{ const v = document.querySelector('{panel} .method-view[data-key=saliency]');"
-            f" v.querySelector('.tokens[data-side=out] .tok[data-i=\"{j}\"]').dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}));"
-            " return Array.from(v.querySelectorAll('.tokens[data-side=in] .tok')).map(s => [s.classList.contains('special'), getComputedStyle(s).backgroundColor]); })()"
+            f" v.querySelector('.tokens[data-side=out] .tok[data-i=\"{j}\"]')"
+            ".dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));"
+            " return Array.from(v.querySelectorAll('.tokens[data-side=in] .tok'))"
+            ".map(s => [s.classList.contains('special'), getComputedStyle(s).backgroundColor]); })()"
         )
         g = run.generation("smol", "capital")
         vals = output_window(a, j, c)
@@ -242,7 +248,10 @@ def test_method_switch_and_hover_window(browser: str, report: Path) -> None:
             else:
                 assert _alpha(css) == pytest.approx(MAX_ALPHA * (vals[i] - lo) / (hi - lo), abs=2e-3)
         # leaving restores the static I(x) colouring
-        cdp.eval(f"document.querySelector('{panel} .method-view[data-key=saliency] .tokens[data-side=out]').dispatchEvent(new MouseEvent('mouseleave'))")
+        cdp.eval(
+            f"document.querySelector('{panel} .method-view[data-key=saliency] .tokens[data-side=out]')"
+            ".dispatchEvent(new MouseEvent('mouseleave'))"
+        )
         assert cdp.eval(f"document.querySelectorAll('{panel} .tok.in-window').length") == 0
         assert problems(cdp) == []
     finally:

@@ -62,8 +62,19 @@ def good(smollm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
     _, written = run_audit(tmp / "audit.yaml", RunOptions(output=str(tmp / "out")), Registry(pm))
     data: dict[str, Any] = json.loads(Path(written["json"]).read_text("utf-8"))
     data["findings"].append(
-        {"detector": "d", "severity": "low", "model_id": "tiny", "prompt_id": "p1", "method": "inseq.saliency",
-         "positions": [1], "token": "x", "evidence": {}, "message": "m", "suggestion": "", "title": ""}
+        {
+            "detector": "d",
+            "severity": "low",
+            "model_id": "tiny",
+            "prompt_id": "p1",
+            "method": "inseq.saliency",
+            "positions": [1],
+            "token": "x",
+            "evidence": {},
+            "message": "m",
+            "suggestion": "",
+            "title": "",
+        }
     )
     return data
 

@@ -167,7 +167,9 @@ def test_an_output_folder_that_cannot_be_written(tmp_path: Path, registry: Any) 
         pytest.skip("/proc accepts new files here")
     got = problems_of(tmp_path, SPEC.replace("output: out", "output: /proc/reportgen-check"), registry)
     assert len(got) == 1
-    assert got[0].startswith(f"{tmp_path / 'audit.yaml'}:14:3: report.output: /proc/reportgen-check is not writable (/proc cannot be written): ")
+    assert got[0].startswith(
+        f"{tmp_path / 'audit.yaml'}:14:3: report.output: /proc/reportgen-check is not writable (/proc cannot be written): "
+    )
     if os.geteuid() != 0:  # as a user, a read-only folder is refused too
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)

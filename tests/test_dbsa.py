@@ -7,18 +7,17 @@ import hashlib
 import json
 import math
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 import torch
 
 from reportgen.cache import Cache
-from reportgen.data import RunResult
+from reportgen.data import AttributionResult, RunResult
 from reportgen.errors import SamplerError
-from reportgen.plugin_api import AttributionContext, LoadedModel, Sampler
-from reportgen.data import AttributionResult
 from reportgen.generate import generate_via_sampler
+from reportgen.plugin_api import AttributionContext, LoadedModel, Sampler
 from reportgen.spec import GenerationSpec, PromptSpec
 from reportgen_plugins.dbsa.detector import DBSASignificant
 from reportgen_plugins.dbsa.method import DBSA, MATRIX_LABEL
@@ -50,7 +49,7 @@ class FakeSampler(Sampler):
             if temperature == 0:
                 out.append(f"{head} is the capital")
             else:
-                out.append(" ".join([head] + rng.sample(WORDS[5:], 2)))
+                out.append(" ".join([head, *rng.sample(WORDS[5:], 2)]))
         return out
 
 
@@ -88,7 +87,7 @@ def api_ctx(tmp_path, **opts: Any) -> tuple[AttributionContext, FakeSampler]:
 
 
 def test_dbsa_black_box_finds_the_word_that_matters(tmp_path):
-    ctx, sampler = api_ctx(tmp_path)
+    ctx, _sampler = api_ctx(tmp_path)
     res = DBSA(embed=hash_embed).attribute(ctx)
     payload = DbsaPayload.of(res)
     units = {u.text: u for u in payload.units}
@@ -201,8 +200,16 @@ def tiny_open() -> LoadedModel:
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     model = LlamaForCausalLM(cfg).eval()
     loaded = LoadedModel(id="tiny", source="hf:tiny", model=model, tokenizer=tok, chat_template=False)
     loaded.sampler = LocalSampler(loaded)
@@ -214,8 +221,9 @@ def open_ctx(loaded: LoadedModel, tmp_path, **opts: Any) -> AttributionContext:
 
     gen = generate(loaded, PromptSpec(id="q", text="What is the capital of France ?"), GenerationSpec(max_new_tokens=4), seed=0)
     options = DBSAOptions(**{"samples": 4, "neighbours": 2, "permutations": 100, **opts})
-    return AttributionContext(model=loaded, generation=gen, options=options, seed=0, cache=Cache(tmp_path),
-                              generation_settings={"max_new_tokens": 4})
+    return AttributionContext(
+        model=loaded, generation=gen, options=options, seed=0, cache=Cache(tmp_path), generation_settings={"max_new_tokens": 4}
+    )
 
 
 def test_open_model_token_units(tiny_open, tmp_path):
@@ -250,11 +258,11 @@ def test_open_model_word_units_with_map(tiny_open, tmp_path):
 
 
 def test_word_neighbours_from_embeddings_are_distinct_words() -> None:
-    """" How" and "How" are the same word: a unit gets M distinct neighbours."""
+    """ " How" and "How" are the same word: a unit gets M distinct neighbours."""
     vocab = ["What", " How", "How", " Why", " banana"]
 
     class Tok:
-        all_special_ids: list[int] = []
+        all_special_ids: ClassVar[list[int]] = []
 
         def decode(self, ids: list[int]) -> str:
             return "".join(vocab[i] for i in ids)
@@ -280,23 +288,57 @@ def test_word_neighbours_from_embeddings_are_distinct_words() -> None:
 
 def sample_payload() -> DbsaPayload:
     tested = UnitResult(
-        text="Antananarivo", kind="word", positions=(3, 4, 5),
+        text="Antananarivo",
+        kind="word",
+        positions=(3, 4, 5),
         neighbours=(NeighbourTest("Paris", 0.25, 0.001, 0), NeighbourTest("Rome", None, None, 10)),
-        effect=0.25, p_value=0.002, q_value=0.004, significant=True,
+        effect=0.25,
+        p_value=0.002,
+        q_value=0.004,
+        significant=True,
         examples=Examples("Paris", ("a", "b"), ("c", "d")),
     )
-    skipped = UnitResult(text="?", kind="word", positions=(6,), neighbours=(), effect=None, p_value=None,
-                         q_value=None, significant=False, skipped="no neighbour_map entry")
+    skipped = UnitResult(
+        text="?",
+        kind="word",
+        positions=(6,),
+        neighbours=(),
+        effect=None,
+        p_value=None,
+        q_value=None,
+        significant=False,
+        skipped="no neighbour_map entry",
+    )
     return DbsaPayload(
-        unit="word", units=(tested, skipped), samples=10, permutations=1000, neighbours_per_unit=2, combine="fisher",
-        metric="cosine", temperature=1.0, max_new_tokens=8, alpha=0.05, baseline_examples=("a", "b", "c"),
-        draws_total=50, draws_now=20, embedding_model="hash_embed", sampler={"kind": "fake"}, warnings=("w",),
+        unit="word",
+        units=(tested, skipped),
+        samples=10,
+        permutations=1000,
+        neighbours_per_unit=2,
+        combine="fisher",
+        metric="cosine",
+        temperature=1.0,
+        max_new_tokens=8,
+        alpha=0.05,
+        baseline_examples=("a", "b", "c"),
+        draws_total=50,
+        draws_now=20,
+        embedding_model="hash_embed",
+        sampler={"kind": "fake"},
+        warnings=("w",),
     )
 
 
 def payload_result(payload: DbsaPayload, n: int = 8) -> AttributionResult:
-    return AttributionResult(method="dbsa", model_id="m", prompt_id="p", options={}, input_tokens=[f"t{i}" for i in range(n)],
-                             output_tokens=["x"], details=payload.to_json())
+    return AttributionResult(
+        method="dbsa",
+        model_id="m",
+        prompt_id="p",
+        options={},
+        input_tokens=[f"t{i}" for i in range(n)],
+        output_tokens=["x"],
+        details=payload.to_json(),
+    )
 
 
 def test_payload_round_trip_and_json_keys() -> None:
@@ -318,8 +360,9 @@ def test_payload_round_trip_and_json_keys() -> None:
 
 def test_finding_points_at_every_token_of_the_word() -> None:
     res = payload_result(sample_payload())
-    gen = generate_via_sampler(LoadedModel(id="m", source="x", sampler=FakeSampler()), PromptSpec(id="p", text="x"),
-                               GenerationSpec(max_new_tokens=2), 0)
+    gen = generate_via_sampler(
+        LoadedModel(id="m", source="x", sampler=FakeSampler()), PromptSpec(id="p", text="x"), GenerationSpec(max_new_tokens=2), 0
+    )
     [f] = DBSASignificant().detect(res, gen, {})
     assert f.positions == (3, 4, 5) and f.token == "Antananarivo"
     assert f.severity == "high" and f.evidence["neighbours"][0]["E"] == 0.25
@@ -351,8 +394,14 @@ def test_payload_round_trip_on_the_tiny_chat_model(smollm_tokenizer: Any, tmp_pa
 
     from reportgen.generate import LocalSampler, generate
 
-    loaded = LoadedModel(id="tiny", source="tiny:0", model=tiny_llama(len(smollm_tokenizer)), tokenizer=smollm_tokenizer,
-                         chat_template=True, info={"sha256": "tiny-0"})
+    loaded = LoadedModel(
+        id="tiny",
+        source="tiny:0",
+        model=tiny_llama(len(smollm_tokenizer)),
+        tokenizer=smollm_tokenizer,
+        chat_template=True,
+        info={"sha256": "tiny-0"},
+    )
     loaded.sampler = LocalSampler(loaded)
     gen = generate(loaded, PromptSpec(id="q", text="Capital of France?"), GenerationSpec(max_new_tokens=3), seed=0)
     opts = DBSAOptions(samples=3, neighbours=1, permutations=100, max_new_tokens=3)
@@ -365,7 +414,7 @@ def test_payload_round_trip_on_the_tiny_chat_model(smollm_tokenizer: Any, tmp_pa
     assert DbsaPayload.of(back) == payload
     assert DBSASignificant().detect(back, gen, {"alpha": 0.99}) == DBSASignificant().detect(res, gen, {"alpha": 0.99})
     run = RunResult(spec=None, spec_text="", spec_path="", generations=[gen], results=[back])
-    assert [f.id for f in DBSAViews().figures(run)][0] == "dbsa-tiny-q-dbsa-effect"
+    assert next(f.id for f in DBSAViews().figures(run)) == "dbsa-tiny-q-dbsa-effect"
 
 
 def test_open_word_units_cover_every_token_of_a_word(smollm_tokenizer: Any) -> None:
@@ -374,8 +423,9 @@ def test_open_word_units_cover_every_token_of_a_word(smollm_tokenizer: Any) -> N
     from reportgen.generate import generate
     from reportgen_plugins.dbsa.units import open_word_units
 
-    loaded = LoadedModel(id="tiny", source="tiny:0", model=tiny_llama(len(smollm_tokenizer)), tokenizer=smollm_tokenizer,
-                         chat_template=True)
+    loaded = LoadedModel(
+        id="tiny", source="tiny:0", model=tiny_llama(len(smollm_tokenizer)), tokenizer=smollm_tokenizer, chat_template=True
+    )
     gen = generate(loaded, PromptSpec(id="q", text="Is Antananarivo big?"), GenerationSpec(max_new_tokens=1), seed=0)
     units, _ = open_word_units(loaded, gen)
     assert [u.text for u in units] == ["Is", "Antananarivo", "big", "?"]

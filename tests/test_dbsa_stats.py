@@ -29,11 +29,14 @@ def cos_d(a, b):
     return 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("metric,dist", [
-    ("cosine", cos_d),
-    ("l2", lambda a, b: np.linalg.norm(a - b)),
-    ("l1", lambda a, b: np.abs(a - b).sum()),
-])
+@pytest.mark.parametrize(
+    "metric,dist",
+    [
+        ("cosine", cos_d),
+        ("l2", lambda a, b: np.linalg.norm(a - b)),
+        ("l1", lambda a, b: np.abs(a - b).sum()),
+    ],
+)
 def test_energy_matches_brute_force(metric, dist):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(5, 4)), rng.normal(size=(7, 4)) + 0.3

@@ -397,3 +397,30 @@ def test_all_subsets_helper() -> None:
     assert list(itertools.islice(M.random_subsets(4, 50, np.random.default_rng(0)), 50)) and all(
         0 < m < 16 for m in M.random_subsets(4, 50, np.random.default_rng(0))
     )
+
+
+def test_lockstep_beams_equal_separate_beams_within_their_cost() -> None:
+    n, width = 7, 3
+    g1, g2 = _random_set_function(n, 21), _random_set_function(n, 22)
+    full = M.full_mask(n)
+    fetched: list[list[int]] = []
+    both = M.beam_bounds_lockstep(
+        n, width, lambda ms: fetched.append(list(ms)), [(g1.__getitem__, lambda m: m), (g2.__getitem__, lambda m: full ^ m)]
+    )
+    for g, found in zip((g1, g2), both, strict=True):
+        assert found == pytest.approx(M.beam_bounds(n, lambda ms, g=g: [g[m] for m in ms], width)[:2])
+    assert len(fetched) == n + 1, "one batch per level for every curve together"
+    assert sum(len(f) for f in fetched) <= M.beam_cost(n, width, 2)
+
+
+def test_exact_bounds_chosen_when_no_dearer_than_the_beam() -> None:
+    model, gens, results = _oracle_setup(n_user=9, t=2)
+    ev = _evaluate(model, gens, results, perturbations=4)
+    assert ev.details["prompts"]["p0"]["bounds"].startswith("exact")  # 511 subsets ≤ the beam's ~1800
+    model, gens, results = _oracle_setup(n_user=12, t=2)
+    ev = _evaluate(model, gens, results, perturbations=4)
+    assert ev.details["prompts"]["p0"]["bounds"].startswith("beam search")  # 4095 subsets > the beam's ~1400
+    assert _prompt_value(ev, "true", "naopc") == pytest.approx(1.0) and _prompt_value(ev, "reversed", "naopc") == pytest.approx(
+        0.0, abs=1e-12
+    )
+    assert ev.details["forwards"] < 1500

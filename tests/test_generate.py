@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
-import pytest
 import torch
 
 from reportgen.generate import decode_incremental, generate, render_prompt, teacher_forced_step_scores, tokenize_with_roles
@@ -18,7 +16,7 @@ def test_chat_template_roles(smollm_tokenizer) -> None:  # type: ignore[no-untyp
     prompt = PromptSpec(id="p", text="What is the capital of France?")
     text, spans = render_prompt(smollm_tokenizer, prompt, True)
     ids, toks, special = tokenize_with_roles(smollm_tokenizer, text, spans, add_special_tokens=False)
-    user = "".join(t for t, s in zip(toks, special) if not s)
+    user = "".join(t for t, s in zip(toks, special, strict=True) if not s)
     assert user.strip() == "What is the capital of France?"
     assert special[0] is True  # <|im_start|>
     assert "".join(toks) == text  # display strings concatenate to what the model saw
@@ -29,7 +27,7 @@ def test_system_message_is_user_content(smollm_tokenizer) -> None:  # type: igno
     prompt = PromptSpec(id="p", messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi there"}])
     text, spans = render_prompt(smollm_tokenizer, prompt, True)
     _, toks, special = tokenize_with_roles(smollm_tokenizer, text, spans, add_special_tokens=False)
-    user = "".join(t for t, s in zip(toks, special) if not s)
+    user = "".join(t for t, s in zip(toks, special, strict=True) if not s)
     assert "Be terse." in user and "Hi there" in user and "assistant" not in user
 
 
@@ -37,7 +35,7 @@ def test_plain_completion_without_template(smollm_tokenizer) -> None:  # type: i
     prompt = PromptSpec(id="p", text="Once upon a time")
     text, spans = render_prompt(smollm_tokenizer, prompt, False)
     assert text == "Once upon a time" and spans == [(0, len(text))]
-    _, toks, special = tokenize_with_roles(smollm_tokenizer, text, spans, add_special_tokens=True)
+    _, _toks, special = tokenize_with_roles(smollm_tokenizer, text, spans, add_special_tokens=True)
     assert not any(special)
 
 

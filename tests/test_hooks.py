@@ -87,9 +87,17 @@ class FirstToken(Detector):
     def detect(self, result: AttributionResult, generation: Generation, options: Any) -> list[Finding]:
         k = generation.user_positions[0]
         return [
-            Finding(detector=self.name, severity="low", model_id=result.model_id, prompt_id=result.prompt_id,
-                    method=result.display_name, positions=(k,), token=generation.input_tokens[k],
-                    evidence={"share": 1.0 / generation.n}, message="The first user token, flagged by a test.")
+            Finding(
+                detector=self.name,
+                severity="low",
+                model_id=result.model_id,
+                prompt_id=result.prompt_id,
+                method=result.display_name,
+                positions=(k,),
+                token=generation.input_tokens[k],
+                evidence={"share": 1.0 / generation.n},
+                message="The first user token, flagged by a test.",
+            )
         ]
 
 

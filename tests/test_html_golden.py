@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from plotly.offline import get_plotlyjs
+from report_fixtures import html_of, make_figures, make_run
 
 from reportgen.render import read_asset
-from report_fixtures import html_of, make_figures, make_run
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden" / "report_one_model.html"
@@ -59,11 +59,8 @@ def test_report_matches_golden(request: pytest.FixtureRequest) -> None:
     if actual != expected:
         ACTUAL.parent.mkdir(parents=True, exist_ok=True)
         ACTUAL.write_text(actual, "utf-8")
-        diff = list(
-            difflib.unified_diff(expected.splitlines(), actual.splitlines(), "golden", "actual", lineterm="", n=1)
-        )
+        diff = list(difflib.unified_diff(expected.splitlines(), actual.splitlines(), "golden", "actual", lineterm="", n=1))
         raise AssertionError(
             f"report differs from {GOLDEN.relative_to(HERE.parent)} ({len(diff)} diff lines; actual written to "
-            f"{ACTUAL.relative_to(HERE.parent)}; accept with: pytest tests/test_html_golden.py --update-golden):\n"
-            + "\n".join(diff[:80])
+            f"{ACTUAL.relative_to(HERE.parent)}; accept with: pytest tests/test_html_golden.py --update-golden):\n" + "\n".join(diff[:80])
         )

@@ -24,8 +24,9 @@ FAST = ["saliency", "input_x_gradient", "attention", "integrated_gradients", "oc
 @pytest.fixture(scope="module")
 def setup(smollm_tokenizer: Any) -> tuple[LoadedModel, Any]:
     model = tiny_llama(len(smollm_tokenizer), seed=2)
-    loaded = LoadedModel(id="tiny", source="tiny:2", model=model, tokenizer=smollm_tokenizer, chat_template=True,
-                         info={"attn_implementation": "eager"})
+    loaded = LoadedModel(
+        id="tiny", source="tiny:2", model=model, tokenizer=smollm_tokenizer, chat_template=True, info={"attn_implementation": "eager"}
+    )
     prompt = PromptSpec(id="p", messages=[{"role": "user", "content": "Translate to French: the cat sleeps."}])
     gen = generate(loaded, prompt, GenerationSpec(max_new_tokens=4), seed=0)
     return loaded, gen
@@ -36,8 +37,14 @@ def _run(name: str, loaded: LoadedModel, gen: Any, **options: Any) -> Any:
     reason = m.unavailable_reason(loaded)
     if reason:
         return reason
-    ctx = AttributionContext(model=loaded, generation=gen, options=m.options_model.model_validate(options), seed=0,
-                             cache=Cache(None), generation_settings={"dimension": "l2"})
+    ctx = AttributionContext(
+        model=loaded,
+        generation=gen,
+        options=m.options_model.model_validate(options),
+        seed=0,
+        cache=Cache(None),
+        generation_settings={"dimension": "l2"},
+    )
     return m.attribute(ctx)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from pydantic import ValidationError
 
 from reportgen.cache import Cache
 from reportgen.data import Generation
@@ -93,7 +94,7 @@ def test_linear_toy_scaled_identity(toy: dict) -> None:
 
 
 def test_low_rank_full_and_hutchinson(toy: dict) -> None:
-    A, e, W, L = toy["A"], toy["e"], toy["W"], toy["L"]
+    A, e, W = toy["A"], toy["e"], toy["W"]
     prob = linear_problem(A, e, W, [1, 2, 3], [0, 4, 2])
     full = jac.compute_scope(prob, "fisher", fisher_mode="full").scores
     kd = jac.compute_scope(prob, "fisher", fisher_mode="low_rank", rank=D).scores
@@ -138,7 +139,7 @@ def test_fisher_matrix_definition_and_psd() -> None:
         np.testing.assert_allclose(p[j].numpy(), pb, atol=1e-14)
         assert np.linalg.eigvalsh(F[j].numpy()).min() > -1e-12
     # a bias shifts the logits: same as brute force on augmented weights
-    Fbias, pbias = jac.fisher_matrices(W, H, b)
+    _Fbias, pbias = jac.fisher_matrices(W, H, b)
     z = H.numpy() @ W.numpy().T + b.numpy()
     pz = np.exp(z - z.max(1, keepdims=True))
     pz /= pz.sum(1, keepdims=True)
@@ -164,8 +165,13 @@ def test_equal_rows_give_zero_fisher(toy: dict) -> None:
 def tiny_llama() -> transformers.LlamaForCausalLM:
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
-        vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, intermediate_size=32, max_position_embeddings=64,
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
     )
     model = transformers.LlamaForCausalLM(cfg).double().eval()
     for p in model.parameters():
@@ -209,7 +215,7 @@ def _brute_scores_uncached(model, scope: str) -> np.ndarray:
     W = prob.weight.numpy()
     L = prob.embeds.shape[1]
     out = np.zeros((len(OUT), L))
-    for j, (ell, y) in enumerate(zip(prob.positions, prob.targets)):
+    for j, (ell, y) in enumerate(zip(prob.positions, prob.targets, strict=True)):
         e = prob.embeds[:, : ell + 1].detach()
         h_of = lambda x, ell=ell: prob.hidden_fn(x)[0, ell]  # noqa: E731
         J = torch.autograd.functional.jacobian(h_of, e)[:, 0].numpy()  # (d, ℓ+1, d_e)
@@ -293,19 +299,21 @@ def test_causality_zero_after_predicting_position(tiny_llama) -> None:
 def _generation() -> Generation:
     n = N_PROMPT
     return Generation(
-        model_id="tiny", prompt_id="p1",
-        input_ids=tuple(IDS[:n]), input_tokens=tuple(f"x{i}" for i in range(n)),
+        model_id="tiny",
+        prompt_id="p1",
+        input_ids=tuple(IDS[:n]),
+        input_tokens=tuple(f"x{i}" for i in range(n)),
         input_special=(True, False, False, True),
-        output_ids=tuple(OUT), output_tokens=tuple(f"y{j}" for j in range(len(OUT))),
-        prompt_text="", response_text="",
+        output_ids=tuple(OUT),
+        output_tokens=tuple(f"y{j}" for j in range(len(OUT))),
+        prompt_text="",
+        response_text="",
     )
 
 
 def _ctx(model, method, **opts) -> AttributionContext:
     loaded = LoadedModel(id="tiny", source="test:tiny", model=model)
-    return AttributionContext(
-        model=loaded, generation=_generation(), options=method.options_model(**opts), seed=0, cache=Cache(None)
-    )
+    return AttributionContext(model=loaded, generation=_generation(), options=method.options_model(**opts), seed=0, cache=Cache(None))
 
 
 def test_plugin_registration_and_results(tiny_llama) -> None:
@@ -316,7 +324,7 @@ def test_plugin_registration_and_results(tiny_llama) -> None:
     names = {m.name: m for m in registered}
     assert set(names) == {"jacobian.semantic", "jacobian.fisher", "jacobian.temperature"}
     n, t = N_PROMPT, len(OUT)
-    for name, m in names.items():
+    for m in names.values():
         scope = m.scope
         res = m.attribute(_ctx(tiny_llama, m))
         assert res.status == "ok" and res.matrix.shape == (n, t) and not res.signed
@@ -343,11 +351,11 @@ def test_plugin_registration_and_results(tiny_llama) -> None:
 
 
 def test_options_validation() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="fisher_mode"):
         jac.FisherOptions(fisher_mode="finite_diff")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="rank"):
         jac.JacobianOptions(rank=3)  # semantic/temperature take no Fisher options
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="vjp_batch"):
         jac.JacobianOptions(vjp_batch=0)
 
 
@@ -384,12 +392,12 @@ def test_smollm2_short_prompt() -> None:
     from reportgen.generate import generate
     from reportgen_plugins.models.loaders import EmbeddedLoader
 
-    spec = SimpleNamespace(id="smol", source="embedded:smollm2-135m-instruct", dtype="float32",
-                           attn_implementation="sdpa", chat_template="auto")
+    spec = SimpleNamespace(
+        id="smol", source="embedded:smollm2-135m-instruct", dtype="float32", attn_implementation="sdpa", chat_template="auto"
+    )
     loaded = EmbeddedLoader().load(spec, base_dir=".", device="cpu")
     prompt = SimpleNamespace(id="p", text="Capital of France?", messages=None)
-    settings = SimpleNamespace(max_new_tokens=2, do_sample=False, temperature=1.0, top_p=1.0,
-                               model_dump=lambda: {"max_new_tokens": 2})
+    settings = SimpleNamespace(max_new_tokens=2, do_sample=False, temperature=1.0, top_p=1.0, model_dump=lambda: {"max_new_tokens": 2})
     gen = generate(loaded, prompt, settings, seed=0)
     n, t = gen.n, gen.t
     assert t >= 1

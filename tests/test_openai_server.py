@@ -13,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -42,11 +42,25 @@ def llama_server() -> Iterator[str]:
     e = EMBEDDED["smollm2-135m-instruct"]
     gguf = importlib.resources.files(e["module"]) / e["file"]
     port = _free_port()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it until teardown closes it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "512", "--api_key", SECRET],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "512",
+            "--api_key",
+            SECRET,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -77,8 +91,8 @@ def llama_server() -> Iterator[str]:
 def test_dbsa_over_http(llama_server, tmp_path, monkeypatch):
     from reportgen.cache import Cache
     from reportgen.errors import SamplerError
-    from reportgen.plugin_api import AttributionContext
     from reportgen.generate import generate_via_sampler
+    from reportgen.plugin_api import AttributionContext
     from reportgen.spec import GenerationSpec, ModelSpec, PromptSpec
     from reportgen_plugins.dbsa.method import DBSA
     from reportgen_plugins.dbsa.options import DBSAOptions
@@ -90,8 +104,13 @@ def test_dbsa_over_http(llama_server, tmp_path, monkeypatch):
     loaded = OpenAILoader().load(spec, base_dir=str(tmp_path), device="cpu")
     gen = generate_via_sampler(loaded, PromptSpec(id="q", text="Capital of France?"), GenerationSpec(max_new_tokens=8), 0)
     assert gen.response_text.strip() and gen.input_tokens == ("Capital", " of", " France", "?")
-    opts = DBSAOptions(samples=4, neighbours=1, permutations=200, max_new_tokens=8,
-                       neighbour_map={"Capital": ["City"], "of": ["in"], "France": ["Japan"], "?": ["."]})
+    opts = DBSAOptions(
+        samples=4,
+        neighbours=1,
+        permutations=200,
+        max_new_tokens=8,
+        neighbour_map={"Capital": ["City"], "of": ["in"], "France": ["Japan"], "?": ["."]},
+    )
     ctx = AttributionContext(model=loaded, generation=gen, options=opts, seed=0, cache=Cache(tmp_path / "c"))
     t0 = time.perf_counter()
     res = DBSA().attribute(ctx)

@@ -19,10 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pypdf
 import pytest
-
-pypdf = pytest.importorskip("pypdf")
-
 from pypdf.generic import (
     ArrayObject,
     BooleanObject,
@@ -34,6 +32,7 @@ from pypdf.generic import (
     NumberObject,
     TextStringObject,
 )
+
 from reportgen_plugins.renderers.pdf import (
     data_only_fetcher,
     one_af_entry_per_file,
@@ -68,8 +67,12 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weasyprint = pytest.importorskip("weasyprint")
     out = tmp_path_factory.mktemp("pdfa") / "good.pdf"
     attachment = weasyprint.Attachment(
-        file_obj=io.BytesIO(RESULTS), name="results.json", description="results", relationship="Data",
-        created=WHEN, modified=WHEN,
+        file_obj=io.BytesIO(RESULTS),
+        name="results.json",
+        description="results",
+        relationship="Data",
+        created=WHEN,
+        modified=WHEN,
     )
     doc = weasyprint.HTML(string=SAMPLE_HTML, url_fetcher=data_only_fetcher(), base_url=".").render()
     write_pdfa3b(doc, str(out), [attachment], b"0123456789abcdef0123456789abcdef", WHEN)
@@ -102,8 +105,9 @@ def test_colour_emoji_stay_pdfa_and_deterministic(tmp_path: Path) -> None:
     weasyprint = pytest.importorskip("weasyprint")
     if not any("Noto Color Emoji" in f for f in _font_families()):
         pytest.skip("Noto Color Emoji is not installed")
-    html = SAMPLE_HTML.replace("</p>", ' and an emoji \U0001F600.</p>').replace(
-        'font-family: "DejaVu Sans", sans-serif;', 'font-family: "DejaVu Sans", "Noto Color Emoji", sans-serif;')
+    html = SAMPLE_HTML.replace("</p>", " and an emoji \U0001f600.</p>").replace(
+        'font-family: "DejaVu Sans", sans-serif;', 'font-family: "DejaVu Sans", "Noto Color Emoji", sans-serif;'
+    )
     written = []
     for k in range(2):
         if k:
@@ -113,8 +117,7 @@ def test_colour_emoji_stay_pdfa_and_deterministic(tmp_path: Path) -> None:
         write_pdfa3b(doc, str(out), [], b"0123456789abcdef0123456789abcdef", WHEN)
         written.append(out)
     reader = pypdf.PdfReader(str(written[0]))
-    images = [x.get_object() for x in reader.pages[0]["/Resources"]["/XObject"].values()
-              if x.get_object().get("/Subtype") == "/Image"]
+    images = [x.get_object() for x in reader.pages[0]["/Resources"]["/XObject"].values() if x.get_object().get("/Subtype") == "/Image"]
     assert images, "the emoji was not drawn as an image"
     assert pdfa_problems(written[0]) == []
     assert written[0].read_bytes() == written[1].read_bytes()
@@ -203,8 +206,13 @@ def _set_xmp(w: Any, change: Callable[[str], str]) -> None:
 
 
 def _add_form(w: Any, content: bytes, Group: DictionaryObject | None = None, **resources: Any) -> None:
-    form = _stream(w, content, Type="/XObject", Subtype="/Form",
-                   BBox=ArrayObject([NumberObject(0), NumberObject(0), NumberObject(10), NumberObject(10)]))
+    form = _stream(
+        w,
+        content,
+        Type="/XObject",
+        Subtype="/Form",
+        BBox=ArrayObject([NumberObject(0), NumberObject(0), NumberObject(10), NumberObject(10)]),
+    )
     if resources:
         form.get_object()[NameObject("/Resources")] = _dict(**resources)
     if Group is not None:
@@ -222,13 +230,19 @@ def _helvetica() -> DictionaryObject:
 
 def _type3(w: Any, resources: DictionaryObject | None = None) -> DictionaryObject:
     glyph = _stream(w, b"500 0 0 0 500 500 d1 0 0 500 500 re f")
-    font = _dict(Type="/Font", Subtype="/Type3",
-                 FontBBox=ArrayObject([NumberObject(0), NumberObject(0), NumberObject(500), NumberObject(500)]),
-                 FontMatrix=ArrayObject([FloatObject(0.001), NumberObject(0), NumberObject(0), FloatObject(0.001),
-                                         NumberObject(0), NumberObject(0)]),
-                 CharProcs=_dict(square=glyph), FirstChar=NumberObject(65), LastChar=NumberObject(65),
-                 Widths=ArrayObject([NumberObject(500)]),
-                 Encoding=_dict(Type="/Encoding", Differences=ArrayObject([NumberObject(65), NameObject("/square")])))
+    font = _dict(
+        Type="/Font",
+        Subtype="/Type3",
+        FontBBox=ArrayObject([NumberObject(0), NumberObject(0), NumberObject(500), NumberObject(500)]),
+        FontMatrix=ArrayObject(
+            [FloatObject(0.001), NumberObject(0), NumberObject(0), FloatObject(0.001), NumberObject(0), NumberObject(0)]
+        ),
+        CharProcs=_dict(square=glyph),
+        FirstChar=NumberObject(65),
+        LastChar=NumberObject(65),
+        Widths=ArrayObject([NumberObject(500)]),
+        Encoding=_dict(Type="/Encoding", Differences=ArrayObject([NumberObject(65), NameObject("/square")])),
+    )
     if resources is not None:
         font[NameObject("/Resources")] = resources
     return font
@@ -239,8 +253,17 @@ def _add_gstate(w: Any, **entries: Any) -> None:
 
 
 def _add_image(w: Any, **entries: Any) -> None:
-    image = _stream(w, b"\x00\x00\x00", Type="/XObject", Subtype="/Image", Width=NumberObject(1),
-                    Height=NumberObject(1), BitsPerComponent=NumberObject(8), ColorSpace="/DeviceRGB", **entries)
+    image = _stream(
+        w,
+        b"\x00\x00\x00",
+        Type="/XObject",
+        Subtype="/Image",
+        Width=NumberObject(1),
+        Height=NumberObject(1),
+        BitsPerComponent=NumberObject(8),
+        ColorSpace="/DeviceRGB",
+        **entries,
+    )
     _table(_resources(w), "/XObject")[NameObject("/Imtest")] = image
 
 
@@ -266,116 +289,272 @@ CASES: list[tuple[str, Callable[[Any], None], str, int]] = [
     ("no-document-id", lambda w: setattr(w, "_ID", None), "no document ID", 1),
     # XMP metadata
     ("no-xmp", lambda w: w.root_object.pop(NameObject("/Metadata")), "no XMP metadata stream", 1),
-    ("xmp-part-2", lambda w: _set_xmp(w, lambda t: t.replace('pdfaid:part="3"', 'pdfaid:part="2"')),
-     "declares pdfaid:part '2'", 1),
+    ("xmp-part-2", lambda w: _set_xmp(w, lambda t: t.replace('pdfaid:part="3"', 'pdfaid:part="2"')), "declares pdfaid:part '2'", 1),
     ("xmp-no-part", lambda w: _set_xmp(w, lambda t: t.replace(' pdfaid:part="3"', "")), "has no pdfaid:part", 1),
-    ("xmp-conformance-u", lambda w: _set_xmp(w, lambda t: t.replace('pdfaid:conformance="B"', 'pdfaid:conformance="U"')),
-     "declares pdfaid:conformance 'U'", 1),
-    ("xmp-pdfaid-wrong-namespace", lambda w: _set_xmp(w, lambda t: t.replace("http://www.aiim.org/pdfa/ns/id/", "http://www.aiim.org/pdfa/ns/id")),
-     "pdfaid", 3),  # no pdfaid:part, no pdfaid:conformance, an undeclared namespace
-    ("xmp-bytes-attribute", lambda w: _set_xmp(w, lambda t: t.replace('<?xpacket begin=""', '<?xpacket begin="" bytes="1024"')),
-     "'bytes' or 'encoding' attribute", 1),
+    (
+        "xmp-conformance-u",
+        lambda w: _set_xmp(w, lambda t: t.replace('pdfaid:conformance="B"', 'pdfaid:conformance="U"')),
+        "declares pdfaid:conformance 'U'",
+        1,
+    ),
+    (
+        "xmp-pdfaid-wrong-namespace",
+        lambda w: _set_xmp(w, lambda t: t.replace("http://www.aiim.org/pdfa/ns/id/", "http://www.aiim.org/pdfa/ns/id")),
+        "pdfaid",
+        3,
+    ),  # no pdfaid:part, no pdfaid:conformance, an undeclared namespace
+    (
+        "xmp-bytes-attribute",
+        lambda w: _set_xmp(w, lambda t: t.replace('<?xpacket begin=""', '<?xpacket begin="" bytes="1024"')),
+        "'bytes' or 'encoding' attribute",
+        1,
+    ),
     ("xmp-not-xml", lambda w: _set_xmp(w, lambda t: t.replace("</rdf:RDF>", "")), "not well-formed XML", 1),
-    ("xmp-undeclared-schema", lambda w: _set_xmp(w, lambda t: t.replace(
-        "</rdf:RDF>", '<rdf:Description rdf:about="" xmlns:acme="http://example.com/acme/1.0/"><acme:Audit>x</acme:Audit></rdf:Description></rdf:RDF>')),
-     "http://example.com/acme/1.0/ without a PDF/A extension schema", 1),
-    ("info-title-differs", lambda w: w.add_metadata({"/Title": "Another title"}), "/Title 'Another title' does not match the XMP dc:title", 1),
+    (
+        "xmp-undeclared-schema",
+        lambda w: _set_xmp(
+            w,
+            lambda t: t.replace(
+                "</rdf:RDF>",
+                '<rdf:Description rdf:about="" xmlns:acme="http://example.com/acme/1.0/"><acme:Audit>x</acme:Audit></rdf:Description></rdf:RDF>',
+            ),
+        ),
+        "http://example.com/acme/1.0/ without a PDF/A extension schema",
+        1,
+    ),
+    (
+        "info-title-differs",
+        lambda w: w.add_metadata({"/Title": "Another title"}),
+        "/Title 'Another title' does not match the XMP dc:title",
+        1,
+    ),
     ("info-author-differs", lambda w: w.add_metadata({"/Author": "Someone else"}), "/Author", 1),
     ("info-moddate-differs", lambda w: w.add_metadata({"/ModDate": "D:20250102030516+00'00'"}), "/ModDate", 1),
     ("info-creationdate-no-zone", lambda w: w.add_metadata({"/CreationDate": "D:20250102030405"}), "/CreationDate", 1),
-    ("info-producer-not-in-xmp", lambda w: _set_xmp(w, lambda t: t.replace(' pdf:Producer="WeasyPrint', ' pdf:Other="WeasyPrint')),
-     "has /Producer 'WeasyPrint", 1),
+    (
+        "info-producer-not-in-xmp",
+        lambda w: _set_xmp(w, lambda t: t.replace(' pdf:Producer="WeasyPrint', ' pdf:Other="WeasyPrint')),
+        "has /Producer 'WeasyPrint",
+        1,
+    ),
     # output intent
     ("no-output-intent", lambda w: w.root_object.pop(NameObject("/OutputIntents")), "output intent", 3),
-    ("output-intent-not-pdfa", lambda w: w.root_object["/OutputIntents"][0].get_object().__setitem__(NameObject("/S"), NameObject("/GTS_PDFX")),
-     "output intent", 3),
+    (
+        "output-intent-not-pdfa",
+        lambda w: w.root_object["/OutputIntents"][0].get_object().__setitem__(NameObject("/S"), NameObject("/GTS_PDFX")),
+        "output intent",
+        3,
+    ),
     ("output-intent-no-profile", _drop_first_output_intent_key("/DestOutputProfile"), "ICC profile", 3),
     ("output-intent-no-identifier", _drop_first_output_intent_key("/OutputConditionIdentifier"), "/OutputConditionIdentifier", 1),
-    ("output-intent-not-icc", lambda w: w.root_object["/OutputIntents"][0].get_object().__setitem__(
-        NameObject("/DestOutputProfile"), _stream(w, b"not an ICC profile" * 10, N=NumberObject(3))), "not an ICC profile", 3),
-    ("output-intent-n-mismatch", lambda w: w.root_object["/OutputIntents"][0].get_object()["/DestOutputProfile"].get_object().__setitem__(
-        NameObject("/N"), NumberObject(4)), "/N 4", 1),
+    (
+        "output-intent-not-icc",
+        lambda w: (
+            w.root_object["/OutputIntents"][0]
+            .get_object()
+            .__setitem__(NameObject("/DestOutputProfile"), _stream(w, b"not an ICC profile" * 10, N=NumberObject(3)))
+        ),
+        "not an ICC profile",
+        3,
+    ),
+    (
+        "output-intent-n-mismatch",
+        lambda w: (
+            w.root_object["/OutputIntents"][0]
+            .get_object()["/DestOutputProfile"]
+            .get_object()
+            .__setitem__(NameObject("/N"), NumberObject(4))
+        ),
+        "/N 4",
+        1,
+    ),
     # fonts
     ("cid-font-not-embedded", lambda w: _type0(w)[2].pop(NameObject("/FontFile2")), "is not embedded", 1),
     ("cid-font-no-descriptor", lambda w: _type0(w)[1].pop(NameObject("/FontDescriptor")), "has no font descriptor", 1),
-    ("cid-font-wrong-program", lambda w: _type0(w)[2].__setitem__(NameObject("/FontFile"), _type0(w)[2].pop(NameObject("/FontFile2"))),
-     "embeds a FontFile program, which is not a CIDFontType2 font program", 1),
+    (
+        "cid-font-wrong-program",
+        lambda w: _type0(w)[2].__setitem__(NameObject("/FontFile"), _type0(w)[2].pop(NameObject("/FontFile2"))),
+        "embeds a FontFile program, which is not a CIDFontType2 font program",
+        1,
+    ),
     ("cid-font-empty-program", lambda w: _type0(w)[2].__setitem__(NameObject("/FontFile2"), _stream(w, b"")), "font program is empty", 1),
     ("cid-font-no-cidtogidmap", lambda w: _type0(w)[1].pop(NameObject("/CIDToGIDMap")), "no /CIDToGIDMap", 1),
     ("type0-no-descendant", lambda w: _type0(w)[0].__setitem__(NameObject("/DescendantFonts"), ArrayObject()), "exactly one descendant", 1),
     ("type1-standard-font", lambda w: _add_font(w, _helvetica()), "'Helvetica' (Type1) is not embedded", 1),
-    ("truetype-no-fontfile", lambda w: _add_font(w, _dict(Type="/Font", Subtype="/TrueType", BaseFont="/Arial",
-                                                          FontDescriptor=_dict(Type="/FontDescriptor", FontName="/Arial"))),
-     "'Arial' (TrueType) is not embedded: its font descriptor has no FontFile", 1),
-    ("type3-glyphs-use-unembedded-font", lambda w: _add_font(w, _type3(w, _dict(Font=_dict(F1=w._add_object(_helvetica()))))),
-     "'Helvetica' (Type1) is not embedded", 1),
+    (
+        "truetype-no-fontfile",
+        lambda w: _add_font(
+            w, _dict(Type="/Font", Subtype="/TrueType", BaseFont="/Arial", FontDescriptor=_dict(Type="/FontDescriptor", FontName="/Arial"))
+        ),
+        "'Arial' (TrueType) is not embedded: its font descriptor has no FontFile",
+        1,
+    ),
+    (
+        "type3-glyphs-use-unembedded-font",
+        lambda w: _add_font(w, _type3(w, _dict(Font=_dict(F1=w._add_object(_helvetica()))))),
+        "'Helvetica' (Type1) is not embedded",
+        1,
+    ),
     # actions, JavaScript, multimedia, forms
-    ("javascript-open-action", lambda w: w.root_object.__setitem__(
-        NameObject("/OpenAction"), _dict(S="/JavaScript", JS=TextStringObject("app.alert(1)"))), "JavaScript", 2),
-    ("javascript-name-tree", lambda w: w.root_object["/Names"].__setitem__(NameObject("/JavaScript"), _dict(Names=ArrayObject())),
-     "JavaScript name tree", 1),
-    ("launch-action", lambda w: _link(w).__setitem__(NameObject("/A"), _dict(S="/Launch", F=TextStringObject("calc.exe"))),
-     "a Launch action is not allowed", 1),
-    ("chained-action", lambda w: _link(w).__setitem__(NameObject("/A"), _dict(
-        S="/URI", URI=TextStringObject("https://example.com"), Next=_dict(S="/Named", N="/Print"))),
-     "the named action /Print", 1),
-    ("additional-actions", lambda w: w.pages[0].__setitem__(NameObject("/AA"), _dict(O=_dict(S="/Named", N="/NextPage"))),
-     "additional actions (/AA)", 1),
-    ("screen-annotation", lambda w: _add_annotation(w, _dict(Type="/Annot", Subtype="/Screen", Rect=_rect(0, 0, 10, 10), F=NumberObject(4))),
-     "embedded multimedia", 1),
-    ("rendition-object", lambda w: w.root_object.__setitem__(NameObject("/Extra"), _dict(Type="/Rendition", S="/MR")),
-     "embedded multimedia (Rendition)", 1),
-    ("xfa-form", lambda w: w.root_object.__setitem__(NameObject("/AcroForm"), _dict(Fields=ArrayObject(), XFA=ArrayObject())),
-     "XFA", 1),
+    (
+        "javascript-open-action",
+        lambda w: w.root_object.__setitem__(NameObject("/OpenAction"), _dict(S="/JavaScript", JS=TextStringObject("app.alert(1)"))),
+        "JavaScript",
+        2,
+    ),
+    (
+        "javascript-name-tree",
+        lambda w: w.root_object["/Names"].__setitem__(NameObject("/JavaScript"), _dict(Names=ArrayObject())),
+        "JavaScript name tree",
+        1,
+    ),
+    (
+        "launch-action",
+        lambda w: _link(w).__setitem__(NameObject("/A"), _dict(S="/Launch", F=TextStringObject("calc.exe"))),
+        "a Launch action is not allowed",
+        1,
+    ),
+    (
+        "chained-action",
+        lambda w: _link(w).__setitem__(
+            NameObject("/A"), _dict(S="/URI", URI=TextStringObject("https://example.com"), Next=_dict(S="/Named", N="/Print"))
+        ),
+        "the named action /Print",
+        1,
+    ),
+    (
+        "additional-actions",
+        lambda w: w.pages[0].__setitem__(NameObject("/AA"), _dict(O=_dict(S="/Named", N="/NextPage"))),
+        "additional actions (/AA)",
+        1,
+    ),
+    (
+        "screen-annotation",
+        lambda w: _add_annotation(w, _dict(Type="/Annot", Subtype="/Screen", Rect=_rect(0, 0, 10, 10), F=NumberObject(4))),
+        "embedded multimedia",
+        1,
+    ),
+    (
+        "rendition-object",
+        lambda w: w.root_object.__setitem__(NameObject("/Extra"), _dict(Type="/Rendition", S="/MR")),
+        "embedded multimedia (Rendition)",
+        1,
+    ),
+    ("xfa-form", lambda w: w.root_object.__setitem__(NameObject("/AcroForm"), _dict(Fields=ArrayObject(), XFA=ArrayObject())), "XFA", 1),
     # annotations
     ("annotation-not-printed", lambda w: _link(w).__setitem__(NameObject("/F"), NumberObject(0)), "not flagged to print", 1),
     ("annotation-hidden", lambda w: _link(w).__setitem__(NameObject("/F"), NumberObject(6)), "Hidden", 1),
     ("annotation-no-flags", lambda w: _link(w).pop(NameObject("/F")), "has no /F flags", 1),
-    ("annotation-no-appearance", lambda w: _add_annotation(w, _dict(Type="/Annot", Subtype="/Square", Rect=_rect(0, 0, 10, 10), F=NumberObject(4))),
-     "no normal appearance stream", 1),
+    (
+        "annotation-no-appearance",
+        lambda w: _add_annotation(w, _dict(Type="/Annot", Subtype="/Square", Rect=_rect(0, 0, 10, 10), F=NumberObject(4))),
+        "no normal appearance stream",
+        1,
+    ),
     # embedded files
     ("af-lists-file-twice", lambda w: w.root_object["/AF"].append(w.root_object["/AF"][0]), "is listed 2 times in the catalog's /AF", 1),
     ("af-missing", lambda w: w.root_object.pop(NameObject("/AF")), "is not listed in the catalog's /AF", 1),
-    ("af-entry-not-a-file", lambda w: w.root_object["/AF"].append(w._add_object(_dict(Type="/Filespec", F=TextStringObject("x")))),
-     "not the file specification of an embedded file", 1),
+    (
+        "af-entry-not-a-file",
+        lambda w: w.root_object["/AF"].append(w._add_object(_dict(Type="/Filespec", F=TextStringObject("x")))),
+        "not the file specification of an embedded file",
+        1,
+    ),
     ("no-afrelationship", lambda w: _filespec(w).pop(NameObject("/AFRelationship")), "has no /AFRelationship", 1),
-    ("bad-afrelationship", lambda w: _filespec(w).__setitem__(NameObject("/AFRelationship"), NameObject("/Evidence")), "not a defined value", 1),
+    (
+        "bad-afrelationship",
+        lambda w: _filespec(w).__setitem__(NameObject("/AFRelationship"), NameObject("/Evidence")),
+        "not a defined value",
+        1,
+    ),
     ("no-uf", lambda w: _filespec(w).pop(NameObject("/UF")), "needs both /F and /UF", 1),
     ("no-mime-type", lambda w: _ef_stream(w).pop(NameObject("/Subtype")), "has no MIME type", 1),
     ("no-moddate", lambda w: _ef_stream(w)["/Params"].pop(NameObject("/ModDate")), "no /Params with a /ModDate", 1),
-    ("bad-moddate", lambda w: _ef_stream(w)["/Params"].__setitem__(NameObject("/ModDate"), TextStringObject("yesterday")),
-     "malformed /ModDate", 1),
-    ("checksum-mismatch", lambda w: _ef_stream(w)["/Params"].__setitem__(NameObject("/CheckSum"), ByteStringObject(b"\0" * 16)),
-     "/CheckSum does not match", 1),
+    (
+        "bad-moddate",
+        lambda w: _ef_stream(w)["/Params"].__setitem__(NameObject("/ModDate"), TextStringObject("yesterday")),
+        "malformed /ModDate",
+        1,
+    ),
+    (
+        "checksum-mismatch",
+        lambda w: _ef_stream(w)["/Params"].__setitem__(NameObject("/CheckSum"), ByteStringObject(b"\0" * 16)),
+        "/CheckSum does not match",
+        1,
+    ),
     ("size-mismatch", lambda w: _ef_stream(w)["/Params"].__setitem__(NameObject("/Size"), NumberObject(1)), "/Size 1 is not its length", 1),
-    ("unassociated-attachment", lambda w: _add_annotation(w, _dict(
-        Type="/Annot", Subtype="/FileAttachment", Rect=_rect(0, 0, 0, 0), F=NumberObject(4),
-        FS=_dict(Type="/Filespec", F=TextStringObject("a.txt"), UF=TextStringObject("a.txt"), AFRelationship="/Supplement",
-                 EF=_dict(F=_stream(w, b"hello", Type="/EmbeddedFile", Subtype="/text/plain",
-                                    Params=_dict(ModDate=TextStringObject("D:20250102030515Z"))))))),
-     "'a.txt' is not associated", 1),
+    (
+        "unassociated-attachment",
+        lambda w: _add_annotation(
+            w,
+            _dict(
+                Type="/Annot",
+                Subtype="/FileAttachment",
+                Rect=_rect(0, 0, 0, 0),
+                F=NumberObject(4),
+                FS=_dict(
+                    Type="/Filespec",
+                    F=TextStringObject("a.txt"),
+                    UF=TextStringObject("a.txt"),
+                    AFRelationship="/Supplement",
+                    EF=_dict(
+                        F=_stream(
+                            w,
+                            b"hello",
+                            Type="/EmbeddedFile",
+                            Subtype="/text/plain",
+                            Params=_dict(ModDate=TextStringObject("D:20250102030515Z")),
+                        )
+                    ),
+                ),
+            ),
+        ),
+        "'a.txt' is not associated",
+        1,
+    ),
     # streams and graphics states
     ("lzw-filter", lambda w: _add_image(w, Filter="/LZWDecode"), "LZWDecode filter", 1),
     ("external-stream", lambda w: _add_image(w, F=TextStringObject("pixels.raw")), "external file", 1),
     ("image-interpolate", lambda w: _add_image(w, Interpolate=BooleanObject(True)), "/Interpolate true", 1),
     ("image-alternates", lambda w: _add_image(w, Alternates=ArrayObject()), "/Alternates", 1),
-    ("postscript-xobject", lambda w: _table(_resources(w), "/XObject").__setitem__(
-        NameObject("/PStest"), _stream(w, b"showpage", Type="/XObject", Subtype="/PS")), "PostScript XObject", 1),
+    (
+        "postscript-xobject",
+        lambda w: _table(_resources(w), "/XObject").__setitem__(
+            NameObject("/PStest"), _stream(w, b"showpage", Type="/XObject", Subtype="/PS")
+        ),
+        "PostScript XObject",
+        1,
+    ),
     ("transfer-function", lambda w: _add_gstate(w, TR="/Identity"), "transfer function (/TR)", 1),
     ("halftone-phase", lambda w: _add_gstate(w, HTP=ArrayObject([NumberObject(0), NumberObject(0)])), "halftone phase", 1),
     ("blend-mode", lambda w: _add_gstate(w, BM="/Dissolve"), "blend mode /Dissolve", 1),
     ("soft-mask-name", lambda w: _add_gstate(w, SMask="/Luminosity"), "/SMask is /Luminosity", 1),
     # transparency and colour
     ("transparency-without-intent", lambda w: w.root_object.pop(NameObject("/OutputIntents")), "uses transparency", 3),
-    ("cmyk-operator-with-rgb-intent", lambda w: _add_form(w, b"0 0 0 1 k 0 0 10 10 re f"),
-     "DeviceCMYK colour is used (first in page 1) but the output intent's profile is RGB", 1),
-    ("cmyk-colour-space-with-rgb-intent", lambda w: _add_form(
-        w, b"/CS0 cs 1 sc 0 0 10 10 re f",
-        ColorSpace=_dict(CS0=ArrayObject([NameObject("/Indexed"), NameObject("/DeviceCMYK"), NumberObject(0),
-                                          ByteStringObject(b"\0\0\0\xff")]))),
-     "DeviceCMYK colour is used", 1),
-    ("cmyk-group-with-rgb-intent", lambda w: _add_form(w, b"0 g 0 0 10 10 re f", Group=_dict(Type="/Group", S="/Transparency", CS="/DeviceCMYK")),
-     "DeviceCMYK colour is used", 1),
+    (
+        "cmyk-operator-with-rgb-intent",
+        lambda w: _add_form(w, b"0 0 0 1 k 0 0 10 10 re f"),
+        "DeviceCMYK colour is used (first in page 1) but the output intent's profile is RGB",
+        1,
+    ),
+    (
+        "cmyk-colour-space-with-rgb-intent",
+        lambda w: _add_form(
+            w,
+            b"/CS0 cs 1 sc 0 0 10 10 re f",
+            ColorSpace=_dict(
+                CS0=ArrayObject([NameObject("/Indexed"), NameObject("/DeviceCMYK"), NumberObject(0), ByteStringObject(b"\0\0\0\xff")])
+            ),
+        ),
+        "DeviceCMYK colour is used",
+        1,
+    ),
+    (
+        "cmyk-group-with-rgb-intent",
+        lambda w: _add_form(w, b"0 g 0 0 10 10 re f", Group=_dict(Type="/Group", S="/Transparency", CS="/DeviceCMYK")),
+        "DeviceCMYK colour is used",
+        1,
+    ),
     ("unparsable-content", lambda w: _add_form(w, b"BI /W 1 /H 1 ID"), "cannot be parsed", 1),
 ]
 
@@ -396,7 +575,7 @@ def test_declared_extension_schema_is_accepted(good: Path, tmp_path: Path) -> No
     schema = (
         '<rdf:Description rdf:about="" xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/" '
         'xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#" xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#">'
-        "<pdfaExtension:schemas><rdf:Bag><rdf:li rdf:parseType=\"Resource\">"
+        '<pdfaExtension:schemas><rdf:Bag><rdf:li rdf:parseType="Resource">'
         "<pdfaSchema:schema>Acme audit</pdfaSchema:schema>"
         "<pdfaSchema:namespaceURI>http://example.com/acme/1.0/</pdfaSchema:namespaceURI>"
         "<pdfaSchema:prefix>acme</pdfaSchema:prefix>"

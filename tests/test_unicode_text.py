@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+
+from report_fixtures import html_of, make_run
+
 from reportgen.figures import esc
 from reportgen.render import make_jinja_env, markdown_html
 from reportgen.report.text import display_token
 from reportgen.unicode import make_visible, neutralise
-from report_fixtures import html_of, make_run
 
 RLO, ZWSP, BOM, ZWJ = "\u202e", "\u200b", "\ufeff", "\u200d"
 
@@ -42,8 +44,10 @@ def test_report_never_carries_a_bidi_control() -> None:
     toks = list(g.input_tokens)
     k = g.user_positions[0]
     toks[k] = f"{RLO}{ZWSP}"
-    results = [dataclasses.replace(r, input_tokens=list(toks)) if (r.model_id, r.prompt_id) == (g.model_id, g.prompt_id) else r
-               for r in run.results]
+    results = [
+        dataclasses.replace(r, input_tokens=list(toks)) if (r.model_id, r.prompt_id) == (g.model_id, g.prompt_id) else r
+        for r in run.results
+    ]
     gens = [dataclasses.replace(g, input_tokens=tuple(toks)), *run.generations[1:]]
     run = dataclasses.replace(run, spec=spec, generations=gens, results=results)
     html = html_of(run)

@@ -55,11 +55,12 @@ RANDOM = "random order (reference)"
 
 class FaithfulnessOptions(Options):
     beam_width: int = Field(5, ge=1, le=1024, description="Beam width of the search for the NAOPC bounds.")
-    exact_up_to: int = Field(
-        8,
+    exact_up_to: int | None = Field(
+        None,
         ge=0,
-        le=16,
-        description="Prompts with at most this many user tokens get exact NAOPC bounds (every subset scored: 2^n forwards).",
+        le=20,
+        description="Prompts with at most this many user tokens get exact NAOPC bounds (all 2^n subsets scored). "
+        "Default: exact whenever that takes no more forwards than the beam search would.",
     )
     max_tokens: int = Field(
         24,
@@ -286,7 +287,9 @@ class FaithfulnessEvaluator(Evaluator):
         counts = M.top_k_counts(n, s.k_percent)
         draws = M.random_subsets(n, s.perturbations, np.random.default_rng([s.seed, 1, _crc(g.model_id), _crc(g.prompt_id)]))
         need_bounds = (s.wants("deletion") or s.wants("insertion")) and n <= opts.max_tokens
-        exact = need_bounds and n <= opts.exact_up_to
+        n_curves = len(weights) * (int(s.wants("deletion")) + int(s.wants("insertion")))
+        limit = opts.exact_up_to
+        exact = need_bounds and ((1 << n) - 1 <= M.beam_cost(n, opts.beam_width, n_curves) if limit is None else n <= limit)
         # Every mask known up front, in one batched call.
         wanted: list[int] = [full]
         if exact:
@@ -303,12 +306,11 @@ class FaithfulnessEvaluator(Evaluator):
                 for c in counts:
                     wanted += [pm[c], full ^ pm[c]]
         fetch(wanted)
-        # Bounds over orderings, per target.
-        bounds: list[dict[str, tuple[float, float] | None]] = []
-        how = "not computed"
-        for w in weights:
-            f0 = float(memo[0] @ w)
-            fu = float(memo[full] @ w)
+        # Bounds over orderings, per target: exact, or every curve's beams in lockstep (one batch per level).
+        bounds: list[dict[str, tuple[float, float] | None]] = [{"deletion": None, "insertion": None} for _ in weights]
+        gains: list[tuple[int, str, Callable[[int], float], Callable[[int], int]]] = []
+        for j, w in enumerate(weights):
+            f0, fu = float(memo[0] @ w), float(memo[full] @ w)
 
             def g_del(m: int, w: np.ndarray = w, f0: float = f0) -> float:
                 return f0 - float(memo[m] @ w)
@@ -316,19 +318,21 @@ class FaithfulnessEvaluator(Evaluator):
             def g_ins(m: int, w: np.ndarray = w, fu: float = fu) -> float:
                 return float(memo[full ^ m] @ w) - fu
 
-            b: dict[str, tuple[float, float] | None] = {"deletion": None, "insertion": None}
-            if exact:
-                b = {"deletion": M.exact_bounds(n, g_del), "insertion": M.exact_bounds(n, g_ins)}
-                how = f"exact: every one of the 2^{n} subsets of the {n} user tokens scored"
-            elif need_bounds:
-                if s.wants("deletion"):
-                    b["deletion"] = _beam(n, opts.beam_width, fetch, g_del, lambda ms: list(ms))
-                if s.wants("insertion"):
-                    b["insertion"] = _beam(n, opts.beam_width, fetch, g_ins, lambda ms: [full ^ m for m in ms])
-                how = f"beam search of width {opts.beam_width} over orderings (widened by every scored method's order)"
-            else:
-                how = f"not computed: {n} user tokens exceed max_tokens = {opts.max_tokens}"
-            bounds.append(b)
+            if s.wants("deletion"):
+                gains.append((j, "deletion", g_del, lambda m: m))
+            if s.wants("insertion"):
+                gains.append((j, "insertion", g_ins, lambda m: full ^ m))
+        if exact:
+            for j, kind, gain, _need in gains:
+                bounds[j][kind] = M.exact_bounds(n, gain)
+            how = f"exact: every one of the 2^{n} subsets of the {n} user tokens scored"
+        elif need_bounds:
+            found = M.beam_bounds_lockstep(n, opts.beam_width, fetch, [(gain, need) for _, _, gain, need in gains])
+            for (j, kind, _gain, _need), b in zip(gains, found, strict=True):
+                bounds[j][kind] = b
+            how = f"beam search of width {opts.beam_width} over orderings (widened by every scored method's order)"
+        else:
+            how = f"not computed: {n} user tokens exceed max_tokens = {opts.max_tokens}"
         # Metrics per method, averaged over targets.
         for m in methods:
             vals_t: list[dict[str, float | None]] = []
@@ -402,23 +406,6 @@ class FaithfulnessEvaluator(Evaluator):
 
 def _crc(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
-
-
-def _beam(
-    n: int,
-    width: int,
-    fetch: Callable[[Sequence[int]], None],
-    gain: Callable[[int], float],
-    to_perturb: Callable[[Sequence[int]], list[int]],
-) -> tuple[float, float]:
-    """Beam-search bounds of one curve: each level's sets scored in one batch."""
-
-    def batch(ms: Sequence[int]) -> list[float]:
-        fetch(to_perturb(ms))
-        return [gain(m) for m in ms]
-
-    lo, hi, _ = M.beam_bounds(n, batch, width)
-    return lo, hi
 
 
 def _at(masks: list[int], steps: Sequence[int]) -> list[int]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -139,22 +140,47 @@ def beam_bounds(n: int, batch: BatchFn, width: int) -> tuple[float, float, int]:
     new sets go to ``batch`` in one call. The largest found is a lower bound of the true maximum
     and the least an upper bound of the true minimum.
     """
-    g0 = float(batch([0])[0])
-    hi_beam: dict[int, float] = {0: g0}
-    lo_beam: dict[int, float] = {0: g0}
-    asked = 1
+    asked: list[int] = []
+
+    def fetch(masks: Sequence[int]) -> None:
+        vals.update(zip(masks, (float(v) for v in batch(masks)), strict=True))
+        asked.append(len(masks))
+
+    vals: dict[int, float] = {}
+    ((lo, hi),) = beam_bounds_lockstep(n, width, fetch, [(vals.__getitem__, lambda m: m)])
+    return lo, hi, sum(asked)
+
+
+#: One curve for :func:`beam_bounds_lockstep`: its gain g(S), and the mask whose target value g(S) needs.
+Curve = tuple[Callable[[int], float], Callable[[int], int]]
+
+
+def beam_bounds_lockstep(n: int, width: int, fetch: Callable[[Sequence[int]], None], curves: Sequence[Curve]) -> list[tuple[float, float]]:
+    """:func:`beam_bounds` for several curves at once (deletion and insertion, every target):
+    each level's sets of every curve are fetched in one call before any gain is read."""
+    fetch(sorted({need(0) for _, need in curves}))
+    beams = [({0: gain(0)}, {0: gain(0)}) for gain, _ in curves]
     for _ in range(n):
-        cand_hi = _expand(hi_beam, n)
-        cand_lo = _expand(lo_beam, n)
-        masks = sorted(set(cand_hi) | set(cand_lo))
-        vals = dict(zip(masks, (float(v) for v in batch(masks)), strict=True))
-        asked += len(masks)
-        hi_next = {m: max(acc for acc in cand_hi[m]) + vals[m] for m in cand_hi}
-        lo_next = {m: min(acc for acc in cand_lo[m]) + vals[m] for m in cand_lo}
-        hi_beam = dict(sorted(hi_next.items(), key=lambda kv: (-kv[1], kv[0]))[:width])
-        lo_beam = dict(sorted(lo_next.items(), key=lambda kv: (kv[1], kv[0]))[:width])
+        cands = [(_expand(hi, n), _expand(lo, n)) for hi, lo in beams]
+        fetch(sorted({need(m) for (_, need), (ch, cl) in zip(curves, cands, strict=True) for m in (*ch, *cl)}))
+        nxt = []
+        for (gain, _), (ch, cl) in zip(curves, cands, strict=True):
+            hi_next = {m: max(acc) + gain(m) for m, acc in ch.items()}
+            lo_next = {m: min(acc) + gain(m) for m, acc in cl.items()}
+            nxt.append(
+                (
+                    dict(sorted(hi_next.items(), key=lambda kv: (-kv[1], kv[0]))[:width]),
+                    dict(sorted(lo_next.items(), key=lambda kv: (kv[1], kv[0]))[:width]),
+                )
+            )
+        beams = nxt
     full = full_mask(n)
-    return lo_beam[full] / (n + 1), hi_beam[full] / (n + 1), asked
+    return [(lo[full] / (n + 1), hi[full] / (n + 1)) for hi, lo in beams]
+
+
+def beam_cost(n: int, width: int, curves: int) -> int:
+    """An upper bound on the sets a lockstep beam search asks for (two beams per curve)."""
+    return 1 + curves * 2 * sum(min(width, math.comb(n, k)) * (n - k) for k in range(n))
 
 
 def _expand(beam: dict[int, float], n: int) -> dict[int, list[float]]:
@@ -255,27 +281,36 @@ def normalised_entropy(values: Sequence[float] | FloatArray) -> float | None:
 # --------------------------------------------------------------------------- over prompts
 
 
+#: Fewest prompts for a bootstrap interval: resampling one or two values only restates them.
+MIN_INTERVAL_N = 3
+
+
 def bootstrap_indices(n: int, resamples: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
     """``resamples`` × n prompt indices drawn with replacement (shared by every method: paired)."""
     return rng.integers(0, n, size=(resamples, n)) if n and resamples else np.zeros((0, n), dtype=np.int64)
 
 
 def mean_interval(
-    values: Sequence[float | None], idx: npt.NDArray[np.int64], level: float = 0.95
+    values: Sequence[float | None], idx: npt.NDArray[np.int64], level: float = 0.95, min_n: int = MIN_INTERVAL_N
 ) -> tuple[float | None, float | None, float | None, int]:
     """(mean, lo, hi, n) of per-prompt values; the interval is the bootstrap percentile interval
-    over prompts (None with fewer than two prompts, or without resamples)."""
+    over prompts (None with fewer than ``min_n`` prompts, where resampling says nothing, or
+    without resamples)."""
     v = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
     have = np.isfinite(v)
     n = int(have.sum())
     if n == 0:
         return None, None, None, 0
     mean = float(v[have].mean())
-    if n < 2 or idx.shape[0] == 0:
+    if n < max(2, min_n) or idx.shape[0] == 0:
         return mean, None, None, n
     sample = v[idx]
-    with np.errstate(invalid="ignore"):
-        means = np.nanmean(np.where(np.isfinite(sample), sample, np.nan), axis=1) if not have.all() else sample.mean(axis=1)
+    if have.all():
+        means = sample.mean(axis=1)
+    else:  # a resample of prompts the method has no value on has no mean
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(sample, axis=1)
     means = means[np.isfinite(means)]
     if not len(means):
         return mean, None, None, n

@@ -69,20 +69,25 @@ XMP = "http://ns.adobe.com/xap/1.0/"
 PDF = "http://ns.adobe.com/pdf/1.3/"
 
 #: Schemas PDF/A accepts without an extension schema (XMP 2005 predefined schemas, PDF/A's own).
-PREDEFINED_XMP_NAMESPACES = frozenset({
-    DC, XMP, PDF, PDFAID,
-    "http://ns.adobe.com/xap/1.0/rights/",
-    "http://ns.adobe.com/xap/1.0/mm/",
-    "http://ns.adobe.com/xap/1.0/bj/",
-    "http://ns.adobe.com/xap/1.0/t/pg/",
-    "http://ns.adobe.com/xmp/1.0/DynamicMedia/",
-    "http://ns.adobe.com/photoshop/1.0/",
-    "http://ns.adobe.com/camera-raw-settings/1.0/",
-    "http://ns.adobe.com/tiff/1.0/",
-    "http://ns.adobe.com/exif/1.0/",
-    "http://ns.adobe.com/exif/1.0/aux/",
-    "http://www.aiim.org/pdfa/ns/extension/",
-})
+PREDEFINED_XMP_NAMESPACES = frozenset(
+    {
+        DC,
+        XMP,
+        PDF,
+        PDFAID,
+        "http://ns.adobe.com/xap/1.0/rights/",
+        "http://ns.adobe.com/xap/1.0/mm/",
+        "http://ns.adobe.com/xap/1.0/bj/",
+        "http://ns.adobe.com/xap/1.0/t/pg/",
+        "http://ns.adobe.com/xmp/1.0/DynamicMedia/",
+        "http://ns.adobe.com/photoshop/1.0/",
+        "http://ns.adobe.com/camera-raw-settings/1.0/",
+        "http://ns.adobe.com/tiff/1.0/",
+        "http://ns.adobe.com/exif/1.0/",
+        "http://ns.adobe.com/exif/1.0/aux/",
+        "http://www.aiim.org/pdfa/ns/extension/",
+    }
+)
 
 #: Document information entries and the XMP property each must agree with.
 INFO_TO_XMP = (
@@ -109,23 +114,68 @@ FONT_PROGRAMS: dict[str, tuple[tuple[str, str | None], ...]] = {
 ALLOWED_ACTIONS = frozenset({"/GoTo", "/GoToR", "/GoToE", "/Thread", "/URI", "/Named", "/SubmitForm"})
 ALLOWED_NAMED_ACTIONS = frozenset({"/NextPage", "/PrevPage", "/FirstPage", "/LastPage"})
 MULTIMEDIA_ANNOTATIONS = frozenset({"/Movie", "/Sound", "/Screen", "/3D", "/RichMedia"})
-ANNOTATIONS = frozenset({
-    "/Text", "/Link", "/FreeText", "/Line", "/Square", "/Circle", "/Polygon", "/PolyLine", "/Highlight",
-    "/Underline", "/Squiggly", "/StrikeOut", "/Stamp", "/Caret", "/Ink", "/Popup", "/FileAttachment",
-    "/Widget", "/PrinterMark", "/TrapNet", "/Watermark", "/Redact",
-})
+ANNOTATIONS = frozenset(
+    {
+        "/Text",
+        "/Link",
+        "/FreeText",
+        "/Line",
+        "/Square",
+        "/Circle",
+        "/Polygon",
+        "/PolyLine",
+        "/Highlight",
+        "/Underline",
+        "/Squiggly",
+        "/StrikeOut",
+        "/Stamp",
+        "/Caret",
+        "/Ink",
+        "/Popup",
+        "/FileAttachment",
+        "/Widget",
+        "/PrinterMark",
+        "/TrapNet",
+        "/Watermark",
+        "/Redact",
+    }
+)
 MULTIMEDIA_TYPES = frozenset({"/Rendition", "/MediaClip", "/Sound", "/3D", "/RichMediaContent", "/RichMediaSettings"})
-AF_RELATIONSHIPS = frozenset({
-    "/Source", "/Data", "/Alternative", "/Supplement", "/EncryptedPayload", "/FormData", "/Schema", "/Unspecified",
-})
-BLEND_MODES = frozenset({
-    "/Normal", "/Compatible", "/Multiply", "/Screen", "/Overlay", "/Darken", "/Lighten", "/ColorDodge",
-    "/ColorBurn", "/HardLight", "/SoftLight", "/Difference", "/Exclusion", "/Hue", "/Saturation", "/Color",
-    "/Luminosity",
-})
+AF_RELATIONSHIPS = frozenset(
+    {
+        "/Source",
+        "/Data",
+        "/Alternative",
+        "/Supplement",
+        "/EncryptedPayload",
+        "/FormData",
+        "/Schema",
+        "/Unspecified",
+    }
+)
+BLEND_MODES = frozenset(
+    {
+        "/Normal",
+        "/Compatible",
+        "/Multiply",
+        "/Screen",
+        "/Overlay",
+        "/Darken",
+        "/Lighten",
+        "/ColorDodge",
+        "/ColorBurn",
+        "/HardLight",
+        "/SoftLight",
+        "/Difference",
+        "/Exclusion",
+        "/Hue",
+        "/Saturation",
+        "/Color",
+        "/Luminosity",
+    }
+)
 ICC_COLOUR_MODELS = {b"GRAY": ("Gray", 1), b"RGB ": ("RGB", 3), b"CMYK": ("CMYK", 4)}
-DEVICE_SPACES = {"/DeviceGray": "Gray", "/DeviceRGB": "RGB", "/DeviceCMYK": "CMYK",
-                 "/G": "Gray", "/RGB": "RGB", "/CMYK": "CMYK"}
+DEVICE_SPACES = {"/DeviceGray": "Gray", "/DeviceRGB": "RGB", "/DeviceCMYK": "CMYK", "/G": "Gray", "/RGB": "RGB", "/CMYK": "CMYK"}
 COLOUR_OPERATORS = {b"g": "Gray", b"G": "Gray", b"rg": "RGB", b"RG": "RGB", b"k": "CMYK", b"K": "CMYK"}
 #: Keys not followed while walking one page (they lead to the page tree or to other pages).
 PAGE_WALK_SKIP = frozenset({"/Parent", "/P", "/Pg", "/Dest", "/D"})
@@ -142,12 +192,12 @@ def pdfa_problems(path: str | os.PathLike[str]) -> list[str]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if "/Encrypt" in reader.trailer:
-            return problems + ["The file is encrypted; PDF/A forbids encryption (nothing else was checked)."]
+            return [*problems, "The file is encrypted; PDF/A forbids encryption (nothing else was checked)."]
         root = reader.trailer["/Root"].get_object()
         if not isinstance(root, DictionaryObject):
             raise TypeError("the trailer's /Root is not a dictionary")
     except Exception as exc:  # noqa: BLE001 - a damaged file is a finding, not a crash
-        return problems + [f"The file cannot be read as a PDF ({type(exc).__name__}: {exc})."]
+        return [*problems, f"The file cannot be read as a PDF ({type(exc).__name__}: {exc})."]
     doc = _Document(reader, root)
     rules: list[tuple[str, Callable[[_Document], list[str]]]] = [
         ("document ID", _document_id),
@@ -278,15 +328,14 @@ def _file_structure(data: bytes) -> list[str]:
     if m is None:
         problems.append("The file does not start with a %PDF-1.n header line (n from 0 to 7).")
     else:
-        line = re.match(rb"[^\r\n]*", data[m.end():])
+        line = re.match(rb"[^\r\n]*", data[m.end() :])
         comment = line.group(0) if line else b""
         if not comment.startswith(b"%") or sum(b > 127 for b in comment) < 4:
-            problems.append("The header is not followed by a comment line of at least four bytes above 127 "
-                            "(it marks the file as binary).")
+            problems.append("The header is not followed by a comment line of at least four bytes above 127 (it marks the file as binary).")
     eof = data.rfind(b"%%EOF")
     if eof < 0:
         problems.append("The file has no %%EOF marker.")
-    elif data[eof + 5:] not in (b"", b"\n", b"\r", b"\r\n"):
+    elif data[eof + 5 :] not in (b"", b"\n", b"\r", b"\r\n"):
         problems.append(f"{len(data) - eof - 5} bytes follow the last %%EOF marker; only an end-of-line may.")
     return problems
 
@@ -311,7 +360,7 @@ def _xmp_metadata(doc: _Document) -> list[str]:
     try:
         root, pis = _parse_xmp(md.get_data())
     except ET.ParseError as exc:
-        return problems + [f"The XMP metadata is not well-formed XML ({exc})."]
+        return [*problems, f"The XMP metadata is not well-formed XML ({exc})."]
     for pi in pis:
         if pi.startswith("xpacket") and "begin" in pi and re.search(r"\b(bytes|encoding)\s*=", pi):
             problems.append("The XMP packet header uses the 'bytes' or 'encoding' attribute, which PDF/A forbids.")
@@ -404,16 +453,12 @@ def _info_matches_xmp(key: str, value: str, xmp: list[tuple[str | None, str]]) -
     return xmp[0][1] == value
 
 
-_PDF_DATE = re.compile(
-    r"^D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:(Z)(?:00'?00'?)?|([+-])(\d{2})'?(\d{2})?'?)?$"
-)
-_XMP_DATE = re.compile(
-    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
+_PDF_DATE = re.compile(r"^D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:(Z)(?:00'?00'?)?|([+-])(\d{2})'?(\d{2})?'?)?$")
+_XMP_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
 
 def _when(parts: tuple[str | None, ...], tz: _dt.tzinfo | None) -> tuple[_dt.datetime, bool] | None:
-    y, mo, d, h, mi, s = (int(p) if p else dflt for p, dflt in zip(parts, (0, 1, 1, 0, 0, 0)))
+    y, mo, d, h, mi, s = (int(p) if p else dflt for p, dflt in zip(parts, (0, 1, 1, 0, 0, 0), strict=True))
     try:
         when = _dt.datetime(y, mo, d, h, mi, s, tzinfo=tz)
     except ValueError:
@@ -463,24 +508,25 @@ def _output_intent(doc: _Document) -> list[str]:
         problems.append("The output intents name different ICC profiles; PDF/A needs them all to be the same object.")
     pdfa = [e for e in entries if _name(e, "/S") == "/GTS_PDFA1"]
     if not pdfa:
-        return problems + ["No output intent has /S /GTS_PDFA1 (the PDF/A output intent)."]
+        return [*problems, "No output intent has /S /GTS_PDFA1 (the PDF/A output intent)."]
     intent = pdfa[0]
     if _text(intent.raw_get("/OutputConditionIdentifier") if "/OutputConditionIdentifier" in intent else None) is None:
         problems.append("The PDF/A output intent has no /OutputConditionIdentifier.")
     profile = _get(intent, "/DestOutputProfile")
     if not isinstance(profile, StreamObject):
-        return problems + ["The PDF/A output intent has no embedded ICC profile (/DestOutputProfile)."]
+        return [*problems, "The PDF/A output intent has no embedded ICC profile (/DestOutputProfile)."]
     icc = profile.get_data()
     if len(icc) < 128 or icc[36:40] != b"acsp":
-        return problems + ["The output intent's /DestOutputProfile is not an ICC profile (no 'acsp' signature)."]
+        return [*problems, "The output intent's /DestOutputProfile is not an ICC profile (no 'acsp' signature)."]
     if icc[12:16] not in (b"prtr", b"mntr"):
-        problems.append(f"The output intent's ICC profile is of class {icc[12:16]!r}; PDF/A needs an output "
-                        "profile (class 'prtr' or 'mntr').")
+        problems.append(
+            f"The output intent's ICC profile is of class {icc[12:16]!r}; PDF/A needs an output profile (class 'prtr' or 'mntr')."
+        )
     if icc[8] > 4:
         problems.append(f"The output intent's ICC profile is version {icc[8]}; PDF/A-3 accepts versions up to 4.")
     model = ICC_COLOUR_MODELS.get(icc[16:20])
     if model is None:
-        return problems + [f"The output intent's ICC profile has colour space {icc[16:20]!r}, not Gray, RGB or CMYK."]
+        return [*problems, f"The output intent's ICC profile has colour space {icc[16:20]!r}, not Gray, RGB or CMYK."]
     n = _get(profile, "/N")
     if not isinstance(n, NumberObject) or int(n) != model[1]:
         problems.append(f"The output intent's ICC profile is {model[0]} but its stream says /N {n}.")
@@ -580,10 +626,12 @@ def _actions_and_multimedia(doc: _Document) -> list[str]:
             what = f"a {s.lstrip('/')} action"
             problems.append(f"{_cap(where)}: {what} is not allowed in PDF/A.")
         elif s == "/Named" and _name(action, "/N") not in ALLOWED_NAMED_ACTIONS:
-            problems.append(f"{_cap(where)}: the named action {_name(action, '/N')} is not allowed in PDF/A "
-                            "(only NextPage, PrevPage, FirstPage, LastPage).")
+            problems.append(
+                f"{_cap(where)}: the named action {_name(action, '/N')} is not allowed in PDF/A "
+                "(only NextPage, PrevPage, FirstPage, LastPage)."
+            )
         nxt = _get(action, "/Next")
-        for a in (nxt if isinstance(nxt, ArrayObject) else [nxt]):
+        for a in nxt if isinstance(nxt, ArrayObject) else [nxt]:
             a = _res(a)
             if isinstance(a, DictionaryObject):
                 queue.append((where, a))
@@ -679,7 +727,7 @@ def _embedded_files(doc: _Document) -> list[str]:
                 problems.append(f"Embedded file {label!r} is listed {n} times in {owner_name}; it must be listed exactly once.")
     catalog_af = next((items for _, owner, items in af_lists if owner is doc.root), [])
     catalog_keys = {_key(raw) for raw in catalog_af}
-    for k, (name, fs) in attached.items():
+    for k, (name, _fs) in attached.items():
         if k not in catalog_keys:
             problems.append(f"Embedded file {name!r} is not listed in the catalog's /AF (PDF/A-3 associated files).")
 
@@ -689,8 +737,7 @@ def _embedded_files(doc: _Document) -> list[str]:
         label = repr(_file_label(fs, "(unnamed)"))
         in_tree = any(fs is f for _, f in attached.values())
         if not in_tree and not any(_res(raw) is fs for _, _, items in af_lists for raw in items):
-            problems.append(f"{_cap(node.where)}: embedded file {label} is not associated with the document or any "
-                            "part of it (/AF).")
+            problems.append(f"{_cap(node.where)}: embedded file {label} is not associated with the document or any part of it (/AF).")
         if "/F" not in fs or "/UF" not in fs:
             problems.append(f"Embedded file {label}: its file specification needs both /F and /UF.")
         rel = _name(fs, "/AFRelationship")
@@ -816,8 +863,9 @@ def _transparency(doc: _Document) -> list[str]:
         if isinstance(group, DictionaryObject) and "/CS" in group:
             continue
         if _uses_transparency(page.raw_get("/Resources") if "/Resources" in page else None, set()):
-            problems.append(f"Page {i + 1} uses transparency but has neither a page group colour space (/Group /CS) "
-                            "nor a PDF/A output intent.")
+            problems.append(
+                f"Page {i + 1} uses transparency but has neither a page group colour space (/Group /CS) nor a PDF/A output intent."
+            )
     return problems
 
 
@@ -877,8 +925,9 @@ def _device_colours(doc: _Document) -> list[str]:
         try:
             ops = ContentStream(content, doc.reader).operations
         except Exception as exc:  # noqa: BLE001
-            problems.append(f"{_cap(where)}: a content stream cannot be parsed ({type(exc).__name__}: {exc}); "
-                            "its colours were not checked.")
+            problems.append(
+                f"{_cap(where)}: a content stream cannot be parsed ({type(exc).__name__}: {exc}); its colours were not checked."
+            )
             continue
         for operands, op in ops:
             if op in COLOUR_OPERATORS:
@@ -896,8 +945,10 @@ def _device_colours(doc: _Document) -> list[str]:
         if doc.intent is None:
             problems.append(f"{labels[family]} colour is used (first in {where}) but the file has no PDF/A output intent.")
         elif family != "Gray" and family != doc.intent:
-            problems.append(f"{labels[family]} colour is used (first in {where}) but the output intent's profile is "
-                            f"{doc.intent}; use an ICC-based colour space instead.")
+            problems.append(
+                f"{labels[family]} colour is used (first in {where}) but the output intent's profile is "
+                f"{doc.intent}; use an ICC-based colour space instead."
+            )
     return problems
 
 

@@ -123,8 +123,7 @@ def _units(run: str) -> list[str]:
         end = k + 1
         if kinds[k] in ("EN", "AN"):
             while end < len(run) and (
-                kinds[end] in ("EN", "AN")
-                or (kinds[end] in ("CS", "ES", "ET") and end + 1 < len(run) and kinds[end + 1] in ("EN", "AN"))
+                kinds[end] in ("EN", "AN") or (kinds[end] in ("CS", "ES", "ET") and end + 1 < len(run) and kinds[end + 1] in ("EN", "AN"))
             ):
                 end += 1
         while end < len(run) and kinds[end] == "NSM":
@@ -232,20 +231,24 @@ def _fmt(v: float) -> str:
 def _svg(width: float, height: float, body: list[str]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
-        f'viewBox="0 0 {_num(width)} {_num(height)}" font-family="{x(FONT)}" font-size="10" fill="{INK}">'
-        + "".join(body)
-        + "</svg>"
+        f'viewBox="0 0 {_num(width)} {_num(height)}" font-family="{x(FONT)}" font-size="10" fill="{INK}">' + "".join(body) + "</svg>"
     )
 
 
-def _text(px: float, py: float, s: str, *, size: float = 10, anchor: str = "start", fill: str = INK,
-          rotate: float | None = None, weight: str = "normal") -> str:
+def _text(
+    px: float,
+    py: float,
+    s: str,
+    *,
+    size: float = 10,
+    anchor: str = "start",
+    fill: str = INK,
+    rotate: float | None = None,
+    weight: str = "normal",
+) -> str:
     tr = f' transform="rotate({_num(rotate)} {_num(px)} {_num(py)})"' if rotate is not None else ""
     w = f' font-weight="{weight}"' if weight != "normal" else ""
-    return (
-        f'<text x="{_num(px)}" y="{_num(py)}" font-size="{_num(size)}" text-anchor="{anchor}" fill="{fill}"{w}{tr}>'
-        f"{x(visual(s))}</text>"
-    )
+    return f'<text x="{_num(px)}" y="{_num(py)}" font-size="{_num(size)}" text-anchor="{anchor}" fill="{fill}"{w}{tr}>{x(visual(s))}</text>'
 
 
 # --------------------------------------------------------------------------- heatmap
@@ -293,15 +296,14 @@ def heatmap_svg(
     for i in range(n):
         for j in range(t):
             v = z[i, j]
-            if math.isfinite(v):
-                fill = colour_at(scale, 0.5 if span == 0 else (v - lo) / span)
-            else:
-                fill = "url(#nan)"
+            fill = colour_at(scale, 0.5 if span == 0 else (v - lo) / span) if math.isfinite(v) else "url(#nan)"
             body.append(
-                f'<rect class="cell" x="{_num(left + j * cw)}" y="{_num(top + i * ch)}" width="{_num(cw)}" height="{_num(ch)}" fill="{fill}"/>'
+                f'<rect class="cell" x="{_num(left + j * cw)}" y="{_num(top + i * ch)}"'
+                f' width="{_num(cw)}" height="{_num(ch)}" fill="{fill}"/>'
             )
     body.append(
-        f'<rect x="{_num(left)}" y="{_num(top)}" width="{_num(w_plot)}" height="{_num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
+        f'<rect x="{_num(left)}" y="{_num(top)}" width="{_num(w_plot)}"'
+        f' height="{_num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
     )
     show_rows = max(1, math.ceil(lab / ch)) if ch < lab else 1
     for i in range(0, n, show_rows):
@@ -318,7 +320,8 @@ def heatmap_svg(
     for k in range(steps):
         s = 1 - (k + 0.5) / steps
         body.append(
-            f'<rect x="{_num(bx)}" y="{_num(by + k * bh / steps)}" width="10" height="{_num(bh / steps + 0.3)}" fill="{colour_at(scale, s)}"/>'
+            f'<rect x="{_num(bx)}" y="{_num(by + k * bh / steps)}" width="10"'
+            f' height="{_num(bh / steps + 0.3)}" fill="{colour_at(scale, s)}"/>'
         )
     body.append(f'<rect x="{_num(bx)}" y="{_num(by)}" width="10" height="{_num(bh)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>')
     for v in nice_ticks(lo, hi, 4) if span else [lo]:
@@ -422,13 +425,18 @@ def xy_svg(fig: Any) -> str | None:
         if y1[0] - 1e-12 <= tick <= y1[1] + 1e-12:
             py = ypx(tick, y1)
             stroke = "#9aa5b1" if tick == 0 else GRID
-            body.append(f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{stroke}" stroke-width="0.6"/>')
+            body.append(
+                f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{stroke}" stroke-width="0.6"/>'
+            )
             body.append(_text(left - 4, py + 3, _fmt(tick), size=8, anchor="end", fill=INK2))
     if has_y2:
         for tick in nice_ticks(*y2, 5):
             if y2[0] - 1e-12 <= tick <= y2[1] + 1e-12:
                 body.append(_text(left + w_plot + 4, ypx(tick, y2) + 3, _fmt(tick), size=8, fill=INK2))
-    body.append(f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(top + h_plot)}" y2="{_num(top + h_plot)}" stroke="#cbd2d9" stroke-width="0.8"/>')
+    body.append(
+        f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(top + h_plot)}"'
+        f' y2="{_num(top + h_plot)}" stroke="#cbd2d9" stroke-width="0.8"/>'
+    )
     bars = [tr for tr in traces if tr.type == "bar"]
     group = len(bars) if (layout.barmode in (None, "group") and len(bars) > 1) else 1
     gap = float(layout.bargap) if layout.bargap is not None else 0.2
@@ -449,7 +457,7 @@ def xy_svg(fig: Any) -> str | None:
         ys = _vals(tr.y)
         err = _errors(tr, len(ys))
         pts: list[tuple[float, float]] = []
-        for i, (c, v) in enumerate(zip(xs, ys)):
+        for i, (c, v) in enumerate(zip(xs, ys, strict=True)):
             ci = cats.index(c)
             if tr.type == "bar":
                 cx = left + ci * cw + cw * gap / 2 + (bar_k if group > 1 else 0) * bw
@@ -458,7 +466,8 @@ def xy_svg(fig: Any) -> str | None:
                     y0, yv = ypx(max(min(0.0, rng[1]), rng[0]), rng), ypx(v, rng)
                     op = f' fill-opacity="{_num(float(tr.opacity))}"' if tr.opacity is not None else ""
                     body.append(
-                        f'<rect x="{_num(cx)}" y="{_num(min(y0, yv))}" width="{_num(bw)}" height="{_num(abs(y0 - yv))}" fill="{colour}"{op}/>'
+                        f'<rect x="{_num(cx)}" y="{_num(min(y0, yv))}" width="{_num(bw)}"'
+                        f' height="{_num(abs(y0 - yv))}" fill="{colour}"{op}/>'
                     )
             else:
                 mid = left + (ci + 0.5) * cw
@@ -501,7 +510,10 @@ def xy_svg(fig: Any) -> str | None:
             if kind == "bar":
                 body.append(f'<rect x="{_num(lx)}" y="{_num(ly - 7)}" width="9" height="9" fill="{colour}"/>')
             else:
-                body.append(f'<line x1="{_num(lx)}" x2="{_num(lx + 10)}" y1="{_num(ly - 3)}" y2="{_num(ly - 3)}" stroke="{colour}" stroke-width="2"/>')
+                body.append(
+                    f'<line x1="{_num(lx)}" x2="{_num(lx + 10)}" y1="{_num(ly - 3)}"'
+                    f' y2="{_num(ly - 3)}" stroke="{colour}" stroke-width="2"/>'
+                )
             body.append(_text(lx + 13, ly + 1, _clip(name, 40), size=8.5))
             lx += 24 + 5.2 * min(40, len(name))
     return _svg(width, height, body)

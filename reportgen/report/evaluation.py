@@ -174,7 +174,7 @@ def _cell(est: Estimate | None, m: MetricInfo, best: bool) -> ScoreCell:
     if interval:
         title += f"; 95 % bootstrap interval {est.lo:.6g} to {est.hi:.6g}"
     else:
-        title += "; no interval (fewer than two prompts)"
+        title += "; no interval (too few prompts for one)"
     return ScoreCell(fmt(est.value), interval, best, title)
 
 
@@ -193,7 +193,7 @@ def _facts(e: Evaluation) -> tuple[tuple[str, str], ...]:
         ("intervals", f"95 % bootstrap over prompts, {s.get('bootstrap', '')} resamples"),
         ("seed", str(s.get("seed", ""))),
     ]
-    bounds = sorted({str(d.get("bounds")) for d in (e.details.get("prompts") or {}).values() if isinstance(d, dict) and d.get("bounds")})
+    bounds = [f"{pid}: {d['bounds']}" for pid, d in (e.details.get("prompts") or {}).items() if isinstance(d, dict) and d.get("bounds")]
     if bounds:
         facts.append(("best and worst orderings", "; ".join(bounds)))
     cost = []

@@ -15,7 +15,8 @@ deletions go through the model as one padding-free batch.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ def forced_logprobs(model: Any, sequences: torch.Tensor, output_ids: Sequence[in
     logits = logits[:, :-1]  # position k predicts token k + 1; the last position predicts nothing here
     logp = torch.log_softmax(logits.float(), dim=-1)
     tgt = torch.as_tensor(list(output_ids), device=logp.device)
-    tgt = tgt[t - logp.shape[1]:]  # when m = 0 there is no logit for y_1
+    tgt = tgt[t - logp.shape[1] :]  # when m = 0 there is no logit for y_1
     picked = logp.gather(2, tgt[None, :, None].expand(b, -1, 1))[..., 0].double().cpu().numpy()
     if picked.shape[1] < t:
         picked = np.concatenate([np.full((b, t - picked.shape[1]), np.nan), picked], axis=1)

@@ -16,7 +16,6 @@ from pydantic import Field
 from reportgen import hookimpl
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, Options
-
 from reportgen_example_plugin import __version__
 from reportgen_example_plugin.loo import leave_one_out
 
@@ -25,18 +24,14 @@ class LeaveOneOutOptions(Options):
     """Options of ``example.leave_one_out`` (unknown keys in the spec are errors)."""
 
     batch_size: int = Field(16, ge=1, le=4096, description="Deleted-token sequences per forward pass.")
-    include_template: bool = Field(
-        False, description="Also delete chat-template/special tokens (by default their rows are NaN)."
-    )
+    include_template: bool = Field(False, description="Also delete chat-template/special tokens (by default their rows are NaN).")
 
 
 class LeaveOneOut(AttributionMethod):
     """Drop in log P(y | x) when each user-content token of the prompt is deleted."""
 
     name: ClassVar[str] = "example.leave_one_out"
-    description: ClassVar[str] = (
-        "Leave-one-out: drop in log p(y_j | x, y_<j) when prompt token x_i is deleted (forced decoding, nats)."
-    )
+    description: ClassVar[str] = "Leave-one-out: drop in log p(y_j | x, y_<j) when prompt token x_i is deleted (forced decoding, nats)."
     options_model: ClassVar[type[Options]] = LeaveOneOutOptions
     requires: ClassVar[str] = "weights"  # needs logits: API-only models get a clear 'unavailable' reason
     version: ClassVar[str] = __version__  # part of the host's cache key: bump it when the numbers change
@@ -55,9 +50,7 @@ class LeaveOneOut(AttributionMethod):
             progress=ctx.progress,
         )
         scored = set(positions)
-        importance: list[float | None] = [
-            float(np.nansum(matrix[i])) if i in scored else None for i in range(gen.n)
-        ]
+        importance: list[float | None] = [float(np.nansum(matrix[i])) if i in scored else None for i in range(gen.n)]
         return AttributionResult(
             method=self.name,
             model_id=gen.model_id,
