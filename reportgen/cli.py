@@ -332,9 +332,8 @@ def verify(reports: tuple[Path, ...], spec: Path | None, debug: bool) -> None:
         click.echo(line)
     if not result.ok:
         bad = [c.path.name for c in result.files if not c.ok]
-        what = ", ".join(bad) if bad else "the files disagree"
-        n = len(result.all_problems())
-        _fail(VerificationFailed(f"verification failed: {n} difference(s) ({what})"), debug)
+        what = ", ".join(bad) if bad else "the files disagree with each other"
+        _fail(VerificationFailed(f"verification failed: {what}; each difference is listed above"), debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

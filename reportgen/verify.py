@@ -271,7 +271,7 @@ def _verify_html(check: FileCheck, raw: bytes, registry: Any | None) -> None:
         agree = False
     _spec_digest_consistent(check, data, " (embedded)")
     if not agree:
-        check.notes.append("the page was not compared with the embedded results: they are not the run's")
+        check.notes.append("the page was not compared with the embedded results: the manifest does not confirm them")
         return
     run = _parses(check, results, name)
     if run is None:
@@ -291,24 +291,33 @@ def _fresh_html(run: Any, registry: Any | None, results: bytes) -> str:
     return _fresh("html", run, registry, results).decode("utf-8")
 
 
-_FRESH: dict[tuple[str, str], bytes] = {}
+_FRESH: dict[tuple[str, str, str], bytes] = {}
 
 
-def _fresh(fmt: str, run: Any, registry: Any | None, results: bytes) -> bytes:
-    """The ``fmt`` report of ``run`` rendered now by the installed renderer (memoised per results)."""
+def _fresh(fmt: str, run: Any, registry: Any | None, results: bytes, command: Sequence[str] | None = None) -> bytes:
+    """The ``fmt`` report of ``run`` rendered now by the installed renderer (memoised per results).
+
+    ``command`` is the command line the report's provenance statement records (a PDF attaches
+    one), so that the fresh rendering attaches the same statement.
+    """
     from reportgen.plugins import get_registry
     from reportgen.runner import render_context
+    from reportgen.statement import reset_command, set_command
 
-    key = (fmt, sha256_hex(results))
+    key = (fmt, sha256_hex(results), json.dumps(list(command or ())))
     if key not in _FRESH:
         reg = registry or get_registry()
         renderer = reg.renderers.get(fmt)
         if renderer is None:
             raise VerifyInputError(f"cannot verify a {fmt} report here: no {fmt!r} renderer is installed")
-        with tempfile.TemporaryDirectory(prefix="reportgen-verify-") as tmp:
-            out = Path(tmp) / f"report.{fmt}"
-            renderer.render(render_context(reg, run), str(out))
-            _FRESH[key] = out.read_bytes()
+        token = set_command(command or ())
+        try:
+            with tempfile.TemporaryDirectory(prefix="reportgen-verify-") as tmp:
+                out = Path(tmp) / f"report.{fmt}"
+                renderer.render(render_context(reg, run), str(out))
+                _FRESH[key] = out.read_bytes()
+        finally:
+            reset_command(token)
     return _FRESH[key]
 
 
@@ -620,12 +629,12 @@ def _verify_pdf(check: FileCheck, raw: bytes, registry: Any | None) -> None:
     else:
         check.fail(f"has no attached {STATEMENT_NAME} (the provenance statement)")
     if not agree:
-        check.notes.append("the pages were not compared with the attached results: they are not the run's")
+        check.notes.append("the pages were not compared with the attached results: the manifest does not confirm them")
         return
     run = _parses(check, results, name)
     if run is None:
         return
-    fresh = _fresh_pdf(run, registry, results)
+    fresh = _fresh_pdf(run, registry, results, _recorded_command(files.get(STATEMENT_NAME)))
     if fresh == raw:
         check.checked.append("every page, figure and table (identical to a fresh rendering of the attached results)")
         return
@@ -642,8 +651,18 @@ def _verify_pdf(check: FileCheck, raw: bytes, registry: Any | None) -> None:
         check.notes.append(f"PDF producer: {version}")
 
 
-def _fresh_pdf(run: Any, registry: Any | None, results: bytes) -> bytes:
-    return _fresh("pdf", run, registry, results)
+def _fresh_pdf(run: Any, registry: Any | None, results: bytes, command: Sequence[str] | None) -> bytes:
+    return _fresh("pdf", run, registry, results, command)
+
+
+def _recorded_command(statement: bytes | None) -> list[str] | None:
+    """The command line a provenance statement records (None when it records none)."""
+    try:
+        st = json.loads(statement) if statement else {}
+        cmd = st["predicate"]["buildDefinition"]["externalParameters"].get("command")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return [str(c) for c in cmd] if isinstance(cmd, list) else None
 
 
 def _page_text(page: Any) -> str:

@@ -69,7 +69,13 @@ def runs(smollm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Any
         for name, text in (("a", "Is it safe?"), ("b", "Is it sound and safe?")):
             folder = tmp_path_factory.mktemp(f"verify-{name}")
             (folder / "audit.yaml").write_text(SPEC.format(text=text), encoding="utf-8")
-            run_audit(folder / "audit.yaml", RunOptions(output=str(folder / "out")), reg)
+            if name == "a":  # from the command line: the attached statement records the command
+                with pytest.MonkeyPatch.context() as here:
+                    here.chdir(folder)
+                    res = CliRunner().invoke(main, ["run", "audit.yaml", "-o", "out", "-q"], catch_exceptions=False)
+                assert res.exit_code == 0, res.output
+            else:
+                run_audit(folder / "audit.yaml", RunOptions(output=str(folder / "out")), reg)
             out[name] = folder
         yield out
 
@@ -104,7 +110,18 @@ def test_intact_reports_verify(runs: Any) -> None:
     lines = res.output.splitlines()
     for name in ("report.html", "report.pdf", "results.json", "provenance.intoto.json"):
         assert any(line.startswith(str(runs["a"] / "out" / name) + ": ok") for line in lines), res.output
-    assert "identical to a fresh rendering" in res.output and "the spec audit.yaml" in res.output
+    assert "the spec audit.yaml" in res.output and "note:" not in res.output
+    for name in ("report.html", "report.pdf"):  # byte for byte, the PDF's statement with its command line too
+        head = res.output.index(str(runs["a"] / "out" / name) + ": ok")
+        assert "identical to a fresh rendering" in res.output[head:].splitlines()[1]
+    statement = json.loads(pypdf_attachment(runs["a"] / "out" / "report.pdf", "provenance.intoto.json"))
+    assert statement["predicate"]["buildDefinition"]["externalParameters"]["command"] == ["reportgen", "run", "audit.yaml", "-o", "out"]
+
+
+def pypdf_attachment(path: Path, name: str) -> bytes:
+    import pypdf
+
+    return bytes(pypdf.PdfReader(path).attachments[name][0])
 
 
 def test_the_manifest_is_the_same_in_every_format(runs: Any) -> None:
