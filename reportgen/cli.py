@@ -76,6 +76,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # reportgen shows its own progress
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF de-quantisation bars
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # library deprecation notices are not the user's to act on
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
     warnings.filterwarnings("ignore", category=FutureWarning)
 

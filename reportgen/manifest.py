@@ -249,6 +249,17 @@ def evidence(results: bytes, manifest: Mapping[str, Any], compress_above: int | 
     return block
 
 
+def evidence_json(block: Mapping[str, Any]) -> str:
+    """The evidence block as the text of a ``<script type="application/json">`` element.
+
+    ASCII only (every other character as a JSON ``\\u`` escape), so no bidi control or
+    invisible character of a prompt reaches the page as such, and ``<``, ``>`` and ``&``
+    escaped, so nothing in it can end the element; ``JSON.parse`` gives back the exact text.
+    """
+    text = json.dumps(block, ensure_ascii=True, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def results_from_evidence(block: Mapping[str, Any]) -> bytes:
     """The results.json bytes an evidence block embeds (ValueError when it cannot be decoded)."""
     res = block.get("results")

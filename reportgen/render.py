@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -116,11 +117,16 @@ def plotly_div(fig: Any, div_id: str) -> Markup:
     return Markup(html)
 
 
+#: Characters written as JSON ``\\uXXXX`` escapes inside a script element: markup, line and
+#: paragraph separators, and every invisible format character (bidi controls, zero-width, BOM).
+_SCRIPT_ESCAPE = re.compile("[&<>\u2028\u2029\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
 def script_json(value: Any) -> Markup:
-    """JSON safe inside a ``<script>`` element: ``<``, ``>``, ``&`` and U+2028/9 escaped."""
+    """JSON safe inside a ``<script>`` element: ``<``, ``>``, ``&``, U+2028/9 and invisible
+    format characters escaped (the parsed value is unchanged)."""
     s = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    s = s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return Markup(s)
+    return Markup(_SCRIPT_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", s))
 
 
 def markdown_html(text: str) -> Markup:

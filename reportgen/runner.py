@@ -230,8 +230,14 @@ def _attribute(
     opts = method.options_model.model_validate(ms.options, context=options_context(registry))
     base = AttributionResult.for_generation(gen, ms.method, opts, label=ms.id)
     key = content_key(
-        "attribution", model.key, gen.to_json() | {"seconds": 0}, ms.method, opts.model_dump(),
-        spec.aggregations.model_dump(), spec.seed, getattr(method, "version", "1"),
+        "attribution",
+        model.key,
+        gen.to_json() | {"seconds": 0},
+        ms.method,
+        opts.model_dump(),
+        spec.aggregations.model_dump(),
+        spec.seed,
+        getattr(method, "version", "1"),
     )
     hit = cache.get("results", key)
     if hit is not None:
@@ -245,7 +251,12 @@ def _attribute(
         return replace(base, status="unavailable", reason=reason), "unavailable"
     _seed_everything(spec.seed)
     ctx = AttributionContext(
-        model=loaded, generation=gen, options=opts, seed=spec.seed, cache=cache, label=ms.id,
+        model=loaded,
+        generation=gen,
+        options=opts,
+        seed=spec.seed,
+        cache=cache,
+        label=ms.id,
         progress=lambda done, total: progress.detail(ms.label, done, total),
         generation_settings={**spec.generation.model_dump(), "dimension": spec.aggregations.dimension},
         reduce_dimension=lambda array, name: _reduce(registry, array, name or spec.aggregations.dimension),
@@ -255,11 +266,14 @@ def _attribute(
         res = method.attribute(ctx)
     except ReportgenError as exc:
         return replace(base, status="failed", reason=str(exc), timings={"seconds": time.perf_counter() - t0}), "computed"
-    except Exception as exc:  # a broken method must not sink the audit; its reason is reported
+    except Exception as exc:  # noqa: BLE001 - a broken method must not sink the audit; its reason is reported
         progress.log(f"{ms.label} failed on {gen.model_id}/{gen.prompt_id}: {type(exc).__name__}: {exc}")
         failed = replace(
-            base, status="failed", reason=f"{type(exc).__name__}: {exc}",
-            details={"traceback": traceback.format_exc(limit=8)}, timings={"seconds": time.perf_counter() - t0},
+            base,
+            status="failed",
+            reason=f"{type(exc).__name__}: {exc}",
+            details={"traceback": traceback.format_exc(limit=8)},
+            timings={"seconds": time.perf_counter() - t0},
         )
         return failed, "computed"
     res.label = ms.id
@@ -357,9 +371,7 @@ def _evaluate(
 def _reduce(registry: Registry, array: np.ndarray, name: str) -> np.ndarray:
     agg = registry.dimension_aggregation(name)
     if agg is None:
-        raise ReportgenError(
-            f"unknown dimensional aggregation {name!r}; installed: {', '.join(registry.dimension_aggregations())}"
-        )
+        raise ReportgenError(f"unknown dimensional aggregation {name!r}; installed: {', '.join(registry.dimension_aggregations())}")
     return np.asarray(agg(array), dtype=np.float64)
 
 
@@ -423,7 +435,7 @@ def _write_reports(registry: Registry, run: RunResult, out_dir: Path, formats: l
         try:
             renderer.render(ctx, str(tmp))
             atomic_write_bytes(final, tmp.read_bytes())
-        except Exception as exc:  # one broken renderer must not cost the other formats
+        except Exception as exc:  # noqa: BLE001 - one broken renderer must not cost the other formats
             failed.append(f"{fmt}: {type(exc).__name__}: {exc}")
             continue
         finally:
@@ -509,9 +521,7 @@ def gate(run: RunResult, fail_on: Iterable[str] = ()) -> str | None:
     reasons: list[str] = []
     status = Counter(r.status for r in run.results)
     if run.results and not status["ok"]:
-        reasons.append(
-            f"no method produced a result ({status['failed']} failed, {status['unavailable']} unavailable)"
-        )
+        reasons.append(f"no method produced a result ({status['failed']} failed, {status['unavailable']} unavailable)")
     elif "failed" in levels and status["failed"]:
         reasons.append(f"{status['failed']} method job(s) failed (fail on: failed)")
     severities = [lv for lv in levels if lv in SEVERITY_ORDER]
@@ -524,15 +534,15 @@ def gate(run: RunResult, fail_on: Iterable[str] = ()) -> str | None:
     return "; ".join(reasons) or None
 
 
-def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry: Registry | None = None) -> tuple[RunResult, dict[str, str]]:
+def run_audit(
+    spec_path: str | Path, options: RunOptions | None = None, registry: Registry | None = None
+) -> tuple[RunResult, dict[str, str]]:
     """Validate the spec and the run's environment (before any model loads), run every job
     (reusing cached ones, loading a model only when one of its jobs is not cached), render the
     reports and remove the ones an earlier run left that this run did not write."""
     options = options or RunOptions()
     registry = registry or get_registry()
-    target = RunTarget(
-        output=options.output, formats=tuple(options.formats) if options.formats else None, device=options.device
-    )
+    target = RunTarget(output=options.output, formats=tuple(options.formats) if options.formats else None, device=options.device)
     spec, text = load_spec(spec_path, registry, target=target)
     base_dir = Path(spec_path).resolve().parent
     formats = options.formats or spec.report.formats
@@ -547,9 +557,7 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
     t_run = time.perf_counter()
     jobs = plan_jobs(spec)
     # Every weights fingerprint before any model loads: a missing or unreadable file fails now.
-    models = [
-        ModelSlot(registry, m, base_dir, m.device or options.device or spec.device, options.progress) for m in spec.models
-    ]
+    models = [ModelSlot(registry, m, base_dir, m.device or options.device or spec.device, options.progress) for m in spec.models]
     evaluators = spec.evaluation.evaluators if spec.evaluation is not None else []
     options.progress.start(len(jobs) + len(evaluators) * len(models))
     evaluations: list[Evaluation] = []
@@ -610,8 +618,13 @@ def run_audit(spec_path: str | Path, options: RunOptions | None = None, registry
         evaluations=evaluations,
     )
     run.provenance = prov.collect(
-        spec=spec, spec_text=text, registry=registry, models=model_info, device=options.device or spec.device,
-        cache=cache, base_dir=base_dir,
+        spec=spec,
+        spec_text=text,
+        registry=registry,
+        models=model_info,
+        device=options.device or spec.device,
+        cache=cache,
+        base_dir=base_dir,
     )
     run.provenance["jobs"] = {
         "total": len(jobs),

@@ -59,8 +59,8 @@ class TinyLoader:
         self.loads = 0
 
     def load(self, model_spec: Any, *, base_dir: str, device: str) -> Any:
-        from reportgen.plugin_api import LoadedModel
         from reportgen.generate import LocalSampler
+        from reportgen.plugin_api import LoadedModel
 
         self.loads += 1
         seed = int(model_spec.source.split(":", 1)[1] or 0)
@@ -68,8 +68,12 @@ class TinyLoader:
         has_template = bool(self.tokenizer.chat_template)
         use = has_template if model_spec.chat_template == "auto" else model_spec.chat_template == "on"
         loaded = LoadedModel(
-            id=model_spec.id, source=model_spec.source, model=model, tokenizer=self.tokenizer,
-            chat_template=use, device="cpu",
+            id=model_spec.id,
+            source=model_spec.source,
+            model=model,
+            tokenizer=self.tokenizer,
+            chat_template=use,
+            device="cpu",
             info={"sha256": f"tiny-{seed}", "dtype": "float32", "attn_implementation": model_spec.attn_implementation},
         )
         loaded.sampler = LocalSampler(loaded)

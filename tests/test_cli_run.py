@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from reportgen_plugins.models.loaders import GGUFLoader
 
 from reportgen import hookimpl
 from reportgen.cli import main
@@ -19,6 +18,7 @@ from reportgen.errors import ModelLoadError
 from reportgen.plugin_api import AttributionMethod, Detector
 from reportgen.plugins import Registry, get_plugin_manager
 from reportgen.spec import ModelSpec
+from reportgen_plugins.models.loaders import GGUFLoader
 from tests.conftest import TinyLoader
 
 CLI_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
@@ -71,8 +71,17 @@ class Medium(Detector):
 
     def detect(self, result: AttributionResult, generation: Generation, options: Any) -> list[Finding]:
         return [
-            Finding(detector=self.name, severity="medium", model_id=result.model_id, prompt_id=result.prompt_id,
-                    method=result.method, positions=(0,), token=generation.input_tokens[0], evidence={}, message="m")
+            Finding(
+                detector=self.name,
+                severity="medium",
+                model_id=result.model_id,
+                prompt_id=result.prompt_id,
+                method=result.method,
+                positions=(0,),
+                token=generation.input_tokens[0],
+                evidence={},
+                message="m",
+            )
         ]
 
 
@@ -158,9 +167,7 @@ def test_a_run_where_no_method_produced_a_result_exits_7(tmp_path: Path, cli_reg
     spec = spec_file(tmp_path, text)
     res = invoke("run", str(spec), "-q")
     assert res.exit_code == 7, res.stderr
-    assert last_line(res) == (
-        "error: gate failed: no method produced a result (1 failed, 0 unavailable); the reports are written"
-    )
+    assert last_line(res) == ("error: gate failed: no method produced a result (1 failed, 0 unavailable); the reports are written")
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "results.json").is_file()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 import numpy as np
 import pytest
+from report_fixtures import DETECTORS, INJECT_IMG, INJECT_SCRIPT, html_of, make_figures, make_run, render_context
 
 from reportgen import hookimpl
 from reportgen.aggregate import intensity, token_importance
@@ -19,7 +20,6 @@ from reportgen.figures import block_factors, block_mean, downsample, heatmap, sl
 from reportgen.render import make_jinja_env, markdown_html, plotly_div, script_json
 from reportgen.report import build_context
 from reportgen_plugins.renderers.html import HtmlRenderer, PlotlyDrawer
-from report_fixtures import DETECTORS, INJECT_IMG, INJECT_SCRIPT, html_of, make_figures, make_run, render_context
 
 
 class Page(HTMLParser):
@@ -95,7 +95,9 @@ def test_one_div_per_heatmap(run: Any, page: Page) -> None:
     assert expected, "fixture has matrices"
     for e in expected:
         assert ids.count(e) == 1, e
-    heat_divs = [a["id"] for t, a in page.elements if t == "div" and "plotly-graph-div" in (a.get("class") or "") and a["id"].startswith("heatmap-")]
+    heat_divs = [
+        a["id"] for t, a in page.elements if t == "div" and "plotly-graph-div" in (a.get("class") or "") and a["id"].startswith("heatmap-")
+    ]
     assert sorted(heat_divs) == sorted(expected)
     assert len(ids) == len(set(ids)), "ids are unique"
 
@@ -116,7 +118,7 @@ def test_no_external_src_or_href(page: Page) -> None:
             v = attrs.get(name)
             if v is None:
                 continue
-            assert v.startswith("#") or v.startswith("data:"), (tag, name, v)
+            assert v.startswith(("#", "data:")), (tag, name, v)
     assert not any(t in ("link", "iframe", "object", "embed", "img") for t, _ in page.elements)
 
 
@@ -142,7 +144,7 @@ def test_injected_text_is_escaped(html: str, page: Page) -> None:
 def test_plotly_json_escapes_script_end() -> None:
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Heatmap(z=[[1]], x=["</script><script>alert(1)</script>"], y=["a"]), layout=dict(title=INJECT_SCRIPT))
+    fig = go.Figure(go.Heatmap(z=[[1]], x=["</script><script>alert(1)</script>"], y=["a"]), layout={"title": INJECT_SCRIPT})
     div = str(plotly_div(fig, "x"))
     p = parse(div)
     assert len(p.scripts) == 1
@@ -267,7 +269,9 @@ def test_renderer_writes_file(tmp_path: Any, run: Any) -> None:
 
 def test_downsampled_heatmap_note() -> None:
     run = make_run()
-    run = dataclasses.replace(run, spec=run.spec.model_copy(update={"report": run.spec.report.model_copy(update={"max_heatmap_cells": 100})}))
+    run = dataclasses.replace(
+        run, spec=run.spec.model_copy(update={"report": run.spec.report.model_copy(update={"max_heatmap_cells": 100})})
+    )
     html = html_of(run, [])
     assert "exceed report.max_heatmap_cells=100" in html
 
@@ -367,7 +371,7 @@ def test_scores_only_method_colours_input_by_primary_score(run: Any) -> None:
     assert mv.heatmap is None and "coloured by attribution_score" in mv.heatmap_note
     r = next(x for x in run.results if x.method == "probabilistic" and x.model_id == "smol" and x.prompt_id == "capital")
     cs = token_colours(r.scores["attribution_score"], run.generation("smol", "capital").input_special, signed=True)
-    for tok, c in zip(mv.input_toks, cs):
+    for tok, c in zip(mv.input_toks, cs, strict=True):
         assert tok.css == ("" if tok.special else c.css)
     assert mv.scores is not None and mv.scores.names == ("attribution_score", "entropy_prompt")
 
@@ -432,20 +436,29 @@ def test_edge_cases_render() -> None:
     g0 = run.generation("smol", "capital")
     empty = dataclasses.replace(g0, output_ids=(), output_tokens=(), response_text="", step_scores={})
     gens = [empty, run.generation("smol", "inject")]
-    base = dict(model_id="smol", prompt_id="capital", options={}, input_tokens=list(g0.input_tokens), output_tokens=[])
+    base = {"model_id": "smol", "prompt_id": "capital", "options": {}, "input_tokens": list(g0.input_tokens), "output_tokens": []}
     from reportgen.data import AttributionResult
 
     results = [
         AttributionResult(method="saliency", matrix=np.zeros((g0.n, 0)), **base),
         AttributionResult(method="attention", matrix=np.full((g0.n, 0), np.nan), **base),
         AttributionResult(
-            method="integrated_gradients", model_id="smol", prompt_id="inject", options={},
-            input_tokens=list(gens[1].input_tokens), output_tokens=list(gens[1].output_tokens),
-            matrix=np.full((gens[1].n, gens[1].t), np.nan), signed=True,
+            method="integrated_gradients",
+            model_id="smol",
+            prompt_id="inject",
+            options={},
+            input_tokens=list(gens[1].input_tokens),
+            output_tokens=list(gens[1].output_tokens),
+            matrix=np.full((gens[1].n, gens[1].t), np.nan),
+            signed=True,
         ),
         AttributionResult(
-            method="probabilistic", model_id="smol", prompt_id="inject", options={},
-            input_tokens=list(gens[1].input_tokens), output_tokens=list(gens[1].output_tokens),
+            method="probabilistic",
+            model_id="smol",
+            prompt_id="inject",
+            options={},
+            input_tokens=list(gens[1].input_tokens),
+            output_tokens=list(gens[1].output_tokens),
             matrix=np.ones((2, 2)),
         ),
     ]
@@ -460,13 +473,12 @@ def test_edge_cases_render() -> None:
 
 def test_user_template_override(tmp_path: Any) -> None:
     (tmp_path / "partials").mkdir()
-    (tmp_path / "partials" / "narrative.html").write_text(
-        '{% extends "default:partials/narrative.html" %}', "utf-8"
-    )
+    (tmp_path / "partials" / "narrative.html").write_text('{% extends "default:partials/narrative.html" %}', "utf-8")
     (tmp_path / "report.html").write_text('OVERRIDE {% include "partials/narrative.html" %}', "utf-8")
     env = make_jinja_env(user_dir=tmp_path)
-    from reportgen.report.model import Narrative
     from markupsafe import Markup
+
+    from reportgen.report.model import Narrative
 
     out = env.get_template("report.html").render(n=Narrative("n-1", "<T>", Markup("<p>x</p>")))
     assert out.startswith("OVERRIDE") and 'id="n-1"' in out and "&lt;T&gt;" in out

@@ -31,6 +31,10 @@ from report_fixtures import (
     make_run,
     render_context,
 )
+
+from reportgen.figures import esc
+from reportgen.report import build_context
+from reportgen.results import dumps
 from reportgen_plugins.renderers.pdf import (
     KaleidoExporter,
     PdfRenderer,
@@ -46,10 +50,6 @@ from reportgen_plugins.renderers.svg import (
     nice_ticks,
     plain,
 )
-
-from reportgen.figures import esc
-from reportgen.report import build_context
-from reportgen.results import dumps
 
 pypdf = pytest.importorskip("pypdf")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -214,7 +214,6 @@ def test_registered_through_entry_point() -> None:
     from importlib.metadata import entry_points
 
     import reportgen_plugins.renderers as mod
-
     from reportgen.plugins import Registry, get_plugin_manager
 
     (ep,) = [e for e in entry_points(group="reportgen") if e.name == "renderers"]
@@ -280,6 +279,7 @@ def test_plotly_heatmap_uses_reversed_axis_like_plotly() -> None:
     up = go.Figure(go.Heatmap(z=z, x=["a", "b"], y=["r0", "r1"], colorscale=[[0, "#000000"], [1, "#ffffff"]]))
     down = go.Figure(up)
     down.update_layout(yaxis={"autorange": "reversed"})
+
     def first_row(svg: str | None) -> list[str | None]:
         assert svg is not None
         return [t.text for t in ET.fromstring(svg).iter(SVG + "text")][:2]
@@ -350,9 +350,18 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
         step_scores={},
     )
     m = np.random.default_rng(3).uniform(size=(n, t))
-    r = AttributionResult(method="saliency", model_id=g.model_id, prompt_id=g.prompt_id, input_tokens=list(g2.input_tokens),
-                          output_tokens=list(g2.output_tokens), options={}, matrix=m)
-    ctx = build_context(render_context(dataclasses.replace(run, generations=[g2], results=[r]), [], DETECTORS), SvgDrawer(KaleidoExporter(False)))
+    r = AttributionResult(
+        method="saliency",
+        model_id=g.model_id,
+        prompt_id=g.prompt_id,
+        input_tokens=list(g2.input_tokens),
+        output_tokens=list(g2.output_tokens),
+        options={},
+        matrix=m,
+    )
+    ctx = build_context(
+        render_context(dataclasses.replace(run, generations=[g2], results=[r]), [], DETECTORS), SvgDrawer(KaleidoExporter(False))
+    )
     (mv,) = [mv for s in ctx.sections for p in s.panels for mv in p.methods]
     assert mv.heatmap is not None and mv.hover is None
     assert f"{n}×{t} = {n * t} cells exceed the PDF limit of 2400" in mv.heatmap_note

@@ -122,7 +122,7 @@ def test_same_spec_same_numbers_and_cache_reuse(tmp_path: Path, registry: Regist
     run3, _ = run_audit(spec, RunOptions(output=str(tmp_path / "c")), registry)  # reads it
     assert len(run1.results) == len(run2.results) == len(run3.results) == 6
     compared = 0
-    for r1, r2, r3 in zip(run1.results, run2.results, run3.results):
+    for r1, r2, r3 in zip(run1.results, run2.results, run3.results, strict=True):
         assert (r1.method, r1.prompt_id, r1.status) == (r2.method, r2.prompt_id, r2.status) == (r3.method, r3.prompt_id, r3.status)
         if r1.matrix is not None:
             assert np.array_equal(r1.matrix, r2.matrix, equal_nan=True) and np.allclose(r2.matrix, r3.matrix, equal_nan=True)
@@ -146,7 +146,7 @@ def test_failed_render_leaves_no_half_written_report(tmp_path: Path, registry: R
 
 
 def test_unavailable_method_is_reported_not_fatal(tmp_path: Path, registry: Registry) -> None:
-    text = SPEC.replace("source: \"tiny:3\"", "source: \"tiny:3\"\n    attn_implementation: sdpa").replace(
+    text = SPEC.replace('source: "tiny:3"', 'source: "tiny:3"\n    attn_implementation: sdpa').replace(
         "  - method: test.boom\n", "  - method: inseq.attention\n"
     )
     spec = write_spec(tmp_path, text)
@@ -276,7 +276,7 @@ def test_a_fully_cached_rerun_loads_no_model_and_says_so(tmp_path: Path, fingerp
     assert "tiny: every job reused from the cache; the model was not loaded" in logs
     assert not any(line.startswith("loading") for line in logs)
     # Same numbers, and the provenance still describes the model (from the load that filled the cache).
-    for r1, r2 in zip(run1.results, run2.results):
+    for r1, r2 in zip(run1.results, run2.results, strict=True):
         assert r1.matrix is not None and r2.matrix is not None and np.allclose(r1.matrix, r2.matrix)
     model = run2.provenance["models"]["tiny"]
     assert model["loaded"] is False and model["sha256"] == "tiny-3"
@@ -285,9 +285,7 @@ def test_a_fully_cached_rerun_loads_no_model_and_says_so(tmp_path: Path, fingerp
     assert data["provenance"]["jobs"]["reused"] == 6
 
 
-def test_one_missing_job_loads_the_model_once_and_changed_weights_invalidate(
-    tmp_path: Path, fingerprinted: tuple[Registry, Any]
-) -> None:
+def test_one_missing_job_loads_the_model_once_and_changed_weights_invalidate(tmp_path: Path, fingerprinted: tuple[Registry, Any]) -> None:
     registry, loader = fingerprinted
     spec = write_spec(tmp_path, REUSE_SPEC.replace("formats: [json]", "formats: [json]\ncache: cache"))
     run_audit(spec, RunOptions(output=str(tmp_path / "a")), registry)
@@ -335,7 +333,9 @@ def test_reports_an_earlier_run_left_are_removed_and_nothing_else(tmp_path: Path
     assert (out / "sub" / "report.pdf").exists()  # only the output folder itself, never below it
     removed = sorted(line for line in logs if line.startswith("removed "))
     assert len(removed) == 3
-    assert f"removed {out / 'report.pdf'}: left by an earlier run; this run wrote provenance.intoto.json, report.html, results.json" in removed
+    assert (
+        f"removed {out / 'report.pdf'}: left by an earlier run; this run wrote provenance.intoto.json, report.html, results.json" in removed
+    )
     assert any(".report.pdf.partial: an unfinished write of an earlier run" in line for line in removed)
 
 
@@ -355,8 +355,17 @@ def test_a_format_that_failed_this_time_leaves_no_older_file_behind(tmp_path: Pa
 def _finding(severity: str) -> Any:
     from reportgen.data import Finding
 
-    return Finding(detector="d", severity=severity, model_id="tiny", prompt_id="p1", method="m", positions=(0,),  # type: ignore[arg-type]
-                   token="x", evidence={}, message="m")
+    return Finding(
+        detector="d",
+        severity=severity,
+        model_id="tiny",
+        prompt_id="p1",
+        method="m",
+        positions=(0,),  # type: ignore[arg-type]
+        token="x",
+        evidence={},
+        message="m",
+    )
 
 
 def test_gate_levels(tmp_path: Path, registry: Registry) -> None:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from markupsafe import Markup
 
 from reportgen import __version__
-from reportgen.manifest import evidence
+from reportgen.manifest import evidence, evidence_json
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import plotly_div, plotly_js, read_asset
 from reportgen.report import FigureBlock, build_context
@@ -43,7 +43,7 @@ def render_html(ctx: RenderContext) -> str:
     report = build_context(ctx, PlotlyDrawer())
     data = run_to_json(ctx.run)
     return ctx.env.get_template("report.html").render(
-        evidence=evidence(dumps_data(data).encode("utf-8"), data["manifest"]),
+        evidence=Markup(evidence_json(evidence(dumps_data(data).encode("utf-8"), data["manifest"]))),
         ctx=report,
         css=Markup(read_asset("report.css")),
         js=Markup(read_asset("report.js")),

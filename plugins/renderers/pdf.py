@@ -39,7 +39,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from markupsafe import Markup
-from reportgen_plugins.renderers.svg import figure_svg, plain
 
 from reportgen import __version__
 from reportgen.manifest import MANIFEST_NAME
@@ -48,6 +47,7 @@ from reportgen.render import read_asset
 from reportgen.report import FigureBlock, build_context
 from reportgen.results import dumps
 from reportgen.statement import STATEMENT_NAME, statement_bytes, statement_for
+from reportgen_plugins.renderers.svg import figure_svg, plain
 
 log = logging.getLogger(__name__)
 
@@ -152,22 +152,22 @@ def figure_table(fig: Any, reason: str) -> Markup:
         if tr.type == "table":
             head = [plain(h) for h in (tr.header.values or [])] if tr.header else []
             cols = [list(c) for c in (tr.cells.values or [])] if tr.cells else []
-            rows = list(zip(*cols)) if cols else []
+            rows = list(zip(*cols, strict=False)) if cols else []
         else:
             cols_named = [(a, getattr(tr, a, None)) for a in ("x", "y", "z", "text")]
             present: list[tuple[str, Any]] = [(a, v) for a, v in cols_named if v is not None and not isinstance(v, str)]
             head = [a for a, _ in present]
             cols = [list(v) for _, v in present]
-            rows = list(zip(*cols)) if cols else []
+            rows = list(zip(*cols, strict=False)) if cols else []
         body = Markup("").join(
             Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row))
             for row in rows[:FALLBACK_ROWS]
         )
         more = f" (first {FALLBACK_ROWS} of {len(rows)} rows)" if len(rows) > FALLBACK_ROWS else ""
         parts.append(
-            Markup('<table class="data compact fig-data"><caption>{}{} · {}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table>').format(
-                name, more, tr.type, Markup("").join(Markup("<th>{}</th>").format(h) for h in head), body
-            )
+            Markup(
+                '<table class="data compact fig-data"><caption>{}{} · {}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
+            ).format(name, more, tr.type, Markup("").join(Markup("<th>{}</th>").format(h) for h in head), body)
         )
     return Markup("").join(parts)
 
@@ -348,9 +348,7 @@ def source_date_epoch(when: _dt.datetime | None) -> Iterator[None]:
         os.environ.pop("SOURCE_DATE_EPOCH", None)
 
 
-def write_pdfa3b(
-    document: Any, out_path: str, attachments: list[Any], identifier: bytes, when: _dt.datetime | None = None
-) -> None:
+def write_pdfa3b(document: Any, out_path: str, attachments: list[Any], identifier: bytes, when: _dt.datetime | None = None) -> None:
     """Write a laid-out WeasyPrint document as PDF/A-3b with ``attachments`` as associated files.
 
     Deterministic: ``identifier`` is the document ID and ``when`` stamps re-saved fonts. Each

@@ -1,6 +1,7 @@
 """Build the :class:`~reportgen.report.model.ReportContext` of a run, section by section.
 
-``build_context(ctx, drawer)`` is the one way every renderer gets its report model. The sections are built by :mod:`~reportgen.report.summary`,
+``build_context(ctx, drawer)`` is the one way every renderer gets its report model. The sections
+are built by :mod:`~reportgen.report.summary`,
 :mod:`~reportgen.report.findings`, :mod:`~reportgen.report.panels`,
 :mod:`~reportgen.report.comparison` and :mod:`~reportgen.report.provenance`; this module
 holds what they share: stable unique ids, the spec's report settings, plugin figures and
@@ -9,12 +10,13 @@ the renderer's :class:`FigureDrawer`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from reportgen.data import FigureSpec, RunResult
-from reportgen.plugin_api import RenderContext
 from reportgen.figures import slug
+from reportgen.plugin_api import RenderContext
 from reportgen.report.model import FigureBlock, Rebuilt, ReportContext, TocEntry
 
 
@@ -73,7 +75,7 @@ class ReportBuilder:
         fid = self.id(fid)
         try:
             return self.drawer.draw(fig, fid, title, caption)
-        except Exception as exc:  # a plugin's malformed figure must not take the whole report down
+        except Exception as exc:  # noqa: BLE001 - a plugin's malformed figure must not take the whole report down
             from markupsafe import Markup
 
             return FigureBlock(fid, title, caption, Markup(""), error=f"{type(exc).__name__}: {exc}"[:500])
@@ -123,7 +125,7 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
     sections = panels.build_sections(b, comparison.build_comparisons)
     anchors = {s.prompt_id: s.id for s in sections}
     before, after = narrative.build(b)
-    ctx = ReportContext(
+    report = ReportContext(
         title=run.spec.report.title or run.spec.title,
         description=run.spec.description or "",
         created_at=run.created_at,
@@ -143,7 +145,7 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
         rebuilt=_rebuilt(run),
         evaluation=evaluation.build(b),
     )
-    return replace(ctx, toc=_toc(ctx))
+    return replace(report, toc=_toc(report))
 
 
 def _rebuilt(run: RunResult) -> Rebuilt | None:
