@@ -531,3 +531,21 @@ def generate_via_sampler(loaded: LoadedModel, prompt: Any, settings: Any, seed: 
         input_raw=tuple(t[0] for t in toks),  # pseudo-tokens are whole words: raw and shown alike
         output_raw=tuple(out_toks),
     )
+
+
+def available_memory_bytes(device: Any) -> int:
+    """Free accelerator memory, or MemAvailable on CPU (4 GiB when unknown): what a method may
+    batch into."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from reportgen.generate import available_memory_bytes
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -32,23 +34,6 @@ class Scorer(Protocol):
     def score(self, inputs: Sequence[Sequence[int]]) -> FloatArray: ...
 
     def prior_top(self, position: int, exclude: set[int]) -> int | None: ...
-
-
-def available_memory_bytes(device: Any) -> int:
-    """Free accelerator memory, or MemAvailable on CPU (4 GiB when unknown)."""
-    if getattr(device, "type", "cpu") == "cuda":
-        import torch
-
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
 
 
 class PrefixBatchScorer:

@@ -22,24 +22,10 @@ import numpy.typing as npt
 import torch
 from transformers import DynamicCache
 
+from reportgen.generate import available_memory_bytes
 from reportgen_plugins.pas.estimators import FloatArray
 
 Ids = Sequence[int] | npt.NDArray[np.int64]
-
-
-def available_memory_bytes(device: torch.device) -> int:
-    """Free accelerator memory, or available system memory on CPU (MemAvailable)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
 
 
 def auto_batch_size(model: Any, prefix_len: int, seq_len: int, vocab: int, device: torch.device) -> int:
