@@ -14,4 +14,6 @@ class JSONRenderer(Renderer):
     description = "results.json: every generation, matrix, score, finding, the provenance and the manifest (schema_version 1.1)"
 
     def render(self, ctx: RenderContext, out_path: str) -> None:
-        Path(out_path).write_text(dumps(ctx.run), encoding="utf-8")
+        # Bytes, not text mode: the file is UTF-8 with "\n" line ends on every platform, the
+        # exact bytes the PDF attaches and the HTML embeds (no newline translation on Windows).
+        Path(out_path).write_bytes(dumps(ctx.run).encode("utf-8"))
