@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -331,6 +332,50 @@ def parse_yaml(text: str, filename: str) -> Any:
         raise SpecError(f"{filename}: YAML error: {exc}") from None
 
 
+#: UTF-16 surrogate code points: YAML's ``"\\u…"`` escapes name UTF-16 code units, so a character
+#: above U+FFFF written as two escapes (``"\\ud83d\\udc69"``) parses as a pair of surrogates.
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escaped(text: str) -> str:
+    """``text`` with each surrogate written as its ``\\uXXXX`` escape (printable in any message)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _rejoin_surrogates(node: Any, where: Callable[[tuple[Any, ...]], str], loc: tuple[Any, ...] = ()) -> list[str]:
+    """Rejoin every high+low surrogate pair in the parsed YAML's strings into its character (in
+    place); return one problem per string that still holds a lone surrogate (or a key that holds one)."""
+    problems: list[str] = []
+
+    def fix(value: str, at: tuple[Any, ...]) -> str:
+        value = _SURROGATE_PAIR.sub(lambda m: m.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le"), value)
+        lone = _SURROGATE.search(value)
+        if lone:
+            problems.append(
+                f"{where(at)}: {_escaped(_fmt_loc(at))}: lone UTF-16 surrogate \\u{ord(lone.group()):04x} "
+                "(a \\u escape without its other half); write the character itself, \\U followed by 8 hex digits, "
+                "or both halves of the pair"
+            )
+        return value
+
+    if isinstance(node, dict):
+        for key in list(node):
+            if isinstance(key, str) and _SURROGATE.search(key):
+                problems.append(f"{where(loc)}: {_escaped(_fmt_loc((*loc, key)))}: a key holds a UTF-16 surrogate escape")
+            elif isinstance(node[key], str):
+                node[key] = fix(node[key], (*loc, key))
+            else:
+                problems.extend(_rejoin_surrogates(node[key], where, (*loc, key)))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, str):
+                node[i] = fix(item, (*loc, i))
+            else:
+                problems.extend(_rejoin_surrogates(item, where, (*loc, i)))
+    return problems
+
+
 def _suggest(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -456,6 +501,9 @@ def validate_text(
         lc = _locate(tree, loc)
         return f"{filename}:{lc[0]}:{lc[1]}" if lc else filename
 
+    surrogates = _rejoin_surrogates(tree, where)
+    if surrogates:
+        raise SpecError(f"{filename}: invalid audit spec ({len(surrogates)} problem(s))", surrogates)
     try:
         spec = AuditSpec.model_validate(_to_plain(tree))
     except ValidationError as exc:

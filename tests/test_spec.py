@@ -155,3 +155,42 @@ def test_the_readme_spec_is_valid(registry) -> None:  # type: ignore[no-untyped-
     block = readme.split("## The audit spec, annotated", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     spec = validate_text(block, "README.md", registry)
     assert {m.method for m in spec.methods} >= {"probabilistic", "jacobian.fisher", "dbsa", "inseq.saliency"}
+
+
+# --------------------------------------------------------------------------- UTF-16 surrogate escapes
+
+WOMAN = "\U0001f469"  # 👩, written in YAML as the UTF-16 pair "\ud83d\udc69"
+
+
+def test_a_surrogate_pair_escape_is_rejoined_into_its_character() -> None:
+    second = '  - id: q\n    messages:\n      - role: user\n        content: "\\ud83d\\udc69\\ud83d\\udc69"\n'
+    text = GOOD.replace('    text: "hello"\n', '    text: "hi \\ud83d\\udc69!"\n' + second)
+    spec = validate_text(text, "audit.yaml")
+    assert spec.prompts[0].text == f"hi {WOMAN}!"
+    assert spec.prompts[1].messages is not None and spec.prompts[1].messages[0].content == WOMAN * 2
+    assert spec.prompts[0].text.encode("utf-8") == f"hi {WOMAN}!".encode()  # what a tokenizer needs
+    assert validate_text(GOOD.replace('"hello"', '"\\U0001F469"'), "audit.yaml").prompts[0].text == WOMAN
+
+
+@pytest.mark.parametrize(
+    ("escapes", "where", "unit"),
+    [
+        ("\\ud83d", "audit.yaml:7:5: prompts[0].text", "\\ud83d"),  # a high half alone
+        ("a\\udc69b", "audit.yaml:7:5: prompts[0].text", "\\udc69"),  # a low half alone
+        ("\\udc69\\ud83d", "audit.yaml:7:5: prompts[0].text", "\\udc69"),  # the halves in the wrong order
+    ],
+)
+def test_a_lone_surrogate_is_a_spec_error_naming_file_line_and_field(escapes: str, where: str, unit: str) -> None:
+    found = problems(GOOD.replace('"hello"', f'"{escapes}"'))
+    assert len(found) == 1
+    assert found[0].startswith(f"{where}: lone UTF-16 surrogate {unit} "), found
+    found[0].encode("ascii")  # the message itself holds no surrogate: it prints anywhere
+
+
+def test_cli_lone_surrogate_exits_2_in_one_message(tmp_path: Path) -> None:
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(GOOD.replace('    text: "hello"', '    messages:\n      - role: user\n        content: "x\\ud83d"'), encoding="utf-8")
+    res = invoke_cli("validate", str(spec))
+    assert res.exit_code == 2, res.stderr
+    assert f"{spec}:9:9: prompts[0].messages[0].content: lone UTF-16 surrogate \\ud83d" in res.stderr
+    assert "Traceback" not in res.stderr
