@@ -81,7 +81,28 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _progress_lines() -> Any:
+    """Progress for a log (stderr is not a terminal: CI, ``2> log.txt``): one plain line per
+    finished job, ``[n/total] label · elapsed``, and the log lines; no redraws, no ANSI escapes."""
+    import time
+
+    from reportgen.runner import Progress as Hooks
+
+    state = {"done": 0, "total": 0, "t0": time.monotonic()}
+
+    def start(total: int) -> None:
+        state.update(done=0, total=total, t0=time.monotonic())
+
+    def advance(label: str) -> None:
+        state["done"] += 1
+        elapsed = time.monotonic() - state["t0"]
+        click.echo(f"[{state['done']}/{state['total']}] {label} · {elapsed:.1f} s elapsed", err=True)
+
+    return Hooks(start=start, advance=advance, log=lambda msg: click.echo(msg, err=True))
+
+
 def _progress_bar(quiet: bool) -> tuple[Any, Any]:
+    """(a rich bar to enter while the run lasts, or None; the runner's progress hooks)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -97,6 +118,8 @@ def _progress_bar(quiet: bool) -> tuple[Any, Any]:
     console = Console(stderr=True)
     if quiet:  # no bar; log lines (model loads, cache reuse, removed files) stay, as plain lines
         return None, Hooks(log=lambda msg: click.echo(msg, err=True))
+    if not sys.stderr.isatty():
+        return None, _progress_lines()
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

