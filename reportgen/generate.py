@@ -322,7 +322,7 @@ def teacher_forced_step_scores(model: Any, input_ids: list[int], output_ids: lis
     tgt = torch.tensor(output_ids, device=logits.device)
     p = logp.gather(1, tgt[:, None])[:, 0].exp()
     ent = -(logp.exp() * logp).sum(-1)
-    return {"probability": p.tolist(), "entropy": ent.tolist()}
+    return {"probability": p.double().cpu().tolist(), "entropy": ent.double().cpu().tolist()}
 
 
 @torch.no_grad()

@@ -150,7 +150,7 @@ def _batched_vjp_norms(
     at position ℓ_m; ``batch`` of them go through one vmapped backward (``is_grads_batched``).
     """
     M, L = vectors.shape[0], embeds.shape[1]
-    out = torch.zeros(M, L, dtype=torch.float64)
+    out = torch.zeros(M, L, dtype=torch.float64, device="cpu")  # the result: CPU, float64
     mode = "batched"
     for s in range(0, M, batch):
         e = min(M, s + batch)
@@ -197,10 +197,10 @@ def _hutchinson_fisher(
     gen = torch.Generator().manual_seed(int(seed))
     # One independent probe set per token; direction k = (token k // probes, probe k % probes).
     Z = torch.randint(0, 2, (last + 1, probes, de), generator=gen).to(e0.dtype).mul_(2).sub_(1)
-    tok = torch.arange(last + 1).repeat_interleave(probes)
+    tok = torch.arange(last + 1, device="cpu").repeat_interleave(probes)  # indexes the CPU result
     Zflat = Z.reshape(-1, de).to(e0.device)
     Fd = F.to(e0.device)
-    out = torch.zeros(len(pos), L, dtype=torch.float64)
+    out = torch.zeros(len(pos), L, dtype=torch.float64, device="cpu")  # the result: CPU, float64
     K = Zflat.shape[0]
     for s in range(0, K, batch):
         e = min(K, s + batch)
@@ -257,7 +257,7 @@ def compute_scope(
             F, _ = fisher_matrices(problem.weight, hl, problem.bias, vocab_chunk)
             timings["fisher_matrices_s"] = time.perf_counter() - t1
             trace_F = torch.diagonal(F, dim1=1, dim2=2).sum(-1)
-            details["fisher_trace"] = trace_F.tolist()
+            details["fisher_trace"] = trace_F.cpu().tolist()
             if fisher_mode == "hutchinson":
                 scores = _hutchinson_fisher(problem, F, probes, seed, vjp_batch, progress)
                 details["jvp"] = "forward-mode torch.func.jvp (exact, SDPA math kernel)"
@@ -270,7 +270,7 @@ def compute_scope(
                 k = d if fisher_mode == "full" else min(rank, d)
                 lam_k, U_k = lam[:, -k:], U[:, :, -k:]  # (m, k), (m, d, k)
                 details["rank"] = k
-                details["trace_captured"] = (lam_k.sum(-1) / lam.sum(-1).clamp_min(1e-300)).tolist()
+                details["trace_captured"] = (lam_k.sum(-1) / lam.sum(-1).clamp_min(1e-300)).cpu().tolist()
                 vec = (U_k * lam_k.sqrt()[:, None, :]).transpose(1, 2).reshape(m * k, d)
                 norms = _batched_vjp_norms(h, embeds, pos.repeat_interleave(k), vec.to(h.dtype), vjp_batch, progress, details)
                 scores = (norms**2).reshape(m, k, -1).sum(1).numpy()
@@ -307,7 +307,7 @@ def compute_scope_loop(
                 k = F.shape[-1] if fisher_mode == "full" else min(rank, F.shape[-1])
                 vecs = [(U[:, -i] * lam[-i].clamp_min(0).sqrt()).to(h.dtype) for i in range(1, k + 1)]
             for v in vecs:
-                g = torch.autograd.grad(h, e, v, retain_graph=True)[0][0].double().norm(dim=-1).numpy()
+                g = torch.autograd.grad(h, e, v, retain_graph=True)[0][0].double().norm(dim=-1).cpu().numpy()
                 out[j, : ell + 1] += g if scope != "fisher" else g**2
     return out
 
