@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from html.parser import HTMLParser
@@ -19,6 +20,7 @@ from reportgen.data import FigureSpec
 from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
 from reportgen.render import make_jinja_env, markdown_html, plotly_div, script_json
 from reportgen.report import build_context
+from reportgen.results import dumps, run_to_json
 from reportgen_plugins.renderers.html import HtmlRenderer, PlotlyDrawer
 
 
@@ -502,3 +504,15 @@ def test_flatten_formats_numbers() -> None:
 def test_info_findings_collapsed(html: str) -> None:
     heads = re.findall(r'id="(finding-\d)">\s*<details class="finding-body"( open)?>', html)
     assert heads == [("finding-1", " open"), ("finding-2", " open"), ("finding-3", "")]
+
+
+def test_run_id_and_results_digest_are_visible(run: Any, page: Page) -> None:
+    """A reader matches the page to its results.json: run id and sha256 in the header, whole in provenance."""
+    sha = hashlib.sha256(dumps(run).encode("utf-8")).hexdigest()
+    run_id = run_to_json(run)["manifest"]["run_id"]
+    text = re.sub(r"\s+", " ", page.visible_text())
+    assert f"Run {run_id} · results.json sha256 {sha[:16]}…" in text
+    assert re.search(f"run_id ?{run_id}", text) and re.search(f"results.json sha256 ?{sha}", text)  # the provenance table
+    rebuilt = dataclasses.replace(run, provenance={**run.provenance, "rebuilt": {"at": "", "from": "results.json", "sha256": "cd" * 32}})
+    text = re.sub(r"\s+", " ", parse(html_of(rebuilt)).visible_text())
+    assert f"Run {run_id} · results.json sha256 {'cd' * 8}…" in text  # the file it was rebuilt from

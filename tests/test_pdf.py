@@ -34,7 +34,7 @@ from report_fixtures import (
 
 from reportgen.figures import esc
 from reportgen.report import build_context
-from reportgen.results import dumps
+from reportgen.results import dumps, run_to_json
 from reportgen_plugins.renderers.pdf import (
     KaleidoExporter,
     PdfRenderer,
@@ -200,7 +200,21 @@ def test_page_numbers_and_running_header(reader: Any, run: Any) -> None:
     second = re.sub(r"\s+", " ", reader.pages[1].extract_text())
     assert f"Page 2 of {n}" in second
     assert run.spec.title in second  # running header
-    assert "spec sha256 abababababababab" in second  # running footer
+    assert run_line(run) in second  # running footer
+
+
+def run_line(run: Any) -> str:
+    """The run reference the header and every page footer print: run id, digest of results.json."""
+    sha = hashlib.sha256(dumps(run).encode("utf-8")).hexdigest()
+    return f"Run {run_to_json(run)['manifest']['run_id']} · results.json sha256 {sha[:16]}…"
+
+
+def test_run_id_on_the_cover_and_every_page_and_whole_in_provenance(reader: Any, run: Any, text: str) -> None:
+    line = run_line(run)
+    for k, page in enumerate(reader.pages, start=1):
+        assert line in re.sub(r"\s+", " ", page.extract_text()), f"page {k} does not name its run"
+    sha = hashlib.sha256(dumps(run).encode("utf-8")).hexdigest()
+    assert re.search(f"results.json sha256 ?{sha}", text) and re.search(f"run_id ?{run_to_json(run)['manifest']['run_id']}", text)
 
 
 def test_every_method_view_printed(text: str, run: Any) -> None:

@@ -23,6 +23,7 @@ from reportgen.manifest import evidence, evidence_json
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import plotly_div, plotly_js, read_asset
 from reportgen.report import FigureBlock, build_context
+from reportgen.report.provenance import run_reference
 from reportgen.results import dumps_data, run_to_json
 
 
@@ -42,8 +43,10 @@ def render_html(ctx: RenderContext) -> str:
     """The whole report as one HTML string (deterministic for a given run)."""
     report = build_context(ctx, PlotlyDrawer())
     data = run_to_json(ctx.run)
+    results = dumps_data(data).encode("utf-8")
     return ctx.env.get_template("report.html").render(
-        evidence=Markup(evidence_json(evidence(dumps_data(data).encode("utf-8"), data["manifest"]))),
+        evidence=Markup(evidence_json(evidence(results, data["manifest"]))),
+        run_ref=run_reference(data, results),
         ctx=report,
         css=Markup(read_asset("report.css")),
         js=Markup(read_asset("report.js")),

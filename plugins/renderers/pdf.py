@@ -32,6 +32,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -45,6 +46,7 @@ from reportgen.manifest import MANIFEST_NAME
 from reportgen.plugin_api import RenderContext, Renderer
 from reportgen.render import read_asset
 from reportgen.report import FigureBlock, build_context
+from reportgen.report.provenance import run_reference
 from reportgen.results import dumps
 from reportgen.statement import STATEMENT_NAME, statement_bytes, statement_for
 from reportgen_plugins.renderers.svg import figure_svg, plain
@@ -290,7 +292,7 @@ def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer, results: bytes | 
         version=__version__,
         created=_w3c_date(run.created_at),
         modified=_w3c_date(run.completed_at),
-        spec_sha=str(run.provenance.get("spec_sha256", "")),
+        run_ref=run_reference(json.loads(results), results),
         results_name=RESULTS_NAME,
         results_sha256=hashlib.sha256(results).hexdigest(),
         results_size=len(results),
@@ -370,8 +372,6 @@ def evidence_attachments(ctx: RenderContext, results: bytes) -> list[Any]:
     """``manifest.json`` (the run's manifest, as in results.json) and ``provenance.intoto.json``
     (the in-toto statement; its subject is the attached results.json, since a PDF cannot name
     its own digest), both attached with ``AFRelationship /Supplement``; ``reportgen verify`` reads them."""
-    import json
-
     import weasyprint
 
     run = ctx.run
