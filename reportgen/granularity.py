@@ -233,7 +233,7 @@ def units(tokens: Sequence[str], special: Sequence[bool], granularity: Granulari
     text = plain_text(tokens)
     if granularity == "token":
         triples = enumerate(zip(tokens, special, spans, strict=True))
-        per_token = tuple(Unit(str(t), text[a:b], a, b, bool(s), (i,)) for i, (t, s, (a, b)) in triples)
+        per_token = tuple(Unit(t, text[a:b], a, b, bool(s), (i,)) for i, (t, s, (a, b)) in triples)
         return Units("token", per_token, np.eye(n))
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; choose token, word or sentence")
@@ -242,7 +242,7 @@ def units(tokens: Sequence[str], special: Sequence[bool], granularity: Granulari
     while i < n:
         if special[i]:
             a, b = spans[i]
-            blocks.append(([Unit(str(tokens[i]), text[a:b], a, b, True, (i,))], [i], np.ones((1, 1))))
+            blocks.append(([Unit(tokens[i], text[a:b], a, b, True, (i,))], [i], np.ones((1, 1))))
             i += 1
             continue
         j = i

@@ -172,6 +172,11 @@ class AggregationSpec(_Strict):
         "sum", description="Eq. 6 I(x_i)=Σ_j A_ij (sum) or Σ_j |A_ij| (abs_sum) for signed methods."
     )
     window: int = Field(1, ge=1, description="Eqs. 4–5 context window c (clamped to ⌊min(n,t)/2⌋).")
+    granularity: Literal["token", "word", "sentence"] = Field(
+        "token",
+        description="Units of the comparison views: token, word or sentence (token shares split by characters covered, "
+        "summed per unit); two models that tokenise differently are always compared at least per word.",
+    )
 
 
 class ReportSpec(_Strict):

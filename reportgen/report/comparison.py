@@ -1,18 +1,181 @@
-"""Model comparison: the same prompt and method on two models, side by side (seed 001 §4.5)."""
+"""Model comparison: the same prompt and method on two models, side by side (seed 001 §4.5).
+
+The differential matrix A¹ − A² needs rows and columns that mean the same thing on both sides.
+When both generations have the same input and output tokens it is taken token by token. When
+the tokenizers differ (or the inputs or responses do), both matrices are first aggregated to
+words (:mod:`reportgen.granularity`; the spec's ``aggregations.granularity`` may ask for
+sentences), and the units are aligned by a diff of their texts (:class:`difflib.SequenceMatcher`
+on the input units and, separately, on the output units): only units the diff matches are
+compared, never positions. :func:`align` and :func:`delta` are the pure part that
+``reportgen diff`` shares.
+"""
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from reportgen.aggregate import difference
-from reportgen.data import Generation
+import numpy as np
+
+from reportgen.aggregate import token_importance
+from reportgen.data import AttributionResult, Generation
 from reportgen.figures import heatmap, slug
-from reportgen.report.model import CompareMethod, Comparison
-from reportgen.report.panels import importance, matrix_or_none
+from reportgen.granularity import Granularity, Units, aggregate_matrix, aggregate_vector, units
+from reportgen.report.model import CompareMethod, Comparison, Tok
+from reportgen.report.panels import matrix_or_none
 from reportgen.report.text import output_special, token_views
 
 if TYPE_CHECKING:  # pragma: no cover
     from reportgen.report.builder import ReportBuilder
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How two generations' attribution matrices are put side by side.
+
+    ``rows``/``cols``: matched (left unit, right unit) index pairs of the input and output units.
+    """
+
+    granularity: Granularity
+    left_in: Units
+    left_out: Units
+    right_in: Units
+    right_out: Units
+    rows: tuple[tuple[int, int], ...]
+    cols: tuple[tuple[int, int], ...]
+
+    def note(self, left: str, right: str) -> str:
+        """What the differential matrix covers, in plain words (the figure's caption)."""
+        u = self.granularity
+        li, ri, lo, ro = (len(x.units) for x in (self.left_in, self.right_in, self.left_out, self.right_out))
+        parts = [f"A[{left}] − A[{right}]"]
+        if self.granularity == "token":
+            parts.append("token by token: both have the same input and output tokens.")
+        else:
+            parts.append(
+                f"per {u}: each token's attribution is split over the {u}s it covers in proportion to its characters "
+                f"and summed per {u} (template tokens stay units of their own)."
+            )
+        if len(self.rows) != li or len(self.rows) != ri:
+            parts.append(
+                f"The inputs differ: a {u}-level diff matched {len(self.rows)} of {li} / {ri} input {u}s; only those rows are shown."
+            )
+        if len(self.cols) != lo or len(self.cols) != ro:
+            parts.append(
+                f"The responses differ: a {u}-level diff (difflib) matched {len(self.cols)} of {lo} / {ro} response {u}s; "
+                "only matched units are compared, not positions."
+            )
+        return " ".join(parts)
+
+
+def _pairs(left: Units, right: Units) -> tuple[tuple[int, int], ...]:
+    keys_l = [(u.special, u.core) for u in left.units]
+    keys_r = [(u.special, u.core) for u in right.units]
+    sm = difflib.SequenceMatcher(None, keys_l, keys_r, autojunk=False)
+    return tuple((blk.a + k, blk.b + k) for blk in sm.get_matching_blocks() for k in range(blk.size))
+
+
+def align(a: Generation, b: Generation, granularity: Granularity = "token") -> Alignment:
+    """Units of both generations and their matches: tokens when both tokenised input and response
+    alike and ``granularity`` is ``token``; otherwise words (or ``granularity`` when coarser)."""
+    same = tuple(a.input_tokens) == tuple(b.input_tokens) and tuple(a.output_tokens) == tuple(b.output_tokens)
+    g: Granularity = granularity if granularity != "token" or same else "word"
+    li = units(a.input_tokens, a.input_special, g)
+    lo = units(a.output_tokens, output_special(a), g)
+    ri = units(b.input_tokens, b.input_special, g)
+    ro = units(b.output_tokens, output_special(b), g)
+    return Alignment(g, li, lo, ri, ro, _pairs(li, ri), _pairs(lo, ro))
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The differential matrix over the aligned units, with each unit's label (left side's text)."""
+
+    matrix: np.ndarray
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    left: np.ndarray  # both matrices at the alignment's granularity (all units)
+    right: np.ndarray
+
+
+def delta(al: Alignment, ma: np.ndarray, mb: np.ndarray) -> Delta:
+    """A[left] − A[right] over the units ``al`` matched (NaN where either is undefined)."""
+    left = aggregate_matrix(ma, al.left_in, al.left_out)
+    right = aggregate_matrix(mb, al.right_in, al.right_out)
+    ri = [i for i, _ in al.rows], [j for _, j in al.rows]
+    ci = [i for i, _ in al.cols], [j for _, j in al.cols]
+    d = left[np.ix_(ri[0], ci[0])] - right[np.ix_(ri[1], ci[1])]
+    return Delta(
+        matrix=d,
+        rows=tuple(al.left_in.units[i].text for i in ri[0]),
+        cols=tuple(al.left_out.units[i].text for i in ci[0]),
+        left=left,
+        right=right,
+    )
+
+
+def usable(g: Generation, r: AttributionResult | None) -> np.ndarray | None:
+    """The result's matrix when it has one of the generation's shape."""
+    m = None if r is None else matrix_or_none(r)
+    return m if m is not None and m.shape == (g.n, g.t) else None
+
+
+def _views(b: ReportBuilder, al_in: Units, al_out: Units, m: np.ndarray, signed: bool) -> tuple[tuple[Tok, ...], ...]:
+    ix, iy = token_importance(m, absolute=b.absolute)
+    ux, uy = aggregate_vector(ix, al_in), aggregate_vector(iy, al_out)
+    u = al_in.granularity
+    what = "I(x)" if u == "token" else f"I(x) per {u}"
+    return (
+        token_views(al_in.texts, al_in.special, ux, signed, what, "input"),
+        token_views(al_out.texts, al_out.special, uy, signed, what.replace("x", "y"), "output"),
+    )
+
+
+def compare_method(
+    b: ReportBuilder,
+    label: str,
+    pair: tuple[Generation, Generation],
+    results: tuple[AttributionResult, AttributionResult],
+    names: tuple[str, str],
+) -> CompareMethod | None:
+    """One method's comparison of two generations (None when either has no usable matrix)."""
+    from reportgen.report.builder import uid
+
+    (ga, gb), (ra, rb) = pair, results
+    ma, mb = usable(ga, ra), usable(gb, rb)
+    if ma is None or mb is None:
+        return None
+    al = align(ga, gb, b.spec.aggregations.granularity)
+    signed = (bool(ra.signed) or bool(rb.signed)) and not b.absolute
+    left_in, left_out = _views(b, al.left_in, al.left_out, ma, signed)
+    right_in, right_out = _views(b, al.right_in, al.right_out, mb, signed)
+    diff = None
+    if al.rows and al.cols:
+        d = delta(al, ma, mb)
+        fig, _ = heatmap(
+            d.matrix,
+            list(d.rows),
+            list(d.cols),
+            signed=True,
+            value_label=f"Δ {label}",
+            title=f"{label}: A[{names[0]}] − A[{names[1]}]" + ("" if al.granularity == "token" else f" per {al.granularity}"),
+            max_cells=b.max_cells,
+        )
+        diff = b.figure(fig, uid("diff", ga.prompt_id, label, names[0], "minus", names[1]))
+        note = al.note(names[0], names[1])
+    else:
+        note = f"No differential matrix: no input or no response {al.granularity} of one side matches the other's."
+    return CompareMethod(
+        key=slug(label),
+        label=label,
+        left_input=left_in,
+        left_output=left_out,
+        right_input=right_in,
+        right_output=right_out,
+        diff=diff,
+        note=note,
+    )
 
 
 def build_comparisons(b: ReportBuilder, a: Generation, other: Generation) -> Comparison:
@@ -26,47 +189,9 @@ def build_comparisons(b: ReportBuilder, a: Generation, other: Generation) -> Com
         x, y = ra.get(ms.label), rb.get(ms.label)
         if x is None or y is None:
             continue
-        mx, my = matrix_or_none(x), matrix_or_none(y)
-        if mx is None or my is None or mx.shape != (a.n, a.t) or my.shape != (other.n, other.t):
-            continue
-        signed = (bool(x.signed) or bool(y.signed)) and not b.absolute
-        ixa, iya = importance(b, mx)
-        ixb, iyb = importance(b, my)
-        diff = None
-        if tuple(a.input_tokens) == tuple(other.input_tokens):
-            d = difference(mx, my)
-            t = d.shape[1]
-            note = (
-                f"A[{a.model_id}] − A[{other.model_id}] over the same input tokens"
-                if a.t == other.t
-                else f"The responses differ in length ({a.t} vs {other.t} tokens): the difference covers the first {t} "
-                "output positions, aligned by position."
-            )
-            out_labels = [f"{ta} | {tb}" if ta != tb else ta for ta, tb in zip(a.output_tokens[:t], other.output_tokens[:t], strict=True)]
-            fig, _ = heatmap(
-                d,
-                list(a.input_tokens),
-                out_labels,
-                signed=True,
-                value_label=f"Δ {ms.label}",
-                title=f"{ms.label}: A[{a.model_id}] − A[{other.model_id}]",
-                max_cells=b.max_cells,
-            )
-            diff = b.figure(fig, uid("diff", a.prompt_id, ms.label, a.model_id, "minus", other.model_id))
-        else:
-            note = "No differential matrix: the two models tokenise the input differently, so rows do not correspond."
-        methods.append(
-            CompareMethod(
-                key=slug(ms.label),
-                label=ms.label,
-                left_input=token_views(a.input_tokens, a.input_special, ixa, signed, "I(x)", "input"),
-                left_output=token_views(a.output_tokens, output_special(a), iya, signed, "I(y)", "output"),
-                right_input=token_views(other.input_tokens, other.input_special, ixb, signed, "I(x)", "input"),
-                right_output=token_views(other.output_tokens, output_special(other), iyb, signed, "I(y)", "output"),
-                diff=diff,
-                note=note,
-            )
-        )
+        cm = compare_method(b, ms.label, (a, other), (x, y), (a.model_id, other.model_id))
+        if cm is not None:
+            methods.append(cm)
     return Comparison(
         id=cid,
         left=a.model_id,
@@ -74,12 +199,12 @@ def build_comparisons(b: ReportBuilder, a: Generation, other: Generation) -> Com
         left_label=b.model_label.get(a.model_id, a.model_id),
         right_label=b.model_label.get(other.model_id, other.model_id),
         same_output=tuple(a.output_tokens) == tuple(other.output_tokens),
-        inputs_note=_inputs_note(a, other),
+        inputs_note=inputs_note(a, other),
         methods=tuple(methods),
     )
 
 
-def _inputs_note(a: Generation, b: Generation) -> str:
+def inputs_note(a: Generation, b: Generation) -> str:
     """Empty when both models saw the same input text; otherwise what differed, plainly."""
     if "".join(a.input_tokens) == "".join(b.input_tokens):
         return ""

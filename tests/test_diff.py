@@ -1,0 +1,255 @@
+"""Cross-tokenizer comparison per word, and ``reportgen diff OLD NEW`` (no model loaded)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reportgen import hookimpl
+from reportgen.cli import main
+from reportgen.data import Finding, Generation
+from reportgen.diff import diff_json, diff_runs
+from reportgen.plugins import Registry, get_plugin_manager
+from reportgen.report import build_context
+from reportgen.report.comparison import align, delta
+from reportgen.runner import RunOptions, run_audit
+from reportgen_plugins.renderers.html import PlotlyDrawer
+from tests.conftest import REPO, TinyLoader
+from tests.report_fixtures import make_run, render_context
+
+TEMPLATE = ["<|im_start|>", "user", "\n"]
+
+
+def gen(model: str, user: list[str], out: list[str], template: list[str] = TEMPLATE) -> Generation:
+    toks = [*template, *user]
+    return Generation(
+        model_id=model,
+        prompt_id="p",
+        input_ids=tuple(range(len(toks))),
+        input_tokens=tuple(toks),
+        input_special=tuple([True] * len(template) + [False] * len(user)),
+        output_ids=tuple(range(len(out))),
+        output_tokens=tuple(out),
+        prompt_text="".join(user),
+        response_text="".join(out),
+    )
+
+
+def test_different_tokenizers_are_compared_per_word() -> None:
+    # "Hello world" cut two ways; the same one-token response
+    a = gen("smol", ["Hel", "lo wor", "ld"], [" Hi"])
+    b = gen("gemma", ["Hello", " world"], [" Hi"], template=["<start_of_turn>", "user", "\n"])
+    al = align(a, b)
+    assert al.granularity == "word"
+    assert [al.left_in.units[i].core for i, _ in al.rows] == ["user", "\n", "Hello", "world"]  # <|im_start|> ≠ <start_of_turn>
+    ma = np.array([[9.0], [0.0], [0.0], [1.0], [10.0], [100.0]])
+    mb = np.array([[7.0], [0.0], [0.0], [3.0], [50.0]])
+    d = delta(al, ma, mb)
+    # smol per word: Hello = 1 + 0.4·10 = 5, world = 0.6·10 + 100 = 106; gemma: Hello 3, world 50
+    assert d.rows == ("user", "\n", "Hello", " world")
+    assert np.allclose(d.matrix[:, 0], [0.0, 0.0, 2.0, 56.0])
+    assert "per word" in al.note("smol", "gemma") and "inputs differ" in al.note("smol", "gemma")
+
+
+def test_different_responses_are_aligned_by_a_word_diff_not_by_position() -> None:
+    a = gen("m1", ["Capital", "?"], [" The", " capital", " is", " Paris", "."])
+    b = gen("m2", ["Capital", "?"], [" Paris", " is", " the", " capital", "."])
+    al = align(a, b)
+    assert al.granularity == "word"
+    matched = [(al.left_out.units[i].core, al.right_out.units[j].core) for i, j in al.cols]
+    assert matched == [("capital", "capital"), (".", ".")]  # matched by text, in order; never position 0 ↔ 0
+    assert al.cols == ((1, 3), (4, 4))
+    ma = np.arange(25, dtype=float).reshape(5, 5)  # 3 template + 2 user tokens, one word each
+    mb = np.arange(25, 50, dtype=float).reshape(5, 5)
+    d = delta(al, ma, mb)
+    for k, (i, j) in enumerate(al.cols):
+        assert np.allclose(d.matrix[:, k], ma[:, i] - mb[:, j])  # one token per word here
+    assert "responses differ" in al.note("m1", "m2")
+
+
+def test_same_tokens_stay_token_level_and_spec_granularity_is_honoured() -> None:
+    a = gen("m1", ["Hel", "lo"], [" A", ".", " B", "."])
+    b = dataclasses.replace(a, model_id="m2")
+    assert align(a, b).granularity == "token"
+    s = align(a, b, "sentence")
+    assert s.granularity == "sentence" and [u.core for u in s.left_out.units] == ["A.", "B."]
+
+
+def test_report_comparison_per_word_when_tokenisations_differ() -> None:
+    run = make_run()
+    g = run.generation("tiny", "capital")
+    assert g is not None
+    user = [i for i, sp in enumerate(g.input_special) if not sp]
+    merged = list(g.input_tokens)  # "What is" as one token: another tokenizer
+    merged[user[0]] = merged[user[0]] + merged[user[1]]
+    del merged[user[1]]
+    special = [sp for i, sp in enumerate(g.input_special) if i != user[1]]
+    g2 = dataclasses.replace(g, input_tokens=tuple(merged), input_special=tuple(special), input_ids=g.input_ids[:-1])
+    results = []
+    for r in run.results:
+        if (r.model_id, r.prompt_id) == ("tiny", "capital") and r.matrix is not None:
+            m = np.asarray(r.matrix)
+            m = np.vstack([m[: user[0]], m[user[0]] + m[user[1]], m[user[1] + 1 :]])
+            r = dataclasses.replace(r, matrix=m, input_tokens=merged)
+        results.append(r)
+    run2 = dataclasses.replace(run, generations=[g2 if x is g else x for x in run.generations], results=results)
+    ctx = build_context(render_context(run2), PlotlyDrawer())
+    (c,) = [c for s in ctx.sections for c in s.comparisons if s.prompt_id == "capital"]
+    sal = next(cm for cm in c.methods if cm.key == "saliency")
+    assert sal.diff is not None and "per word" in sal.note and "responses differ" in sal.note
+    assert [t.text for t in sal.right_input][3] == "What"  # the word, not the merged token
+
+
+def finding(severity: str, token: str, prompt: str = "capital") -> Finding:
+    return Finding("kl_outlier", severity, "smol", prompt, "probabilistic", (4,), token, {}, "m")  # type: ignore[arg-type]
+
+
+def test_findings_appeared_disappeared_changed_and_one_run_only() -> None:
+    old = dataclasses.replace(make_run(seed=0), findings=[finding("medium", " France"), finding("low", " the"), finding("info", " of")])
+    new = dataclasses.replace(make_run(seed=1), findings=[finding("high", " France"), finding("info", " of"), finding("low", " is")])
+    new = dataclasses.replace(new, results=[r for r in new.results if r.method != "attention"])
+    d = diff_runs(old, new)
+    assert [f.token for f in d.appeared] == [" is"]
+    assert [f.token for f in d.disappeared] == [" the"]
+    assert [(o.severity, n.severity) for o, n in d.changed] == [("medium", "high")]
+    assert all(p.method != "attention" for p in d.pairs)
+    assert "capital / smol / attention" in d.only_old["results"]
+    j = diff_json(d)
+    json.dumps(j, allow_nan=False)
+    sal = next(p for p in j["pairs"] if (p["prompt"], p["model"], p["method"]) == ("capital", "smol", "saliency"))
+    assert sal["granularity"] == "token" and len(sal["delta"]) == len(sal["rows"])
+    assert sal["max_abs_delta"] == pytest.approx(max(abs(x) for row in sal["delta"] for x in row if x is not None), rel=1e-5)
+
+
+SPEC = """\
+title: Diff
+models:
+  - id: tiny
+    source: "tiny:{seed}"
+prompts:
+  - id: p1
+    text: "Is it safe?"
+{extra}
+generation: {{max_new_tokens: 4}}
+methods:
+  - method: inseq.saliency
+report:
+  formats: [json]
+cache: false
+"""
+
+
+@pytest.fixture(scope="module")
+def two_runs(smollm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two real results.json from tiny runs of one model: NEW has one more prompt."""
+    loader = TinyLoader(smollm_tokenizer)
+
+    class Plugin:
+        @hookimpl
+        def reportgen_register_model_loaders(self, register: Any) -> None:
+            register(loader)
+
+    pm = get_plugin_manager()
+    pm.register(Plugin(), name="tests-diff")
+    tmp = tmp_path_factory.mktemp("diff")
+    paths = []
+    for name, seed, extra in (("old", 3, ""), ("new", 3, '  - id: p2\n    text: "Hello there."')):
+        (tmp / name).mkdir()
+        spec = tmp / name / "audit.yaml"
+        spec.write_text(SPEC.format(seed=seed, extra=extra), encoding="utf-8")
+        _, written = run_audit(spec, RunOptions(output=str(tmp / name / "out")), Registry(pm))
+        paths.append(Path(written["json"]))
+    return paths[0], paths[1]
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+BLOCK_MODELS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "inseq", "llama_cpp", "accelerate"):
+            raise ImportError(f"blocked in this test: {name}")
+        return None
+sys.meta_path.insert(0, Block())
+from reportgen.cli import main
+main()
+"""
+
+
+def test_cli_diff_end_to_end_without_model_packages(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    old, new = two_runs
+    out = tmp_path / "cmp"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_MODELS, "diff", str(old), str(new), "-o", str(out), "-f", "html,json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "blocked" not in proc.stderr
+    data = json.loads((out / "diff.json").read_text("utf-8"))
+    (pair,) = data["pairs"]
+    assert (pair["prompt"], pair["model"], pair["method"]) == ("p1", "tiny", "inseq.saliency")
+    assert data["only_new"]["prompts"] == ["p2"] and data["only_old"]["prompts"] == []
+    assert data["only_new"]["results"] == ["p2 / tiny / inseq.saliency"]
+    # the same model, prompt and settings: the same tokens, compared token by token, nothing changed
+    assert pair["same_response"] and pair["granularity"] == "token"
+    assert pair["max_abs_delta"] == 0.0 and len(pair["delta"]) == len(pair["rows"]) > 0
+    html = (out / "diff.html").read_text("utf-8")
+    assert "Run comparison: OLD · tiny vs NEW · tiny" in html
+    assert 'id="diff-p1-inseq.saliency-OLD-minus-NEW"' in html
+    assert "Only in NEW" in html and "<code>p2</code>" in html
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    assert csp is not None and "default-src &#39;none&#39;" in csp.group(1)  # the page may fetch nothing
+    assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js and report.js inlined
+
+
+def test_cli_diff_errors_are_one_line(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    old, new = two_runs
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": "1.1"}', encoding="utf-8")
+    r = invoke("diff", str(old), str(bad), "-o", str(tmp_path / "o"))
+    assert r.exit_code == 6 and r.output.count("\n") == 1 and str(bad) in r.output
+    r = invoke("diff", str(old), str(tmp_path / "missing.json"), "-o", str(tmp_path / "o"))
+    assert r.exit_code == 6 and "cannot read" in r.output
+    r = invoke("diff", str(old), str(new), "-o", str(tmp_path / "o"), "-f", "docx")
+    assert r.exit_code == 2 and "unknown format 'docx'" in r.output
+    r = invoke("diff", str(old), "-o", str(tmp_path / "o"))
+    assert r.exit_code == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_diff_granularity_option(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    old, new = two_runs
+    r = invoke("diff", str(old), str(new), "-o", str(tmp_path / "s"), "-f", "json", "--granularity", "sentence")
+    assert r.exit_code == 0, r.output
+    (pair,) = json.loads((tmp_path / "s" / "diff.json").read_text("utf-8"))["pairs"]
+    assert pair["granularity"] == "sentence"
+
+
+def test_unusable_results_say_why() -> None:
+    run = make_run()
+    broken = [
+        dataclasses.replace(r, status="failed", reason="boom", matrix=None) if (r.method, r.prompt_id) == ("saliency", "capital") else r
+        for r in run.results
+    ]
+    d = diff_runs(run, dataclasses.replace(run, results=broken))
+    p = next(p for p in d.pairs if (p.prompt_id, p.method) == ("capital", "saliency"))
+    assert p.delta is None and "NEW: failed (boom)" in p.note
+    same = next(p for p in d.pairs if (p.prompt_id, p.method, p.model_id) == ("inject", "saliency", "smol"))
+    assert same.max_abs == 0.0 and same.granularity == "token"
