@@ -174,8 +174,9 @@ class AggregationSpec(_Strict):
     window: int = Field(1, ge=1, description="Eqs. 4–5 context window c (clamped to ⌊min(n,t)/2⌋).")
     granularity: Literal["token", "word", "sentence"] = Field(
         "token",
-        description="Units of the comparison views: token, word or sentence (token shares split by characters covered, "
-        "summed per unit); two models that tokenise differently are always compared at least per word.",
+        description="Units of every attribution view (colours, heatmaps, hover, comparisons): token, word or sentence "
+        "(each token's attribution split by the characters it covers, summed per unit); two models that tokenise "
+        "differently are compared at least per word.",
     )
 
 

@@ -157,3 +157,27 @@ def test_shape_mismatch_and_unknown_granularity() -> None:
         aggregate_matrix(np.zeros((2, 1)), u, u)
     with pytest.raises(ValueError, match="unknown granularity"):
         units(["a"], [False], "phrase")  # type: ignore[arg-type]
+
+
+def test_method_views_per_word_when_the_spec_asks() -> None:
+    import dataclasses
+
+    from reportgen.report import build_context
+    from reportgen_plugins.renderers.html import PlotlyDrawer
+    from tests.report_fixtures import make_run, render_context
+
+    run = make_run(models=1)
+    aggs = run.spec.aggregations.model_copy(update={"granularity": "word"})
+    worded = dataclasses.replace(run, spec=run.spec.model_copy(update={"aggregations": aggs}))
+    ctx = build_context(render_context(worded), PlotlyDrawer())
+    panel = next(p for s in ctx.sections for p in s.panels if p.prompt_id == "inject")
+    view = next(v for v in panel.methods if v.method == "saliency")
+    g = run.generation("smol", "inject")
+    r = next(r for r in run.results_for("smol", "inject") if r.method == "saliency")
+    assert g is not None and view.hover is not None and view.heatmap is not None
+    u_in = units(g.input_tokens, g.input_special, "word")
+    assert [t.title.split(" ")[0] for t in view.input_toks] == [f"input#{i}" for i in range(len(u_in.units))]
+    assert "Summarise" in [str(t.text) for t in view.input_toks]  # "Summ" + "arise": one word
+    assert len(view.hover.matrix) == len(u_in.units) and "per word" in view.heatmap.html
+    total = sum(x for row in view.hover.matrix for x in row if x is not None)
+    assert total == pytest.approx(float(np.nansum(np.asarray(r.matrix))), rel=1e-5)

@@ -11,6 +11,7 @@ import numpy as np
 from reportgen.aggregate import clamp_window, token_importance
 from reportgen.data import AttributionResult, Generation
 from reportgen.figures import heatmap, rnd_matrix, scores_figure, slug, step_scores_figure
+from reportgen.granularity import aggregate_matrix, units
 from reportgen.render import fmt_number
 from reportgen.report.model import (
     Comparison,
@@ -109,18 +110,23 @@ def _method_view(b: ReportBuilder, g: Generation, r: AttributionResult) -> Metho
     note = ""
     hover = None
     if m is not None and m.shape == (len(in_tokens), len(out_tokens)):
+        unit = b.spec.aggregations.granularity  # token, or words / sentences through character spans
+        vin, vsp, vout, vosp = in_tokens, special, out_tokens, output_special(g, out_tokens)
+        if unit != "token":
+            rows, cols = units(in_tokens, special, unit), units(out_tokens, vosp, unit)
+            m, vin, vsp, vout, vosp = aggregate_matrix(m, rows, cols), rows.texts, rows.special, cols.texts, cols.special
         ix, iy = importance(b, m)
         signed = bool(r.signed) and not b.absolute
         what = "I(x)" + (" (Σ|A|)" if b.absolute else "")
-        in_toks = token_views(in_tokens, special, ix, signed, what, "input")
-        out_toks = token_views(out_tokens, output_special(g, out_tokens), iy, signed, "I(y)", "output")
+        in_toks = token_views(vin, vsp, ix, signed, what, "input")
+        out_toks = token_views(vout, vosp, iy, signed, "I(y)", "output")
         fig, ds = heatmap(
             m,
-            in_tokens,
-            out_tokens,
+            vin,
+            vout,
             signed=bool(r.signed),
             value_label=r.matrix_label or "A",
-            title=f"{r.display_name}: attribution A (input × output)",
+            title=f"{r.display_name}: attribution A (input × output)" + ("" if unit == "token" else f" per {unit}"),
             max_cells=b.max_cells,
         )
         heat = b.figure(fig, uid("heatmap", g.model_id, g.prompt_id, r.display_name))
