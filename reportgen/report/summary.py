@@ -1,11 +1,15 @@
-"""The summary section: what was audited, what ran, what the detectors could read, timings."""
+"""The summary section: the headline (what an auditor must act on), what was audited, what ran,
+what the detectors could read, timings."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from reportgen.data import AttributionResult
+from reportgen.report.findings import TOP_FINDINGS
 from reportgen.report.model import (
+    Findings,
+    Headline,
     MessageRow,
     MethodRow,
     ModelRow,
@@ -22,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from reportgen.report.builder import ReportBuilder
 
 
-def build(b: ReportBuilder, anchors: dict[str, str]) -> Summary:
+def build(b: ReportBuilder, anchors: dict[str, str], findings: Findings) -> Summary:
     spec, run = b.spec, b.run
     checked, nothing_checked = _checked(b)
     return Summary(
@@ -44,7 +48,36 @@ def build(b: ReportBuilder, anchors: dict[str, str]) -> Summary:
         checked=checked,
         nothing_checked=nothing_checked,
         timings=tuple((k, fmt_seconds(v)) for k, v in run.timings.items()),  # in run order
+        headline=headline(b, findings),
     )
+
+
+#: Severities an auditor must act on; ``info`` findings are notes (possible anomalies the
+#: evidence did not establish, or context) and stay in the anomalies section.
+ACT_ON = ("high", "medium", "low")
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def headline(b: ReportBuilder, findings: Findings) -> Headline:
+    """The summary's lead: high/medium/low findings, failed method jobs, and one line on the
+    info-level notes, worded so that uncertain notes are never read as "no anomalies"."""
+    act = tuple(f for f in findings.all if f.severity in ACT_ON)
+    info = [f for f in b.run.findings if f.severity not in ACT_ON]
+    notes = ""
+    if info:
+        positions = {(f.model_id, f.prompt_id, p) for f in info for p in f.positions}
+        notes = (
+            f"{_n(len(info), 'info-level note', 'info-level notes')} on {_n(len(positions), 'token position', 'token positions')} "
+            f"{'is' if len(info) == 1 else 'are'} uncertain or informational"
+        )
+    verdict = "" if act else "No anomaly was established" if info else "No anomalies were flagged"
+    failed = tuple(
+        f"{r.display_name} on {r.model_id}/{r.prompt_id}: {r.reason or 'no reason given'}" for r in b.run.results if r.status == "failed"
+    )
+    return Headline(findings=act[:TOP_FINDINGS], more=max(0, len(act) - TOP_FINDINGS), failed=failed, verdict=verdict, notes=notes)
 
 
 #: Messages longer than this many characters are shown shortened, with a way to expand them.
