@@ -28,11 +28,12 @@ from markupsafe import Markup
 from reportgen import __version__
 from reportgen.data import Finding, Generation, RunResult, jsonable_dict
 from reportgen.errors import RenderError, SpecError
-from reportgen.figures import rnd_matrix
-from reportgen.granularity import Granularity
+from reportgen.figures import rnd_matrix, slug
+from reportgen.granularity import Granularity, Units
 from reportgen.report.builder import ReportBuilder, uid
-from reportgen.report.comparison import align, compare_method, delta, inputs_note, usable
-from reportgen.report.model import CompareMethod, Comparison, FigureBlock
+from reportgen.report.comparison import align, compare_method, inputs_note, method_delta, note_for, why_not
+from reportgen.report.model import CompareMethod, Comparison, FigureBlock, Tok
+from reportgen.report.text import token_views
 
 #: Formats ``reportgen diff`` writes.
 FORMATS = ("html", "json")
@@ -43,7 +44,9 @@ class PairDiff:
     """One (prompt, model, method) present in both runs.
 
     ``delta`` is A[OLD] − A[NEW] over the aligned units (``rows`` × ``cols``, the OLD side's
-    texts); None when either run has no usable matrix (``note`` says why).
+    texts), or for a method with per-token scores only the difference of its primary score per
+    input unit (one column; ``what`` names the score, "A" for matrices); None when the two cannot
+    be compared (``note`` says why).
     """
 
     prompt_id: str
@@ -52,6 +55,7 @@ class PairDiff:
     granularity: str
     same_input: bool
     same_response: bool
+    what: str
     rows: tuple[str, ...]
     cols: tuple[str, ...]
     delta: np.ndarray | None
@@ -131,16 +135,11 @@ def _pair(g_old: Generation, g_new: Generation, r_old: Any, r_new: Any, method: 
         same_input=tuple(g_old.input_tokens) == tuple(g_new.input_tokens),
         same_response=g_old.response_text == g_new.response_text,
     )
-    m_old, m_new = usable(g_old, r_old), usable(g_new, r_new)
-    if m_old is None or m_new is None:
-        sides = (("OLD", r_old, m_old), ("NEW", r_new, m_new))
-        why = "; ".join(f"{side}: {r.status}" + (f" ({r.reason})" if r.reason else "") for side, r, m in sides if m is None)
-        return make(rows=(), cols=(), delta=None, note=f"No differential matrix: no attribution matrix in {why}.")
-    if not al.rows or not al.cols:
-        note = f"No differential matrix: no input or no response {al.granularity} of one run matches the other's."
-        return make(rows=(), cols=(), delta=None, note=note)
-    d = delta(al, m_old, m_new)
-    return make(rows=d.rows, cols=d.cols, delta=d.matrix, note=al.note("OLD", "NEW"))
+    found = method_delta(al, (g_old, g_new), (r_old, r_new))
+    if found is None:
+        return make(what="", rows=(), cols=(), delta=None, note=why_not(al, (r_old, r_new), ("OLD", "NEW")))
+    what, d = found
+    return make(what=what, rows=d.rows, cols=d.cols, delta=d.matrix, note=note_for(al, what, ("OLD", "NEW")))
 
 
 def diff_runs(
@@ -189,6 +188,7 @@ def diff_json(d: RunDiff) -> dict[str, Any]:
                     "model": p.model_id,
                     "method": p.method,
                     "granularity": p.granularity,
+                    "compared": p.what,
                     "same_input": p.same_input,
                     "same_response": p.same_response,
                     "max_abs_delta": p.max_abs,
@@ -249,7 +249,7 @@ def _sections(d: RunDiff) -> list[PairSection]:
         for p in ps:
             key = (prompt, model, p.method)
             cm = compare_method(b, p.method, (g_old, g_new), (ro[key], rn[key]), ("OLD", "NEW"))
-            methods.append(cm if cm is not None else _empty(p))
+            methods.append(cm if cm is not None else _plain(p, (g_old, g_new), d.granularity))
         label = b.model_label.get(model, model)
         comp = Comparison(
             id=b.id(uid("pair", prompt, model)),
@@ -266,10 +266,23 @@ def _sections(d: RunDiff) -> list[PairSection]:
     return out
 
 
-def _empty(p: PairDiff) -> CompareMethod:
-    from reportgen.figures import slug
+def _plain(p: PairDiff, pair: tuple[Generation, Generation], granularity: Granularity) -> CompareMethod:
+    """Both sides' units uncoloured, and why there is no difference to show."""
+    al = align(*pair, granularity)
 
-    return CompareMethod(slug(p.method), p.method, (), (), (), (), None, p.note)
+    def plain(u: Units, side: str) -> tuple[Tok, ...]:
+        return token_views(u.texts, u.special, None, False, "", side)
+
+    return CompareMethod(
+        key=slug(p.method),
+        label=p.method,
+        left_input=plain(al.left_in, "input"),
+        left_output=plain(al.left_out, "output"),
+        right_input=plain(al.right_in, "input"),
+        right_output=plain(al.right_out, "output"),
+        diff=None,
+        note=p.note,
+    )
 
 
 def diff_html(d: RunDiff) -> str:

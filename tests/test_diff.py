@@ -253,3 +253,22 @@ def test_unusable_results_say_why() -> None:
     assert p.delta is None and "NEW: failed (boom)" in p.note
     same = next(p for p in d.pairs if (p.prompt_id, p.method, p.model_id) == ("inject", "saliency", "smol"))
     assert same.max_abs == 0.0 and same.granularity == "token"
+
+
+def test_scores_only_methods_compare_their_primary_score() -> None:
+    old, new = make_run(seed=0), make_run(seed=1)
+    d = diff_runs(old, new)
+    p = next(p for p in d.pairs if (p.prompt_id, p.model_id, p.method) == ("capital", "smol", "probabilistic"))
+    assert p.what == "attribution_score" and p.granularity == "token" and p.delta is not None
+    ro = next(r for r in old.results_for("smol", "capital") if r.method == "probabilistic")
+    rn = next(r for r in new.results_for("smol", "capital") if r.method == "probabilistic")
+    want = [
+        np.nan if a is None or b is None else a - b
+        for a, b in zip(ro.scores["attribution_score"], rn.scores["attribution_score"], strict=True)
+    ]
+    assert np.allclose(p.delta[:, 0], want, equal_nan=True)
+    assert "per-token scores only" in p.note
+    failed = next(p for p in d.pairs if (p.prompt_id, p.model_id, p.method) == ("inject", "tiny", "probabilistic"))
+    assert failed.delta is None and failed.note.startswith("No difference: OLD: failed (RuntimeError")
+    unavailable = next(p for p in d.pairs if (p.prompt_id, p.model_id, p.method) == ("capital", "tiny", "attention"))
+    assert unavailable.delta is None and "unavailable (attention needs" in unavailable.note

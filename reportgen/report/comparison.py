@@ -23,7 +23,7 @@ from reportgen.data import AttributionResult, Generation
 from reportgen.figures import heatmap, slug
 from reportgen.granularity import Granularity, Units, aggregate_matrix, aggregate_vector, units
 from reportgen.report.model import CompareMethod, Comparison, Tok
-from reportgen.report.panels import matrix_or_none
+from reportgen.report.panels import matrix_or_none, primary_score
 from reportgen.report.text import output_special, token_views
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,6 +121,54 @@ def usable(g: Generation, r: AttributionResult | None) -> np.ndarray | None:
     return m if m is not None and m.shape == (g.n, g.t) else None
 
 
+def score_delta(al: Alignment, ra: AttributionResult, rb: AttributionResult) -> tuple[str, Delta] | None:
+    """For results with per-token scores only (e.g. PAS): Δ of their primary score per matched input
+    unit (one column; summed per unit like attributions). None when they share no primary score."""
+    name = primary_score(ra, al.left_in.weights.shape[0])
+    if name is None or name != primary_score(rb, al.right_in.weights.shape[0]) or not al.rows:
+        return None
+    va, vb = aggregate_vector(ra.scores[name], al.left_in), aggregate_vector(rb.scores[name], al.right_in)
+    left, right = (np.array([np.nan if x is None else x for x in v])[:, None] for v in (va, vb))
+    d = left[[i for i, _ in al.rows]] - right[[j for _, j in al.rows]]
+    return name, Delta(d, tuple(al.left_in.units[i].text for i, _ in al.rows), (f"Δ {name}",), left, right)
+
+
+def method_delta(
+    al: Alignment, pair: tuple[Generation, Generation], results: tuple[AttributionResult, AttributionResult]
+) -> tuple[str, Delta] | None:
+    """("A", Δ of the attribution matrices) over the matched units, or (score name, Δ of that score)
+    for scores-only results; None when the two results cannot be compared."""
+    ma, mb = usable(pair[0], results[0]), usable(pair[1], results[1])
+    if ma is not None and mb is not None:
+        return ("A", delta(al, ma, mb)) if al.rows and al.cols else None
+    if results[0].status == "ok" and results[1].status == "ok" and results[0].matrix is None and results[1].matrix is None:
+        return score_delta(al, *results)
+    return None
+
+
+def why_not(al: Alignment, results: tuple[AttributionResult, AttributionResult], names: tuple[str, str]) -> str:
+    """Why two results have no difference to show, in plain words."""
+    bad = [f"{n}: {r.status}" + (f" ({r.reason})" if r.reason else "") for n, r in zip(names, results, strict=True) if r.status != "ok"]
+    if bad:
+        return "No difference: " + "; ".join(bad) + "."
+    if any(r.matrix is None for r in results):
+        return "No difference: the two results share no per-token score to compare."
+    return f"No differential matrix: no input or no response {al.granularity} of one side matches the other's."
+
+
+def note_for(al: Alignment, what: str, names: tuple[str, str]) -> str:
+    """The caption of a difference: of the matrices (``what`` = "A") or of a per-token score."""
+    if what == "A":
+        return al.note(*names)
+    u = al.granularity
+    text = f"The method gives per-token scores only: Δ {what} = {names[0]} − {names[1]} per input {u}"
+    text += "." if u == "token" else f" (each token's score split over the {u}s it covers and summed per {u})."
+    n_left, n_right = len(al.left_in.units), len(al.right_in.units)
+    if len(al.rows) != n_left or len(al.rows) != n_right:
+        text += f" A {u}-level diff matched {len(al.rows)} of {n_left} / {n_right} input {u}s; only those are shown."
+    return text
+
+
 def _views(b: ReportBuilder, al_in: Units, al_out: Units, m: np.ndarray, signed: bool) -> tuple[tuple[Tok, ...], ...]:
     ix, iy = token_importance(m, absolute=b.absolute)
     ux, uy = aggregate_vector(ix, al_in), aggregate_vector(iy, al_out)
@@ -132,6 +180,14 @@ def _views(b: ReportBuilder, al_in: Units, al_out: Units, m: np.ndarray, signed:
     )
 
 
+def _score_views(al_in: Units, al_out: Units, r: AttributionResult, name: str) -> tuple[tuple[Tok, ...], ...]:
+    v = aggregate_vector(r.scores[name], al_in)
+    return (
+        token_views(al_in.texts, al_in.special, v, bool(r.signed), name, "input"),
+        token_views(al_out.texts, al_out.special, None, False, "", "output"),
+    )
+
+
 def compare_method(
     b: ReportBuilder,
     label: str,
@@ -139,33 +195,37 @@ def compare_method(
     results: tuple[AttributionResult, AttributionResult],
     names: tuple[str, str],
 ) -> CompareMethod | None:
-    """One method's comparison of two generations (None when either has no usable matrix)."""
+    """One method's comparison of two generations: both sides' views and the difference (None when
+    neither has an attribution matrix or a per-token score to compare)."""
     from reportgen.report.builder import uid
 
     (ga, gb), (ra, rb) = pair, results
-    ma, mb = usable(ga, ra), usable(gb, rb)
-    if ma is None or mb is None:
-        return None
     al = align(ga, gb, b.spec.aggregations.granularity)
-    signed = (bool(ra.signed) or bool(rb.signed)) and not b.absolute
-    left_in, left_out = _views(b, al.left_in, al.left_out, ma, signed)
-    right_in, right_out = _views(b, al.right_in, al.right_out, mb, signed)
+    ma, mb = usable(ga, ra), usable(gb, rb)
+    found = method_delta(al, pair, results)
+    if ma is not None and mb is not None:
+        signed = (bool(ra.signed) or bool(rb.signed)) and not b.absolute
+        left_in, left_out = _views(b, al.left_in, al.left_out, ma, signed)
+        right_in, right_out = _views(b, al.right_in, al.right_out, mb, signed)
+    elif found is not None:
+        left_in, left_out = _score_views(al.left_in, al.left_out, ra, found[0])
+        right_in, right_out = _score_views(al.right_in, al.right_out, rb, found[0])
+    else:
+        return None
     diff = None
-    if al.rows and al.cols:
-        d = delta(al, ma, mb)
+    if found is not None:
+        what, d = found
+        per = "" if al.granularity == "token" else f" per {al.granularity}"
         fig, _ = heatmap(
             d.matrix,
             list(d.rows),
             list(d.cols),
             signed=True,
-            value_label=f"Δ {label}",
-            title=f"{label}: A[{names[0]}] − A[{names[1]}]" + ("" if al.granularity == "token" else f" per {al.granularity}"),
+            value_label=f"Δ {label}" if what == "A" else f"Δ {what}",
+            title=f"{label}: {what}[{names[0]}] − {what}[{names[1]}]{per}",
             max_cells=b.max_cells,
         )
         diff = b.figure(fig, uid("diff", ga.prompt_id, label, names[0], "minus", names[1]))
-        note = al.note(names[0], names[1])
-    else:
-        note = f"No differential matrix: no input or no response {al.granularity} of one side matches the other's."
     return CompareMethod(
         key=slug(label),
         label=label,
@@ -174,7 +234,7 @@ def compare_method(
         right_input=right_in,
         right_output=right_out,
         diff=diff,
-        note=note,
+        note=why_not(al, results, names) if found is None else note_for(al, found[0], names),
     )
 
 
