@@ -44,6 +44,7 @@ from typing import Any
 import click
 
 from reportgen import __version__
+from reportgen.cache_cli import cache as cache_command
 from reportgen.cli_diff import diff as diff_command
 from reportgen.errors import GateFailed, RenderError, ReportgenError
 
@@ -361,6 +362,7 @@ def verify(reports: tuple[Path, ...], spec: Path | None, debug: bool) -> None:
         _fail(VerificationFailed(f"verification failed: {what}; each difference is listed above"), debug)
 
 
+main.add_command(cache_command)  # reportgen cache info | clear | prune (reportgen/cache_cli.py)
 main.add_command(diff_command)  # reportgen diff OLD NEW -o DIR (reportgen/cli_diff.py)
 
 if __name__ == "__main__":  # pragma: no cover

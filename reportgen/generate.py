@@ -28,6 +28,10 @@ from reportgen.data import Generation, TokenText
 from reportgen.errors import SamplerError
 from reportgen.plugin_api import LoadedModel, Sampler
 
+#: Version of the token display forms (:func:`display_pieces`, the token fields of a Generation).
+#: It is part of every cached generation's key: raise it when they change, so no old display is reused.
+TOKEN_DISPLAY_VERSION = 2
+
 
 def _messages(prompt: Any) -> list[dict[str, str]]:
     """The prompt's chat messages (a single-turn prompt is one user message)."""

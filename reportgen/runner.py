@@ -34,6 +34,7 @@ import torch
 
 from reportgen import provenance as prov
 from reportgen.cache import Cache, atomic_write_bytes, content_key
+from reportgen.cache_admin import prune_after_run, resolve_settings
 from reportgen.data import (
     SEVERITY_ORDER,
     AttributionResult,
@@ -44,6 +45,7 @@ from reportgen.data import (
     RunResult,
 )
 from reportgen.errors import PluginError, RenderError, ReportgenError
+from reportgen.generate import TOKEN_DISPLAY_VERSION
 from reportgen.plugin_api import (
     AttributionContext,
     EvaluationContext,
@@ -199,7 +201,7 @@ def plan_jobs(spec: AuditSpec) -> list[tuple[str, str, str | None]]:
 
 
 def _generate(model: ModelSlot, prompt: Any, spec: AuditSpec, cache: Cache) -> tuple[Generation, JobOutcome]:
-    key = content_key("generation", model.key, prompt.model_dump(), spec.generation.model_dump(), spec.seed)
+    key = content_key("generation", TOKEN_DISPLAY_VERSION, model.key, prompt.model_dump(), spec.generation.model_dump(), spec.seed)
     hit = cache.get("generations", key)
     if hit is not None:
         return Generation.from_json(hit), "reused"
@@ -542,17 +544,18 @@ def run_audit(
     reports and remove the ones an earlier run left that this run did not write."""
     options = options or RunOptions()
     registry = registry or get_registry()
-    target = RunTarget(output=options.output, formats=tuple(options.formats) if options.formats else None, device=options.device)
+    target = RunTarget(
+        output=options.output,
+        formats=tuple(options.formats) if options.formats else None,
+        device=options.device,
+        use_cache=options.use_cache,
+    )
     spec, text = load_spec(spec_path, registry, target=target)
     base_dir = Path(spec_path).resolve().parent
     formats = options.formats or spec.report.formats
     out_dir = output_dir(spec, spec_path, options.output)
-    cache_root = None
-    if options.use_cache and spec.cache:
-        cache_root = Path(spec.cache if isinstance(spec.cache, str) else ".reportgen-cache")
-        if not cache_root.is_absolute():
-            cache_root = base_dir / cache_root
-    cache = Cache(cache_root)
+    cache_settings = resolve_settings(spec.cache, base_dir) if options.use_cache and spec.cache.enabled else None
+    cache = Cache(cache_settings.root if cache_settings else None, log=options.progress.log)
     created = _now()
     t_run = time.perf_counter()
     jobs = plan_jobs(spec)
@@ -645,6 +648,8 @@ def run_audit(
     run.findings = detect(registry, spec, run)
     written, failed = _write_reports(registry, run, out_dir, formats)
     remove_stale_reports(registry, out_dir, written.values(), options.progress.log)
+    if cache_settings is not None:
+        prune_after_run(cache_settings, options.progress.log)
     if failed:
         raise _render_failed(written, failed)
     return run, written

@@ -238,6 +238,33 @@ class EvaluationSpec(_Strict):
         return sorted(set(v))
 
 
+class CacheSpec(_Strict):
+    """Where finished work is cached and how large the cache may grow (README, "Cache").
+
+    ``REPORTGEN_CACHE_DIR`` and ``REPORTGEN_CACHE_MAX_SIZE`` override ``dir`` and ``max_size``.
+    """
+
+    enabled: bool = Field(True, description="false: recompute everything and cache nothing (like --no-cache).")
+    dir: str = Field(".reportgen-cache", min_length=1, description="Cache folder, relative to the spec's folder.")
+    max_size: int | None = Field(
+        None,
+        description="Largest size of the cache's entries: bytes, or a number with a unit (500MB, 2GB, 1.5GiB); "
+        "least recently used entries are pruned after a run (default 2GB).",
+    )
+
+    @field_validator("max_size", mode="before", json_schema_input_type=int | str | None)
+    @classmethod
+    def _size(cls, v: Any) -> int | None:
+        from reportgen.cache_admin import parse_size
+
+        if v is None:
+            return None
+        size = parse_size(v)
+        if size == 0:
+            raise ValueError("a cache of 0 bytes keeps nothing; use cache: false to turn it off")
+        return size
+
+
 class AuditSpec(_Strict):
     """The whole audit: models × prompts × methods, thresholds and report settings."""
 
@@ -257,12 +284,21 @@ class AuditSpec(_Strict):
     evaluation: EvaluationSpec | None = Field(None, description="Faithfulness scorecard of the methods (off unless given).")
     seed: int = Field(0, ge=0)
     device: str = Field("cpu", description="cpu, cuda, cuda:1, mps … (checked against this torch build before any model loads).")
-    cache: str | bool = Field(".reportgen-cache", description="Cache folder, or false to disable.")
+    cache: CacheSpec = Field(
+        default_factory=CacheSpec, description="Cache folder (a string), false to turn the cache off, or {dir, max_size}."
+    )
     fail_on: list[GateLevel] = Field(
         default_factory=list,
         description="CI gate: `reportgen run` exits 7 after writing the reports when a method job failed (failed) "
         "or a finding of this severity or worse exists (high, medium, low, info). `--fail-on` adds to this list.",
     )
+
+    @field_validator("cache", mode="before", json_schema_input_type=str | bool | CacheSpec)
+    @classmethod
+    def _cache_forms(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return {"enabled": v}
+        return {"dir": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AuditSpec:
@@ -400,6 +436,7 @@ class RunTarget:
     output: str | None = None
     formats: tuple[str, ...] | None = None
     device: str | None = None
+    use_cache: bool = True  # False (--no-cache): the cache folder is not checked
 
 
 def output_dir(spec: AuditSpec, spec_path: str | Path, override: str | None = None) -> Path:
@@ -559,6 +596,8 @@ def _check_target(
         for f in target.formats:
             if f not in registry.renderers:
                 cli.append(f"--format: unknown format {f!r}{_suggest(f, sorted(registry.renderers))}")
+    if target.use_cache and spec.cache.enabled:
+        _check_cache(spec, filename, where, problems, cli)
     out = output_dir(spec, filename, target.output)
     why = output_problem(out)
     if why:
@@ -578,6 +617,24 @@ def _check_target(
                 else:
                     problems.append(f"{where(('report', 'formats', i))}: report.formats[{i}]: {msg}")
     return problems, cli
+
+
+def _check_cache(spec: AuditSpec, filename: str, where: Callable[[tuple[Any, ...]], str], problems: list[str], cli: list[str]) -> None:
+    """The cache folder and size limit the run would use (the environment overrides the spec)."""
+    from reportgen.cache_admin import folder_problem, resolve_settings
+
+    try:
+        settings = resolve_settings(spec.cache, Path(filename).resolve().parent)
+    except ValueError as exc:  # REPORTGEN_CACHE_MAX_SIZE
+        cli.append(str(exc))
+        return
+    why = folder_problem(settings.root)
+    if why is None:
+        return
+    if settings.root_from in ("spec", "default"):
+        problems.append(f"{where(('cache', 'dir'))}: cache.dir: {why}")
+    else:
+        cli.append(f"{settings.root_from}: {why}")
 
 
 def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bool = True) -> list[str]:
