@@ -150,8 +150,8 @@ cache: false
 
 
 @pytest.fixture(scope="module")
-def two_runs(smollm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two real results.json from tiny runs of one model: NEW has one more prompt."""
+def runs(smollm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Real results.json of tiny runs: OLD; NEW, the same with one more prompt; OTHER, another model seed."""
     loader = TinyLoader(smollm_tokenizer)
 
     class Plugin:
@@ -163,13 +163,13 @@ def two_runs(smollm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) ->
     pm.register(Plugin(), name="tests-diff")
     tmp = tmp_path_factory.mktemp("diff")
     paths = []
-    for name, seed, extra in (("old", 3, ""), ("new", 3, '  - id: p2\n    text: "Hello there."')):
+    for name, seed, extra in (("old", 3, ""), ("new", 3, '  - id: p2\n    text: "Hello there."'), ("other", 5, "")):
         (tmp / name).mkdir()
         spec = tmp / name / "audit.yaml"
         spec.write_text(SPEC.format(seed=seed, extra=extra), encoding="utf-8")
         _, written = run_audit(spec, RunOptions(output=str(tmp / name / "out")), Registry(pm))
         paths.append(Path(written["json"]))
-    return paths[0], paths[1]
+    return paths[0], paths[1], paths[2]
 
 
 def invoke(*args: str) -> Any:
@@ -189,8 +189,8 @@ main()
 """
 
 
-def test_cli_diff_end_to_end_without_model_packages(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
-    old, new = two_runs
+def test_cli_diff_end_to_end_without_model_packages(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    old, new, _ = runs
     out = tmp_path / "cmp"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
@@ -219,8 +219,8 @@ def test_cli_diff_end_to_end_without_model_packages(two_runs: tuple[Path, Path],
     assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js and report.js inlined
 
 
-def test_cli_diff_errors_are_one_line(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
-    old, new = two_runs
+def test_cli_diff_errors_are_one_line(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    old, new, _ = runs
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema_version": "1.1"}', encoding="utf-8")
     r = invoke("diff", str(old), str(bad), "-o", str(tmp_path / "o"))
@@ -234,8 +234,8 @@ def test_cli_diff_errors_are_one_line(two_runs: tuple[Path, Path], tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_diff_granularity_option(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
-    old, new = two_runs
+def test_cli_diff_granularity_option(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    old, new, _ = runs
     r = invoke("diff", str(old), str(new), "-o", str(tmp_path / "s"), "-f", "json", "--granularity", "sentence")
     assert r.exit_code == 0, r.output
     (pair,) = json.loads((tmp_path / "s" / "diff.json").read_text("utf-8"))["pairs"]
@@ -272,3 +272,17 @@ def test_scores_only_methods_compare_their_primary_score() -> None:
     assert failed.delta is None and failed.note.startswith("No difference: OLD: failed (RuntimeError")
     unavailable = next(p for p in d.pairs if (p.prompt_id, p.model_id, p.method) == ("capital", "tiny", "attention"))
     assert unavailable.delta is None and "unavailable (attention needs" in unavailable.note
+
+
+def test_cli_diff_another_model_seed_is_compared_per_word(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    old, _, other = runs
+    r = invoke("diff", str(old), str(other), "-o", str(tmp_path / "w"), "-f", "json")
+    assert r.exit_code == 0, r.output
+    (pair,) = json.loads((tmp_path / "w" / "diff.json").read_text("utf-8"))["pairs"]
+    responses = [json.loads(p.read_text("utf-8"))["generations"][0]["response_text"] for p in (old, other)]
+    assert responses[0] != responses[1] and not pair["same_response"]
+    assert pair["granularity"] == "word" and pair["delta"] and len(pair["delta"]) == len(pair["rows"])
+    if pair["compared"] == "A":
+        assert "responses differ" in pair["note"]
+    else:  # two random models rarely share a response word: each input word's I(x) is compared
+        assert pair["compared"] == "I(x)" and pair["cols"] == ["Δ I(x)"] and "share no word" in pair["note"]

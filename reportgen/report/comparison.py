@@ -121,26 +121,34 @@ def usable(g: Generation, r: AttributionResult | None) -> np.ndarray | None:
     return m if m is not None and m.shape == (g.n, g.t) else None
 
 
+def _column_delta(al: Alignment, name: str, va: list[float | None], vb: list[float | None]) -> Delta:
+    """Δ of a per-input-token vector (summed per unit) over the matched input units, as one column."""
+    ua, ub = aggregate_vector(va, al.left_in), aggregate_vector(vb, al.right_in)
+    left, right = (np.array([np.nan if x is None else x for x in v], dtype=np.float64)[:, None] for v in (ua, ub))
+    d = left[[i for i, _ in al.rows]] - right[[j for _, j in al.rows]]
+    return Delta(d, tuple(al.left_in.units[i].text for i, _ in al.rows), (f"Δ {name}",), left, right)
+
+
 def score_delta(al: Alignment, ra: AttributionResult, rb: AttributionResult) -> tuple[str, Delta] | None:
     """For results with per-token scores only (e.g. PAS): Δ of their primary score per matched input
     unit (one column; summed per unit like attributions). None when they share no primary score."""
     name = primary_score(ra, al.left_in.weights.shape[0])
     if name is None or name != primary_score(rb, al.right_in.weights.shape[0]) or not al.rows:
         return None
-    va, vb = aggregate_vector(ra.scores[name], al.left_in), aggregate_vector(rb.scores[name], al.right_in)
-    left, right = (np.array([np.nan if x is None else x for x in v])[:, None] for v in (va, vb))
-    d = left[[i for i, _ in al.rows]] - right[[j for _, j in al.rows]]
-    return name, Delta(d, tuple(al.left_in.units[i].text for i, _ in al.rows), (f"Δ {name}",), left, right)
+    return name, _column_delta(al, name, list(ra.scores[name]), list(rb.scores[name]))
 
 
 def method_delta(
     al: Alignment, pair: tuple[Generation, Generation], results: tuple[AttributionResult, AttributionResult]
 ) -> tuple[str, Delta] | None:
-    """("A", Δ of the attribution matrices) over the matched units, or (score name, Δ of that score)
-    for scores-only results; None when the two results cannot be compared."""
+    """("A", Δ of the attribution matrices) over the matched units; ("I(x)", Δ of each input unit's
+    total attribution) when the responses share no unit; (score name, Δ of that score) for
+    scores-only results; None when the two results cannot be compared."""
     ma, mb = usable(pair[0], results[0]), usable(pair[1], results[1])
-    if ma is not None and mb is not None:
-        return ("A", delta(al, ma, mb)) if al.rows and al.cols else None
+    if ma is not None and mb is not None and al.rows and al.cols:
+        return "A", delta(al, ma, mb)
+    if ma is not None and mb is not None and al.rows:  # no response unit in common: compare I(x) = Σ_j A_ij
+        return "I(x)", _column_delta(al, "I(x)", token_importance(ma)[0], token_importance(mb)[0])
     if results[0].status == "ok" and results[1].status == "ok" and results[0].matrix is None and results[1].matrix is None:
         return score_delta(al, *results)
     return None
@@ -161,6 +169,12 @@ def note_for(al: Alignment, what: str, names: tuple[str, str]) -> str:
     if what == "A":
         return al.note(*names)
     u = al.granularity
+    if what == "I(x)":
+        return (
+            f"The responses share no {u}, so no response {u} can be compared: Δ I(x) = {names[0]} − {names[1]} of each "
+            f"input {u}'s total attribution to its own response (I(x) = Σ_j A_ij, eq. 6, summed per {u}), over "
+            f"{len(al.rows)} matched input {u}s."
+        )
     text = f"The method gives per-token scores only: Δ {what} = {names[0]} − {names[1]} per input {u}"
     text += "." if u == "token" else f" (each token's score split over the {u}s it covers and summed per {u})."
     n_left, n_right = len(al.left_in.units), len(al.right_in.units)
