@@ -1,4 +1,4 @@
-"""Command line: ``reportgen run | validate | plugins | schema | render | verify``.
+"""Command line: ``reportgen run | validate | plugins | schema | render | sign | verify``.
 
 Exit codes (also in README.md):
 
@@ -161,6 +161,44 @@ def _fail_on_levels(ctx: click.Context, param: click.Parameter, values: tuple[st
     return levels
 
 
+def _key_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--cert``, ``--tsa`` and ``--key-pass-env``: how ``run --sign`` and ``sign`` find and use the key."""
+    from reportgen.signing import DEFAULT_PASS_ENV
+
+    fn = click.option(
+        "--key-pass-env",
+        default=DEFAULT_PASS_ENV,
+        show_default=True,
+        metavar="VAR",
+        help="Environment variable holding the key's passphrase (read, never written anywhere).",
+    )(fn)
+    fn = click.option(
+        "--tsa",
+        metavar="URL",
+        help="RFC 3161 timestamp authority; when it cannot be reached, a warning, and the files are signed without a timestamp.",
+    )(fn)
+    return click.option(
+        "--cert",
+        "sign_cert",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The signer's certificate for a PEM key (PEM; further certificates in the file are its chain).",
+    )(fn)
+
+
+def _signing_key(key: Path, cert: Path | None, pass_env: str, debug: bool) -> Any:
+    """The signing key, or exit 2 with one line (bad key file, wrong passphrase, variable unset, no sign extra)."""
+    from reportgen.signing import load_key
+
+    return _guard(debug, lambda: load_key(key, cert, pass_env))
+
+
+def _sign_paths(paths: list[Path], key: Any, tsa: str | None, debug: bool) -> None:
+    from reportgen.signing import sign_files, timestamper
+
+    for line in _guard(debug, lambda: sign_files(paths, key, timestamper(tsa, lambda msg: click.echo(msg, err=True)))):
+        click.echo(line)
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: the spec's report.output).")
@@ -176,6 +214,14 @@ def _fail_on_levels(ctx: click.Context, param: click.Parameter, values: tuple[st
     help="CI gate: exit 7 after writing the reports when a method job failed (failed) or a finding of this "
     "severity or worse exists (high, medium, low, info). Repeatable or a comma list; adds to the spec's fail_on.",
 )
+@click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="KEY",
+    help="Sign every report written with this key (PEM with --cert, or PKCS#12): PAdES in the PDF, NAME.dsse.json beside the rest.",
+)
+@_key_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (log lines are still printed).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run(
@@ -187,10 +233,16 @@ def run(
     fail_on: tuple[str, ...],
     quiet: bool,
     debug: bool,
+    sign_key: Path | None,
+    sign_cert: Path | None,
+    tsa: str | None,
+    key_pass_env: str,
 ) -> None:
     """Run the audit SPEC and write the reports."""
     from reportgen.runner import RunOptions, gate, run_audit
     from reportgen.statement import reset_command, set_command
+
+    key = _signing_key(sign_key, sign_cert, key_pass_env, debug) if sign_key else None  # before anything is written
 
     bar, hooks = _progress_bar(quiet)
     base = spec.resolve().parent
@@ -221,6 +273,8 @@ def run(
     if failed:
         for r in failed:
             click.echo(f"  failed: {r.method} on {r.model_id}/{r.prompt_id}: {r.reason}", err=True)
+    if key is not None:
+        _sign_paths([Path(p) for p in written.values()], key, tsa, debug)
     why = gate(run_result, (*run_result.spec.fail_on, *fail_on))
     if why:
         _fail(GateFailed(f"gate failed: {why}; the reports are written"), False)
@@ -338,22 +392,44 @@ def render(results: Path, output: str, formats: tuple[str, ...], debug: bool) ->
 
 @main.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="The audit spec: its text must be the one the run used.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Private key: PEM, or PKCS#12.")
+@_key_options
 @click.option("--debug", is_flag=True)
-def verify(reports: tuple[Path, ...], spec: Path | None, debug: bool) -> None:
+def sign(reports: tuple[Path, ...], key_path: Path, sign_cert: Path | None, tsa: str | None, key_pass_env: str, debug: bool) -> None:
+    """Sign REPORTS (report files or report folders): a PAdES signature inside each PDF (an
+    incremental update: the PDF/A-3b revision stays as written), a DSSE envelope NAME.dsse.json
+    beside every other file. The key and its passphrase are never written anywhere."""
+    from reportgen.signing import files_to_sign
+
+    key = _signing_key(key_path, sign_cert, key_pass_env, debug)
+    _sign_paths(_guard(debug, lambda: files_to_sign(reports)), key, tsa, debug)
+
+
+@main.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="The audit spec: its text must be the one the run used.")
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trusted certificates (PEM or DER: signers or CAs): every file must be signed by a certificate that chains to one.",
+)
+@click.option("--debug", is_flag=True)
+def verify(reports: tuple[Path, ...], spec: Path | None, cert: Path | None, debug: bool) -> None:
     """Check that REPORTS (report.html, report.pdf, results.json, provenance.intoto.json, or a
     report folder) are intact and show their run's numbers.
 
     Each report's manifest must match the results it carries; an HTML or PDF report must be
     what those results render to (a difference names the file and where: field, figure,
-    token, table cell or page); several files must be of one run. Exit 0 when everything
-    checks, 8 when anything differs.
+    token, table cell or page); several files must be of one run. A signature found (PAdES in
+    a PDF, NAME.dsse.json beside another file) must verify, and its signer is printed; with
+    --cert every file must be signed by a certificate that chains to the ones given. Exit 0
+    when everything checks, 8 when anything differs.
     """
     from reportgen.errors import VerificationFailed
     from reportgen.verify import summary_lines
     from reportgen.verify import verify as run_verify
 
-    result = _guard(debug, lambda: run_verify(list(reports), spec=spec))
+    result = _guard(debug, lambda: run_verify(list(reports), spec=spec, cert=cert))
     for line in summary_lines(result):
         click.echo(line)
     if not result.ok:

@@ -16,18 +16,25 @@ Every report carries its run's manifest (:mod:`reportgen.manifest`). For each fi
   again from the attachment and compared: identical bytes, else each page's text (a difference
   names the page and both lines) and drawing.
 - **provenance.intoto.json**: each subject found beside it has the digest it names.
+- **signatures** (:mod:`reportgen.signing_check`): a signed PDF's revision before the signature
+  is what is compared with a fresh rendering (and named by the provenance statement), and the
+  signature must verify and cover the whole file; a DSSE envelope ``NAME.dsse.json`` beside any
+  other file must verify and name the file's sha256. With ``cert`` (trusted signer or CA
+  certificates) every file must be signed by a certificate that chains to one of them; without,
+  a signature found is named as "not checked against a trusted certificate".
 
 Given several files (or a report folder), they must be of one run with the same results; with
 ``spec``, its text must be the one the run used. A provenance statement beside a report is
 checked too. What cannot be checked here: that the numbers are what the model computes (rerun
 the audit and compare results.json, byte for byte apart from the run-dependent fields), who
-made the report (sign it), and, for a report rendered by another reportgen or plugin version,
-the page itself (a fresh rendering may differ; the versions are named in the message).
+made the report unless it is signed and ``cert`` is given, and, for a report rendered by another
+reportgen or plugin version, the page itself (a fresh rendering may differ; the versions are named in the message).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import tempfile
@@ -48,6 +55,9 @@ from reportgen.manifest import (
     results_from_evidence,
     sha256_hex,
 )
+from reportgen.signing_check import Trust, load_trust, pdf_byte_ranges, unsigned_revision
+from reportgen.signing_dsse import SUFFIX as ENVELOPE_SUFFIX
+from reportgen.signing_dsse import envelope_path
 from reportgen.statement import PREDICATE_TYPE, STATEMENT_NAME, STATEMENT_TYPE
 
 #: Differences listed per file before the rest are counted.
@@ -65,6 +75,7 @@ class FileCheck:
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)  # each verified signature: who, when, trusted or not
     manifest: dict[str, Any] | None = None
     results: dict[str, Any] | None = None  # the results.json object it carries (or is)
 
@@ -96,6 +107,8 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     """The files to verify: each file given, and reportgen's report files in each folder given."""
     out: list[Path] = []
     for p in paths:
+        if p.name.endswith(ENVELOPE_SUFFIX):  # a signature envelope stands for the file it signs
+            p = p.with_name(p.name[: -len(ENVELOPE_SUFFIX)])
         if p.is_dir():
             found = [p / n for n in ("report.html", "report.pdf", RESULTS_NAME, STATEMENT_NAME) if (p / n).is_file()]
             found += sorted(q for q in p.iterdir() if q.is_file() and q.suffix in (".html", ".pdf") and q not in found)
@@ -124,8 +137,13 @@ def kind_of(path: Path, raw: bytes) -> str:
     raise VerifyInputError(f"{path}: not a reportgen report (.html, .pdf, results.json or provenance.intoto.json)")
 
 
-def verify(paths: Sequence[Path], *, spec: Path | None = None, registry: Any | None = None) -> Verification:
-    """Check every report in ``paths`` (files or folders), each alone and against each other."""
+def verify(paths: Sequence[Path], *, spec: Path | None = None, registry: Any | None = None, cert: Path | None = None) -> Verification:
+    """Check every report in ``paths`` (files or folders), each alone and against each other.
+
+    With ``cert`` (PEM or DER certificates of trusted signers or CAs), every file must carry a
+    signature by a certificate that chains to one of them.
+    """
+    trust = load_trust(cert) if cert is not None else None
     files = expand(paths)
     checks: list[FileCheck] = []
     for path in files:
@@ -143,6 +161,7 @@ def verify(paths: Sequence[Path], *, spec: Path | None = None, registry: Any | N
             _verify_pdf(check, raw, registry)
         else:
             _verify_statement(check, raw)
+        _verify_signature(check, raw, trust)
         checks.append(check)
     result = Verification(checks)
     _cross_check(result)
@@ -595,8 +614,6 @@ def _verify_pdf(check: FileCheck, raw: bytes, registry: Any | None) -> None:
     except ImportError:
         check.fail("cannot be verified here: reading a PDF needs pypdf (pip install pypdf)")
         return
-    import io
-
     try:
         reader = pypdf.PdfReader(io.BytesIO(raw))
         files = _attachments(reader)
@@ -639,6 +656,12 @@ def _verify_pdf(check: FileCheck, raw: bytes, registry: Any | None) -> None:
         check.checked.append("every page, figure and table (identical to a fresh rendering of the attached results)")
         return
     differences = pdf_differences(reader, pypdf.PdfReader(io.BytesIO(fresh)))
+    if not differences and fresh == _unsigned(reader, raw):
+        check.checked.append(
+            "every page, figure and table (the revision before the signature is identical to a fresh rendering "
+            "of the attached results; the signature's revision changes no page)"
+        )
+        return
     if not differences:
         check.notes.append(
             "its bytes differ from a fresh rendering, but every page's text and drawing are the same (re-saved by another program?)"
@@ -649,6 +672,28 @@ def _verify_pdf(check: FileCheck, raw: bytes, registry: Any | None) -> None:
     version = reader.metadata.get("/Producer") if reader.metadata else None
     if version:
         check.notes.append(f"PDF producer: {version}")
+
+
+def _unsigned(reader: Any, raw: bytes) -> bytes | None:
+    """A signed PDF's revision before its first signature (None when unsigned or unreadable)."""
+    try:
+        return unsigned_revision(raw, pdf_byte_ranges(reader))
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds on a damaged file; read as unsigned
+        return None
+
+
+def _unsigned_digest(name: str, raw: bytes) -> str | None:
+    """The sha256 of a signed PDF's revision before the signature (None for any other file)."""
+    if not name.lower().endswith(".pdf"):
+        return None
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(raw))
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds on a damaged file
+        return None
+    unsigned = _unsigned(reader, raw)
+    return sha256_hex(unsigned) if unsigned is not None else None
 
 
 def _fresh_pdf(run: Any, registry: Any | None, results: bytes, command: Sequence[str] | None) -> bytes:
@@ -745,7 +790,10 @@ def _verify_statement(check: FileCheck, raw: bytes) -> None:
             check.notes.append(f"subject {name} is not beside it: not checked")
             continue
         found += 1
-        got = sha256_hex(target.read_bytes())
+        body = target.read_bytes()
+        got = sha256_hex(body)
+        if got != want and _unsigned_digest(name, body) == want:
+            continue  # a PDF signed after the run: the statement names the revision before the signature
         if got != want:
             check.fail(f"{name} has sha256 {got}; the statement names {want} (the file changed after the run)")
     check.checked.append(f"{found} subject digest(s)")
@@ -762,11 +810,64 @@ def _check_against_statement(check: FileCheck, statement: Path) -> None:
     want = subjects.get(check.path.name)
     if want is None:
         return
-    got = sha256_hex(check.path.read_bytes())
+    raw = check.path.read_bytes()
+    got = sha256_hex(raw)
+    if got != want and _unsigned_digest(check.path.name, raw) == want:
+        check.checked.append(f"sha256 of the revision before the signature, named in {STATEMENT_NAME} beside it")
+        return
     if got != want:
         check.fail(f"its sha256 is {got}; {STATEMENT_NAME} beside it names {want} (the file changed after the run)")
     else:
         check.checked.append(f"sha256 named in {STATEMENT_NAME} beside it")
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def _can_check_signatures() -> bool:
+    from reportgen.signing import SigningError, require_extra
+
+    try:
+        require_extra()
+    except SigningError:
+        return False
+    return True
+
+
+def _verify_signature(check: FileCheck, raw: bytes, trust: Trust | None) -> None:
+    """The file's signature (PAdES inside a PDF, else ``NAME.dsse.json`` beside it); required with ``trust``."""
+    from reportgen.signing import EXTRA_HINT
+    from reportgen.signing_check import SignatureCheck, check_envelope, check_pdf
+
+    if check.kind == "pdf":
+        import pypdf
+
+        try:
+            signed = bool(pdf_byte_ranges(pypdf.PdfReader(io.BytesIO(raw))))
+        except Exception:  # noqa: BLE001 - an unreadable PDF is reported by the PDF check
+            signed = False
+        what = "no PAdES signature in it"
+    else:
+        envelope = envelope_path(check.path)
+        signed = envelope.is_file()
+        what = f"no {envelope.name} beside it"
+    if not signed:
+        if trust is not None:
+            check.fail(f"is not signed ({what})")
+        return
+    if not _can_check_signatures():
+        check.notes.append(f"it is signed, but the signature cannot be checked here: {EXTRA_HINT}")
+        return
+    found: list[SignatureCheck]
+    if check.kind == "pdf":
+        found = check_pdf(raw, trust)
+    else:
+        found = [check_envelope(check.path, envelope_path(check.path).read_bytes(), raw, trust)]
+    for sig in found:
+        if sig.problems:
+            check.fail("signature: " + "; ".join(sig.problems))
+        else:
+            check.signatures.append(sig.describe(trust.source if trust else None))
 
 
 # --------------------------------------------------------------------------- across files, and the spec
@@ -839,6 +940,7 @@ def summary_lines(result: Verification) -> list[str]:
         run = (c.manifest or {}).get("run_id")
         head = f"{c.path}: {'ok' if c.ok else 'FAILED'}" + (f" (run {run})" if run else "")
         lines.append(head)
+        lines.extend(f"  signed: {s}" for s in c.signatures)
         if c.ok and c.checked:
             lines.append("  checked: " + "; ".join(c.checked))
         lines.extend(f"  - {p}" for p in c.problems)
