@@ -96,6 +96,11 @@ def _ids(run: RunResult) -> dict[str, list[str]]:
     }
 
 
+def _spec_order(key: tuple[str, str, str], ids: dict[str, list[str]]) -> tuple[tuple[int, str], ...]:
+    """A (prompt, model, method) key's place in a spec: its prompts, then models, then methods in order."""
+    return tuple((ids[k].index(v) if v in ids[k] else len(ids[k]), v) for k, v in zip(("prompts", "models", "methods"), key, strict=True))
+
+
 def _results(run: RunResult) -> dict[tuple[str, str, str], Any]:
     return {(r.prompt_id, r.model_id, r.display_name): r for r in run.results}
 
@@ -151,13 +156,13 @@ def diff_runs(
     """
     g: Granularity = granularity or new.spec.aggregations.granularity
     ro, rn = _results(old), _results(new)
+    io, inew = _ids(old), _ids(new)
     pairs = []
-    for key in sorted(ro.keys() & rn.keys()):
+    for key in sorted(ro.keys() & rn.keys(), key=lambda k: _spec_order(k, inew)):
         prompt, model, method = key
         g_old, g_new = old.generation(model, prompt), new.generation(model, prompt)
         if g_old is not None and g_new is not None:
             pairs.append(_pair(g_old, g_new, ro[key], rn[key], method, g))
-    io, inew = _ids(old), _ids(new)
     only_old = {k: tuple(v for v in io[k] if v not in inew[k]) for k in io}
     only_new = {k: tuple(v for v in inew[k] if v not in io[k]) for k in inew}
     shown = {(p.prompt_id, p.model_id, p.method) for p in pairs}

@@ -249,6 +249,9 @@ def test_unusable_results_say_why() -> None:
         for r in run.results
     ]
     d = diff_runs(run, dataclasses.replace(run, results=broken))
+    spec = run.spec
+    order = [(p.id, m.id, x.label) for p in spec.prompts for m in spec.models for x in spec.methods]
+    assert [(p.prompt_id, p.model_id, p.method) for p in d.pairs] == order  # the spec's order
     p = next(p for p in d.pairs if (p.prompt_id, p.method) == ("capital", "saliency"))
     assert p.delta is None and "NEW: failed (boom)" in p.note
     same = next(p for p in d.pairs if (p.prompt_id, p.method, p.model_id) == ("inject", "saliency", "smol"))
