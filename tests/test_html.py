@@ -516,3 +516,13 @@ def test_run_id_and_results_digest_are_visible(run: Any, page: Page) -> None:
     rebuilt = dataclasses.replace(run, provenance={**run.provenance, "rebuilt": {"at": "", "from": "results.json", "sha256": "cd" * 32}})
     text = re.sub(r"\s+", " ", parse(html_of(rebuilt)).visible_text())
     assert f"Run {run_id} · results.json sha256 {'cd' * 8}…" in text  # the file it was rebuilt from
+
+
+def test_spaces_in_tokens_are_visible_in_score_tables_and_findings(page: Page, html: str) -> None:
+    text = page.visible_text()
+    assert "In the Token column ␣ marks a space" in text
+    assert '<code class="tokcode">␣is</code>' in html and '<code class="tokcode">␣capital</code>' in html
+    assert '<code class="tokcode"> capital</code>' not in html
+    assert 'smol · capital · <code class="tokcode">␣France</code>' in html  # the finding's token
+    strip = re.findall(r'<span class="tok[^"]*" data-i="\d+"[^>]*>([^<]*)</span>', html)
+    assert " Paris" in strip and not any("␣" in t for t in strip)  # running text keeps its spaces

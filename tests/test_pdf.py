@@ -414,3 +414,14 @@ def test_kaleido_exports_subplots_to_svg() -> None:
         ex.close()
     assert svg is not None, ex.reason
     assert svg.lstrip().startswith("<svg") and "right" in svg
+
+
+def test_spaces_in_tokens_are_visible_in_score_tables_and_findings(text: str, run: Any) -> None:
+    """A token's leading space would vanish at the start of a table cell: it prints as ␣, and the
+    page says what the mark means (the same as the HTML report)."""
+    assert "In the Token column ␣ marks a space" in text
+    g = next(g for g in run.generations if g.prompt_id == "capital")
+    for tok in (" is", " the", " capital", " France"):
+        assert re.search(rf"\d+ {re.escape(tok.replace(' ', '␣'))} ", text), tok  # "# Token score" rows read back
+    assert "smol · capital · ␣France" in text  # the finding's token
+    assert " Paris" in g.output_tokens and "␣Paris" not in text  # running text (the response) keeps its spaces

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from reportgen.data import SEVERITY_ORDER
 from reportgen.report.model import Findings, FindingView
-from reportgen.report.text import display_token, finding_context, flatten
+from reportgen.report.text import finding_context, flatten, standalone_token
 
 if TYPE_CHECKING:  # pragma: no cover
     from reportgen.report.builder import ReportBuilder
@@ -32,7 +32,7 @@ def build(b: ReportBuilder) -> Findings:
             model_id=f.model_id,
             prompt_id=f.prompt_id,
             method=f.method,
-            token=display_token(f.token),
+            token=standalone_token(f.token),
             positions=", ".join(str(p) for p in f.positions),
             context=finding_context(b.run.generation(f.model_id, f.prompt_id), f.positions),
             evidence=tuple(flatten(f.evidence)),

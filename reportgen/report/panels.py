@@ -23,7 +23,7 @@ from reportgen.report.model import (
     ScoreRow,
     ScoreTable,
 )
-from reportgen.report.text import display_token, fmt_seconds, options_text, output_special, token_views
+from reportgen.report.text import fmt_seconds, options_text, output_special, standalone_token, token_views
 
 if TYPE_CHECKING:  # pragma: no cover
     from reportgen.report.builder import ReportBuilder
@@ -188,7 +188,7 @@ def _scores(
         if all(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in vals):
             continue
         scored.append(i)
-        rows.append(ScoreRow(i, display_token(tok), special[i] if i < len(special) else False, tuple(fmt_number(v) for v in vals)))
+        rows.append(ScoreRow(i, standalone_token(tok), special[i] if i < len(special) else False, tuple(fmt_number(v) for v in vals)))
     if not rows:
         return None, None
     fig = scores_figure(tokens, {n: r.scores[n] for n in names}, scored)

@@ -70,6 +70,19 @@ def display_token(tok: str) -> str:
     return _styled(token_segments(tok), _visible)
 
 
+#: How a space is shown in a token printed on its own (a table cell, a finding): a leading
+#: space would vanish at the start of a cell, in HTML and PDF alike. The templates say what it means.
+SPACE_MARK = "\u2423"  # ␣
+
+
+def standalone_token(tok: str) -> str:
+    """A token printed on its own (score tables, findings): :func:`display_token` with every
+    space shown as ``␣``, so ``" Paris"`` reads ``␣Paris`` on screen and on paper."""
+    if _visible(tok) == "":
+        return "∅"
+    return _styled(token_segments(tok), lambda part: _visible(part).replace(" ", SPACE_MARK))
+
+
 def one_line(text: str) -> str:
     """Plain text on one line: newlines and tabs become visible marks."""
     return text.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", "⇥")
