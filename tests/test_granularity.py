@@ -181,3 +181,28 @@ def test_method_views_per_word_when_the_spec_asks() -> None:
     assert len(view.hover.matrix) == len(u_in.units) and "per word" in view.heatmap.html
     total = sum(x for row in view.hover.matrix for x in row if x is not None)
     assert total == pytest.approx(float(np.nansum(np.asarray(r.matrix))), rel=1e-5)
+
+
+def test_real_tokenizer_display_tokens_map_onto_words(smollm_tokenizer: object) -> None:
+    """SmolLM2's byte-level BPE splits emoji and CJK characters over several tokens (byte marks)."""
+    from reportgen.generate import token_texts
+
+    text = "Café 👍🏽 東京タワー is tall. Really?"
+    ids = smollm_tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+    _, display = token_texts(smollm_tokenizer, ids)
+    assert display is not None
+    toks: list[str] = display
+    assert any(getattr(t, "byte_spans", ()) for t in toks)  # the case this test is about
+    assert plain_text(toks) == text
+    u = units(toks, [False] * len(toks), "word")
+    assert [x.core for x in u.units] == words(text) == ["Café", "👍🏽", "東", "京", "タ", "ワ", "ー", "is", "tall", ".", "Really", "?"]
+    assert np.allclose(u.weights.sum(axis=1), 1.0)
+    spans = char_spans(toks)
+    for x in u.units:  # every token with a share covers a character of the unit, or a byte of one
+        for k in x.tokens:
+            a, b = spans[k]
+            covers = a < x.end and b > x.start
+            byte_of = bool(getattr(toks[k], "byte_spans", ())) and (x.start <= a < x.end or x.start <= b < x.end)
+            assert covers or byte_of, (x, toks[k])
+    s = units(toks, [False] * len(toks), "sentence")
+    assert [x.core for x in s.units] == ["Café 👍🏽 東京タワー is tall.", "Really?"]
