@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from typing import Any
 
@@ -9,7 +10,9 @@ import pydantic
 import pytest
 
 from reportgen.data import AttributionResult, Finding, Generation
+from reportgen_plugins.pas import payload as payload_module
 from reportgen_plugins.pas.detectors import (
+    DETECTORS,
     KLOutlier,
     KLOutlierOptions,
     NoiseToken,
@@ -22,6 +25,7 @@ from reportgen_plugins.pas.detectors import (
     UnstableTokenOptions,
 )
 from reportgen_plugins.pas.findings import prompt_with_replacement, robust_z
+from reportgen_plugins.pas.payload import PasPayload
 
 TEMPLATE_HEAD = [("<|im_start|>", True), ("user", True), ("\n", True)]
 USER = ["Pass", "age", ":", " When", " was", " the", " Cass", "ini", " launched", "?"]
@@ -532,3 +536,51 @@ def test_max_findings_caps_and_summarises_the_rest() -> None:
     # None lists everything; the default (10) is not reached here
     assert len(PreferredReplacement().detect(make_result(sc), GEN, PreferredReplacementOptions(max_findings=None))) == 5
     assert len(PreferredReplacement().detect(make_result(sc), GEN, PreferredReplacementOptions())) == 5
+
+
+# ------------------------------------------------------------------ payload parsed once per result
+
+
+def passage_result() -> AttributionResult:
+    sc = base_scores()
+    k = POS["age"]
+    set_score(sc, "attribution_score", k, math.log(0.2 / 0.6))
+    set_score(sc, "log_prior_original", k, math.log(0.6))
+    set_score(sc, "log_posterior_original", k, math.log(0.2))
+    return make_result(sc, details=passage_details(k))
+
+
+def detect_all(result: AttributionResult) -> list[dict[str, Any]]:
+    return [f.to_json() for det in DETECTORS for f in det().detect(result, GEN, det.options_model())]
+
+
+def test_payload_is_parsed_once_per_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = detect_all(passage_result())  # parsed before the counter is installed
+    parse = PasPayload.from_json
+    calls: list[int] = []
+
+    def counting(cls: type[PasPayload], d: Any) -> PasPayload:
+        calls.append(id(d))
+        return parse(d)
+
+    monkeypatch.setattr(PasPayload, "from_json", classmethod(counting))
+    result = passage_result()
+    assert detect_all(result) == expected  # the same findings as without the memo ...
+    assert calls == [id(result.details)]  # ... from one parse for all five detectors
+    assert detect_all(result) == expected and len(calls) == 1  # a second pass parses nothing
+    other = passage_result()  # equal contents, another result: parsed on its own
+    assert detect_all(other) == expected and len(calls) == 2
+    # a result whose details were replaced is parsed again, and its findings follow the new details
+    result.details = {**result.details, "candidates": {}}
+    (f,) = PreferredReplacement().detect(result, GEN, PreferredReplacementOptions())
+    assert len(calls) == 3 and f.evidence["preferred"] == [] and f.severity == "low"
+
+
+def test_parsed_payloads_go_with_their_results() -> None:
+    result = passage_result()
+    PasPayload.of(result)
+    assert id(result) in payload_module._PARSED
+    key = id(result)
+    del result
+    gc.collect()
+    assert key not in payload_module._PARSED

@@ -50,12 +50,12 @@ from reportgen_plugins.pas.findings import (
     cap_findings,
     fmt,
     interval_at,
+    mark_uncertain,
     near_zero_test,
     prompt_with_replacement,
     quote,
     robust_z,
     straddles,
-    uncertain_note,
 )
 
 METHOD = "probabilistic"
@@ -115,11 +115,7 @@ class NoiseToken(Detector):
                 f"and the response does not depend on it (AS = {fmt(a)} nats)"
             )
             if straddled is not None:
-                iv, thr = straddled
-                sev = "info"
-                ev["interval"] = list(iv)
-                ev["threshold"] = thr
-                msg += f" ({uncertain_note(iv, thr)})"
+                sev, msg = mark_uncertain(ev, msg, *straddled)
             out.append(
                 s.finding(
                     self.name,
@@ -215,9 +211,7 @@ class PreferredReplacement(Detector):
                 sugg = "Look at the candidate list for this token and consider rephrasing around it."
             if uncertain:
                 assert iv is not None
-                sev = "info"
-                ev["interval"] = list(iv)
-                msg += f" ({uncertain_note(iv, thr)})"
+                sev, msg = mark_uncertain(ev, msg, iv, thr)
             out.append(s.finding(self.name, sev, k, title="Model prefers another token", message=msg + ".", suggestion=sugg, evidence=ev))
         return cap_findings(self.name, out, o.max_findings, lambda f: -f.evidence["attribution_score"])
 
@@ -274,9 +268,7 @@ class ResponseBroadened(Detector):
                 msg += f"; with the response it considers {cands_text(post)}"
             if uncertain:
                 assert div is not None
-                sev = "info"
-                ev["interval"] = list(div)
-                msg += f" ({uncertain_note(div, o.margin, 'H_pr − H_p')})"
+                sev, msg = mark_uncertain(ev, msg, div, o.margin, score="H_pr − H_p", record_threshold=False)
             out.append(
                 s.finding(
                     self.name,
@@ -356,11 +348,7 @@ class KLOutlier(Detector):
             if post:
                 msg += f"; with the response it considers {cands_text(post)}"
             if straddled is not None:
-                iv, thr = straddled
-                sev = "info"
-                ev["interval"] = list(iv)
-                ev["threshold"] = thr
-                msg += f" ({uncertain_note(iv, thr)})"
+                sev, msg = mark_uncertain(ev, msg, *straddled)
             out.append(
                 s.finding(
                     self.name,

@@ -167,8 +167,23 @@ class Scored:
         )
 
 
-def uncertain_note(interval: tuple[float, float], threshold: float, score: str = "AS") -> str:
-    return f"uncertain: the interval [{fmt(interval[0])}, {fmt(interval[1])}] straddles the threshold {score} = {fmt(threshold)} nats"
+def mark_uncertain(
+    evidence: dict[str, Any],
+    message: str,
+    interval: tuple[float, float],
+    threshold: float,
+    *,
+    score: str = "AS",
+    record_threshold: bool = True,
+) -> tuple[Severity, str]:
+    """A finding whose interval straddles its detector's threshold: severity ``info``, the interval
+    (and, unless the evidence names the threshold otherwise, the threshold) in ``evidence``, and the
+    message with the "uncertain: …" note. Returns the severity and the message."""
+    evidence["interval"] = list(interval)
+    if record_threshold:
+        evidence["threshold"] = threshold
+    lo, hi = interval
+    return "info", f"{message} (uncertain: the interval [{fmt(lo)}, {fmt(hi)}] straddles the threshold {score} = {fmt(threshold)} nats)"
 
 
 def near_zero_test(result: AttributionResult, k: int, value: float, limit: float) -> tuple[bool, tuple[tuple[float, float], float] | None]:

@@ -12,6 +12,7 @@ defaults.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -221,5 +222,34 @@ class PasPayload:
 
     @classmethod
     def of(cls, result: AttributionResult) -> PasPayload:
-        """The payload of a ``probabilistic`` result."""
-        return cls.from_json(result.details)
+        """The payload of a ``probabilistic`` result, parsed once per result object.
+
+        Every detector and view asks for the payload of the same result; the parse is remembered
+        for as long as the result lives and its ``details`` is the same dict (a result whose
+        ``details`` was replaced is parsed again).
+        """
+        key = id(result)
+        hit = _PARSED.get(key)
+        if hit is not None and hit.result() is result and hit.details is result.details:
+            return hit.payload
+        payload = cls.from_json(result.details)
+        _PARSED[key] = _Parsed(weakref.ref(result, lambda ref: _forget(key, ref)), result.details, payload)
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A parsed payload, the result it was parsed from (weakly) and that result's details dict."""
+
+    result: weakref.ref[AttributionResult]
+    details: Mapping[str, Any]
+    payload: PasPayload
+
+
+#: id(result) → its parsed payload, dropped when the result is garbage-collected.
+_PARSED: dict[int, _Parsed] = {}
+
+
+def _forget(key: int, ref: weakref.ref[AttributionResult]) -> None:
+    if (hit := _PARSED.get(key)) is not None and hit.result is ref:
+        _PARSED.pop(key, None)
