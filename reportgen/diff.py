@@ -249,7 +249,8 @@ def _sections(d: RunDiff) -> list[PairSection]:
     out = []
     for (prompt, model), ps in groups.items():
         g_old, g_new = d.old.generation(model, prompt), d.new.generation(model, prompt)
-        assert g_old is not None and g_new is not None  # pairs exist only where both do
+        if g_old is None or g_new is None:  # pragma: no cover - pairs exist only where both do
+            continue
         methods: list[CompareMethod] = []
         for p in ps:
             key = (prompt, model, p.method)
@@ -314,15 +315,16 @@ def check_formats(formats: list[str]) -> list[str]:
 
 
 def write_diff(d: RunDiff, out_dir: Path, formats: list[str]) -> dict[str, str]:
-    """Write ``diff.html`` / ``diff.json`` into ``out_dir`` (created); returns format → path."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RenderError(f"--output: cannot create {out_dir} ({exc.strerror or exc})") from None
+    """Write ``diff.html`` / ``diff.json`` into ``out_dir`` (created), each file atomically; returns format → path."""
+    from reportgen.cache import atomic_write_text
+
     written = {}
     for fmt in check_formats(formats):
         path = out_dir / f"diff.{fmt}"
         text = diff_html(d) if fmt == "html" else json.dumps(diff_json(d), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-        path.write_text(text, encoding="utf-8", newline="\n")
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            raise RenderError(f"--output: cannot write {path} ({exc.strerror or exc})") from None
         written[fmt] = str(path)
     return written

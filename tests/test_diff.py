@@ -231,6 +231,8 @@ def test_cli_diff_errors_are_one_line(runs: tuple[Path, Path, Path], tmp_path: P
     assert r.exit_code == 2 and "unknown format 'docx'" in r.output
     r = invoke("diff", str(old), "-o", str(tmp_path / "o"))
     assert r.exit_code == 2
+    r = invoke("diff", str(old), str(new), "-o", str(bad), "-f", "json")  # the output folder is a file: usage
+    assert r.exit_code == 2 and "is a file" in r.output
     assert not (tmp_path / "o").exists()
 
 
