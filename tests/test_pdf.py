@@ -49,6 +49,7 @@ from reportgen_plugins.renderers.svg import (
     heatmap_svg,
     nice_ticks,
     plain,
+    text_width,
 )
 
 pypdf = pytest.importorskip("pypdf")
@@ -425,3 +426,94 @@ def test_spaces_in_tokens_are_visible_in_score_tables_and_findings(text: str, ru
         assert re.search(rf"\d+ {re.escape(tok.replace(' ', '␣'))} ", text), tok  # "# Token score" rows read back
     assert "smol · capital · ␣France" in text  # the finding's token
     assert " Paris" in g.output_tokens and "␣Paris" not in text  # running text (the response) keeps its spaces
+
+
+# --------------------------------------------------------------------------- nothing cut, nothing overlapping
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+
+
+@pytest.mark.parametrize("bold", [False, True])
+def test_text_width_is_never_below_the_fonts_advance(bold: bool) -> None:
+    """The layout's width estimate (``svg.text_width``) against DejaVu Sans' real advances."""
+    font_file = DEJAVU / ("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf")
+    if not font_file.exists():
+        pytest.skip("DejaVu Sans is not installed")
+    image_font = pytest.importorskip("PIL.ImageFont")
+    font = image_font.truetype(str(font_file), 100)
+    samples = [
+        "0: <|im_start|>",
+        "27: capital",
+        "‖J_tᵀ w_y‖ (semantic scope)",
+        "kl_posterior_prior",
+        "WWW MMM mmm www",
+        "ATTRIBUTION_SCORE",
+        "-0.0049631",
+        "saliency (l2 over hidden dims)",
+        "Attribution score (AS) per prompt token",
+        "#&<>=+~^",
+    ]
+    for s in samples:
+        assert text_width(s, 100, bold) >= font.getlength(s), s
+
+
+def _boxes(svg: str) -> tuple[float, float, list[tuple[str, float, float, float, float]]]:
+    """The drawing's size and each text's box (estimated extent, rotation applied)."""
+    root = ET.fromstring(svg)
+    width, height = float(root.get("width", "0")), float(root.get("height", "0"))
+    out = []
+    for t in root.iter(SVG + "text"):
+        s, size = t.text or "", float(t.get("font-size", "10"))
+        px, py = float(t.get("x", "0")), float(t.get("y", "0"))
+        w = text_width(s, size, t.get("font-weight") == "bold")
+        x0 = {"start": px, "middle": px - w / 2, "end": px - w}[t.get("text-anchor", "start")]
+        corners = [(x0, py - 0.8 * size), (x0 + w, py - 0.8 * size), (x0, py + 0.25 * size), (x0 + w, py + 0.25 * size)]
+        rot = re.match(r"rotate\(([-\d.]+) ([-\d.]+) ([-\d.]+)\)", t.get("transform", ""))
+        if rot:
+            a, cx, cy = (float(v) for v in rot.groups())
+            c, s_ = np.cos(np.radians(a)), np.sin(np.radians(a))
+            corners = [(cx + (u - cx) * c - (v - cy) * s_, cy + (u - cx) * s_ + (v - cy) * c) for u, v in corners]
+        xs, ys = [u for u, _ in corners], [v for _, v in corners]
+        out.append((s, min(xs), min(ys), max(xs), max(ys)))
+    return width, height, out
+
+
+def _inside(svg: str) -> list[tuple[str, float, float, float, float]]:
+    width, height, boxes = _boxes(svg)
+    for s, x0, y0, x1, y1 in boxes:
+        assert x0 >= -0.5 and y0 >= -0.5 and x1 <= width + 0.5 and y1 <= height + 0.5, (
+            f"{s!r} is cut: {(x0, y0, x1, y1)} in {width}×{height}"
+        )
+    return boxes
+
+
+@pytest.mark.parametrize("cols", [3, 40])
+def test_heatmap_titles_and_long_labels_are_whole_and_inside(cols: int) -> None:
+    rows = ["0: <|im_start|>", "1: ▁internationalization▁", "2: 東京都の天気", "3: x"]
+    col_labels = [f"{j}: {'response token ' * (1 + j % 3)}".strip() for j in range(cols)]
+    title = "jacobian.semantic: attribution A (input × output) of a prompt whose title runs on and on past the edge"
+    bar_title = "‖J_tᵀ w_y‖ (semantic scope, summed over every generated token)"
+    z = np.arange(4 * cols, dtype=float).reshape(4, cols)
+    svg = heatmap_svg(z, rows, col_labels, scale=[[0.0, "#ffffff"], [1.0, "#000000"]], title=title, value_label=bar_title)
+    boxes = _inside(svg)
+    texts = [b[0] for b in boxes]
+    assert " ".join(t for t in texts if t in title) == title  # wrapped, never shortened
+    assert " ".join(t for t in texts if t in bar_title) == bar_title
+    for r in rows:
+        assert r in texts
+
+
+def test_legend_wraps_into_rows_inside_the_drawing() -> None:
+    names = ["attribution_score", "entropy_prompt", "entropy_prompt_response", "kl_posterior_prior", "kl_prior_posterior"]
+    names += ["log_posterior_original", "log_prior_original"]
+    fig = go.Figure([go.Bar(x=["24: What", "25: is"], y=[k, -k], name=n) for k, n in enumerate(names)])
+    fig.update_layout(title="Scores")
+    svg = figure_svg(fig)
+    assert svg is not None
+    boxes = _inside(svg)
+    legend = [b for b in boxes if b[0] in names]
+    assert sorted(b[0] for b in legend) == sorted(names)  # every entry, whole
+    for k, a in enumerate(legend):
+        for b in legend[k + 1 :]:
+            assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"{a[0]} overlaps {b[0]}"
+    assert len({round(b[2]) for b in legend}) == 2  # two rows

@@ -161,8 +161,67 @@ def _num(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
+# --------------------------------------------------------------------------- text extents
+# Layout reserves room for every label and title from these estimates, so nothing is cut at the
+# drawing's edge or drawn over a neighbour: per character, at least DejaVu Sans' advance for Latin
+# text (tests/test_pdf.py checks them against the font), one em for wide East Asian characters.
+
+#: Characters about one em wide in DejaVu Sans; and those about 0.84 em (math signs and the like).
+_WIDE = frozenset("mwMW@%…—")
+_MID = frozenset("<>=+~#&^±×÷")
+#: Longest token label (px at its font size) before it is shortened with an ellipsis.
+LABEL_MAX = 190.0
+#: Line height (px) of wrapped titles, per px of font size.
+LEADING = 1.25
+
+
+def text_width(s: str, size: float, bold: bool = False) -> float:
+    """Estimated advance width of ``s`` at font ``size`` (px)."""
+    em = 0.0
+    for ch in s:
+        if unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        if ord(ch) >= 0x1F000:  # emoji (a colour font, wider than an em)
+            em += 1.3
+        elif unicodedata.east_asian_width(ch) in ("W", "F") or ch in _WIDE:
+            em += 1.0
+        elif ch in _MID:
+            em += 0.84
+        elif ch == " ":
+            em += 0.32
+        elif ch.isupper():
+            em += 0.78
+        elif ch.isdigit():
+            em += 0.64
+        else:
+            em += 0.62
+    return em * size * (1.1 if bold else 1.0)
+
+
+def fit(s: str, size: float, max_w: float) -> str:
+    """``s``, or its longest head that fits ``max_w`` with an ellipsis."""
+    if text_width(s, size) <= max_w:
+        return s
+    while s and text_width(s + "…", size) > max_w:
+        s = s[:-1]
+    return s + "…"
+
+
+def wrap(s: str, size: float, max_w: float, bold: bool = False) -> list[str]:
+    """``s`` in lines no wider than ``max_w``: broken at spaces, a word too long for a line
+    broken inside; nothing is dropped (the lines joined give ``s`` back, spaces aside)."""
+    lines: list[str] = []
+    for word in s.split():
+        cand = f"{lines[-1]} {word}" if lines else word
+        if lines and text_width(cand, size, bold) <= max_w:
+            lines[-1] = cand
+            continue
+        while text_width(word, size, bold) > max_w and len(word) > 1:
+            k = next(k for k in range(len(word) - 1, 0, -1) if text_width(word[:k], size, bold) <= max_w or k == 1)
+            lines.append(word[:k])
+            word = word[k:]
+        lines.append(word)
+    return lines
 
 
 # --------------------------------------------------------------------------- colours
@@ -273,26 +332,32 @@ def heatmap_svg(
     fin = z[np.isfinite(z)]
     lo = float(zmin) if zmin is not None else (float(fin.min()) if fin.size else 0.0)
     hi = float(zmax) if zmax is not None else (float(fin.max()) if fin.size else 1.0)
-    rl = [_clip(plain(s), 22) for s in row_labels]
-    cl = [_clip(plain(s), 22) for s in col_labels]
     lab = 7.0 if max(n, t) > 40 else 8.0
-    left = 14 + min(140, 4.6 * lab / 8 * max((len(s) for s in rl), default=4) + 6)
-    bottom = 18 + min(110, 0.5 * 4.6 * lab / 8 * max((len(s) for s in cl), default=4) * 1.3 + 10)
-    top = 24.0 if title else 8.0
-    cbar = 70.0
+    rl = [fit(plain(s), lab, LABEL_MAX) for s in row_labels]
+    cl = [fit(plain(s), lab, LABEL_MAX) for s in col_labels]
+    row_w = max((text_width(s, lab) for s in rl), default=0.0)
+    col_w = max((text_width(s, lab) for s in cl), default=0.0)
+    # row labels end 3 px left of the plot, right of the rotated y title; the column labels,
+    # rotated by 60°, reach down sin 60° and left cos 60° of their width
+    left = max(20 + row_w + 3, 0.5 * col_w + 4)
+    bottom = 4 + 0.87 * col_w + 0.5 * lab + 20
+    span = hi - lo
+    ticks = nice_ticks(lo, hi, 4) if span else [lo]
+    cbar = max(70.0, 23 + max(text_width(_fmt(v), 7.5) for v in ticks))
+    titles = wrap(plain(title), 11, WIDTH - left - 4, bold=True) if title else []
+    top = 8 + 11 * LEADING * len(titles) + (4 if titles else 0)
     cw = min(28.0, (WIDTH - left - cbar - 10) / max(1, t))
     ch = min(16.0, max(4.0, cw if n * cw <= 700 else 700 / n))
     w_plot, h_plot = cw * t, ch * n
     width = WIDTH
     height = top + h_plot + bottom
     body: list[str] = []
-    if title:
-        body.append(_text(left, 15, _clip(plain(title), 110), size=11, weight="bold"))
+    for k, line in enumerate(titles):
+        body.append(_text(left, 15 + 11 * LEADING * k, line, size=11, weight="bold"))
     body.append(
         '<defs><pattern id="nan" width="4" height="4" patternUnits="userSpaceOnUse">'
         '<rect width="4" height="4" fill="#f2f4f7"/><path d="M0,4 L4,0" stroke="#9aa5b1" stroke-width="0.6"/></pattern></defs>'
     )
-    span = hi - lo
     for i in range(n):
         for j in range(t):
             v = z[i, j]
@@ -324,13 +389,15 @@ def heatmap_svg(
             f' height="{_num(bh / steps + 0.3)}" fill="{colour_at(scale, s)}"/>'
         )
     body.append(f'<rect x="{_num(bx)}" y="{_num(by)}" width="10" height="{_num(bh)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>')
-    for v in nice_ticks(lo, hi, 4) if span else [lo]:
+    for v in ticks:
         py = by + bh * (1 - (0.5 if span == 0 else (v - lo) / span))
         body.append(f'<line x1="{_num(bx + 10)}" x2="{_num(bx + 13)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{INK2}" stroke-width="0.5"/>')
         body.append(_text(bx + 15, py + 3, _fmt(v), size=7.5, fill=INK2))
-    if value_label:
-        body.append(_text(bx, by + bh + 12, _clip(plain(value_label), 16), size=8, fill=INK2))
-    return _svg(width, max(height, top + bh + 20), body)
+    # the colour bar's title, whole, in as many lines as the room right of the plot needs
+    lines = wrap(plain(value_label), 8, WIDTH - bx - 4) if value_label else []
+    for k, line in enumerate(lines):
+        body.append(_text(bx, by + bh + 12 + 8 * LEADING * k, line, size=8, fill=INK2))
+    return _svg(width, max(height, by + bh + 12 + 8 * LEADING * max(0, len(lines) - 1) + 6), body)
 
 
 # --------------------------------------------------------------------------- bars / lines
@@ -402,21 +469,38 @@ def xy_svg(fig: Any) -> str | None:
 
     y1 = axis_range("y", layout.yaxis)
     y2 = axis_range("y2", layout.yaxis2) if has_y2 else (0.0, 1.0)
-    labels = [_clip(plain(c), 20) for c in cats]
     lab = 7.0 if len(cats) > 30 else 8.0
-    names = [plain(tr.name) for tr in traces if tr.name]
-    top = (22.0 if title else 6.0) + (14.0 if len(names) > 1 or (names and has_y2) else 0.0)
-    left, right = 52.0, (52.0 if has_y2 else 14.0)
+    labels = [fit(plain(c), lab, LABEL_MAX) for c in cats]
+    label_w = max(text_width(s, lab) for s in labels)
+    tick_w = max(text_width(_fmt(v), 8) for v in nice_ticks(*y1, 5))
+    right = (12 + max(text_width(_fmt(v), 8) for v in nice_ticks(*y2, 5)) + 16) if has_y2 else 14.0
     width = WIDTH
+    # tick labels end 4 px left of the plot, right of the rotated y title
+    left = max(52.0, 22 + tick_w + 4)
+    flat = label_w < 0.9 * (width - left - right) / len(cats)  # labels fit unrotated
+    if not flat:  # rotated by 60°, the first label reaches cos 60° of its width to the left
+        left = max(left, 0.5 * label_w + 4)
     w_plot = width - left - right
-    flat = max(len(s) for s in labels) * lab * 0.62 < 0.9 * w_plot / len(cats)  # labels fit unrotated
-    bottom = 16 + (lab + 4 if flat else min(100, 0.5 * 4.6 * lab / 8 * max(len(s) for s in labels) * 1.3 + 10))
+    # the legend: one row after another, each as wide as the plot
+    entries = [(fit(plain(tr.name), 8.5, w_plot - 13), tr) for tr in traces if tr.name and tr.showlegend is not False]
+    slots: list[tuple[float, int]] = []  # (x, row) of each entry
+    if len(entries) > 1 or (entries and has_y2):
+        lx, row = left, 0
+        for name, _ in entries:
+            w = 13 + text_width(name, 8.5) + 11
+            if lx > left and lx + w - 11 > left + w_plot:
+                lx, row = left, row + 1
+            slots.append((lx, row))
+            lx += w
+    titles = wrap(title, 11, width - left - 4, bold=True) if title else []
+    top = 6 + 11 * LEADING * len(titles) + (4 if titles else 0) + 14.0 * (slots[-1][1] + 1 if slots else 0)
+    bottom = 16 + (lab + 4 if flat else 0.87 * label_w + 0.5 * lab + 8)
     h_plot = 170.0
     height = top + h_plot + bottom
     cw = w_plot / len(cats)
     body: list[str] = []
-    if title:
-        body.append(_text(left, 14, _clip(title, 110), size=11, weight="bold"))
+    for k, line in enumerate(titles):
+        body.append(_text(left, 14 + 11 * LEADING * k, line, size=11, weight="bold"))
 
     def ypx(v: float, rng: tuple[float, float]) -> float:
         return top + h_plot * (1 - (v - rng[0]) / (rng[1] - rng[0]))
@@ -441,7 +525,7 @@ def xy_svg(fig: Any) -> str | None:
     group = len(bars) if (layout.barmode in (None, "group") and len(bars) > 1) else 1
     gap = float(layout.bargap) if layout.bargap is not None else 0.2
     bw = cw * (1 - gap) / group
-    legend: list[tuple[str, str, str]] = []
+    colours: dict[int, str] = {}  # each trace's colour, for its legend entry
     bar_k = 0
     for k, tr in enumerate(traces):
         colour = None
@@ -489,8 +573,7 @@ def xy_svg(fig: Any) -> str | None:
             if "markers" in mode:
                 for px, py in pts:
                     body.append(f'<circle cx="{_num(px)}" cy="{_num(py)}" r="2.2" fill="{colour}"/>')
-        if tr.name and tr.showlegend is not False:
-            legend.append((plain(tr.name), colour, tr.type))
+        colours[id(tr)] = colour
     step = max(1, math.ceil(lab / cw)) if cw < lab else 1
     for i in range(0, len(cats), step):
         if flat:
@@ -503,19 +586,16 @@ def xy_svg(fig: Any) -> str | None:
         body.append(_text(11, top + h_plot / 2, ytitle, size=8.5, anchor="middle", fill=INK2, rotate=-90))
     if has_y2 and layout.yaxis2 and layout.yaxis2.title and layout.yaxis2.title.text:
         body.append(_text(width - 6, top + h_plot / 2, plain(layout.yaxis2.title.text), size=8.5, anchor="middle", fill=INK2, rotate=90))
-    if len(legend) > 1 or (legend and has_y2):
-        lx = left
-        ly = top - 8
-        for name, colour, kind in legend:
-            if kind == "bar":
-                body.append(f'<rect x="{_num(lx)}" y="{_num(ly - 7)}" width="9" height="9" fill="{colour}"/>')
-            else:
-                body.append(
-                    f'<line x1="{_num(lx)}" x2="{_num(lx + 10)}" y1="{_num(ly - 3)}"'
-                    f' y2="{_num(ly - 3)}" stroke="{colour}" stroke-width="2"/>'
-                )
-            body.append(_text(lx + 13, ly + 1, _clip(name, 40), size=8.5))
-            lx += 24 + 5.2 * min(40, len(name))
+    legend_top = top - 14.0 * (slots[-1][1] + 1 if slots else 0)
+    for (name, tr), (lx, row) in zip(entries if slots else [], slots, strict=True):
+        ly, colour = legend_top + 6 + 14.0 * row, colours[id(tr)]
+        if tr.type == "bar":
+            body.append(f'<rect x="{_num(lx)}" y="{_num(ly - 7)}" width="9" height="9" fill="{colour}"/>')
+        else:
+            body.append(
+                f'<line x1="{_num(lx)}" x2="{_num(lx + 10)}" y1="{_num(ly - 3)}" y2="{_num(ly - 3)}" stroke="{colour}" stroke-width="2"/>'
+            )
+        body.append(_text(lx + 13, ly + 1, name, size=8.5))
     return _svg(width, height, body)
 
 
