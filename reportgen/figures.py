@@ -22,8 +22,12 @@ from reportgen.unicode import make_visible
 
 #: Significant digits kept in figure data (smaller reports, byte-stable output).
 DIGITS = 6
-#: System font stack shared with report.css (nothing is fetched).
-FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
+#: System font stack shared with report.css (nothing is fetched); the colour-emoji fonts last,
+#: so emoji and skin-tone modifiers in tokens are drawn rather than boxed.
+FONT = (
+    '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif, '
+    '"Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji"'
+)
 #: Colours: positive / negative attribution (diverging) and unsigned intensity.
 POS_RGB = (178, 24, 43)
 NEG_RGB = (33, 102, 172)
@@ -240,6 +244,8 @@ def heatmap(
     note = ""
     if ds.reduced:
         note = f" (block means of {ds.row_factor}×{ds.col_factor} cells)"
+        # read by report.js: which cell of the full matrix lies under the pointer (exact value on hover)
+        fig.update_layout(meta={"blocks": [ds.row_factor, ds.col_factor], "shape": [int(n) for n in np.shape(matrix)]})
     fig.update_layout(
         template=TEMPLATE,
         title={"text": esc(title) + esc(note), "font": {"size": 13}},

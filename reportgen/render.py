@@ -5,19 +5,20 @@ autoescape is on for every template *and* for templates built from strings, unde
 names are errors (``StrictUndefined``), and plugins may only add filters and globals
 through the ``reportgen_prepare_jinja_env`` hook.
 
-The only HTML not produced by an autoescaping template is Plotly's own ``<div>``+``<script>``
-output (:func:`plotly_div`), whose JSON Plotly serialises with ``<``, ``>`` and ``/``
-escaped as ``\\u003c`` etc., and the inlined plotly.js bundle (:func:`plotly_js`).
+The only HTML not produced by an autoescaping template is a figure's ``<div>`` and its data
+(:func:`plotly_div`), whose JSON has ``<``, ``>``, ``&`` and ``/`` written as ``\\u003c`` etc.,
+and the packed plotly.js bundle (:func:`plotly_js_packed`: no ``<`` at all).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from markupsafe import Markup
@@ -93,28 +94,96 @@ def read_asset(name: str) -> str:
     return (templates_dir() / name).read_text("utf-8")
 
 
+#: 7-bit values that never appear as themselves in the packed plotly.js text: NUL and CR (the
+#: HTML parser replaces or rewrites them) and ``<`` (it could end the script element).
+PACK_ESCAPED = (0x00, 0x0D, 0x3C)
+
+
+class PackedScript(NamedTuple):
+    """A script gzip-compressed and packed as text (:func:`pack7`), and its compressed size."""
+
+    text: Markup
+    size: int
+
+
+@functools.lru_cache(maxsize=2)
+def plotly_js_packed(version: str | None = None) -> PackedScript:
+    """plotly.js gzip-compressed and packed as text, for the report's loader (``report.js``).
+
+    Cached per plotly version (the argument; the installed one when None). The compressed bytes
+    are read as 7-bit values, one character each (:func:`pack7`), so the text costs 8/7 of the
+    compressed size instead of base64's 4/3; the page decodes it and decompresses it with the
+    browser's ``DecompressionStream("gzip")``. ``mtime=0`` keeps the same plotly.js the same bytes.
+    """
+    del version  # the cache key only
+    packed = gzip.compress(plotly_js().encode("utf-8"), compresslevel=9, mtime=0)
+    return PackedScript(Markup(pack7(packed)), len(packed))
+
+
+def pack7(data: bytes) -> str:
+    """``data`` as text of 7 bits per character (decoded by ``unpack7`` in ``report.js``).
+
+    The bits of ``data`` (most significant first, zero-padded) are cut into 7-bit values; each
+    value is one ASCII character, except the three in :data:`PACK_ESCAPED`: such a value and the
+    value after it become one character U+0080 + 128·(its index in PACK_ESCAPED) + next value.
+    The decoder needs the byte length (it drops the padding bits).
+    """
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    bits = np.concatenate([bits, np.zeros((-len(bits)) % 7 + 7, dtype=np.uint8)])  # one spare value
+    values = np.packbits(bits.reshape(-1, 7), axis=1, bitorder="big")[:, 0].astype(np.int64) >> 1
+    codes = values.copy()
+    keep = np.ones(len(values), dtype=bool)
+    skip = -1
+    for k in np.flatnonzero(np.isin(values[:-1], PACK_ESCAPED)).tolist():
+        if k == skip:  # this value was taken into the character before it
+            continue
+        codes[k] = 0x80 + 128 * PACK_ESCAPED.index(int(values[k])) + values[k + 1]
+        keep[k + 1] = False
+        skip = k + 1
+    codes = codes[keep]
+    if codes[-1] in PACK_ESCAPED:  # the spare value: padding only, never needs escaping
+        codes = codes[:-1]
+    return codes.astype("<u4").tobytes().decode("utf-32-le")
+
+
 @functools.lru_cache(maxsize=1)
-def plotly_js() -> Markup:
-    """The full plotly.js bundle (inlined once per report, never fetched from a CDN)."""
+def plotly_js() -> str:
+    """The full plotly.js bundle (inlined once per report, compressed; never fetched from a CDN)."""
     from plotly.offline import get_plotlyjs
 
-    js = get_plotlyjs()
-    # The bundle is Plotly's own code; it must not end our <script> element early.
-    if "</script" in js.lower():  # pragma: no cover - plotly.js never contains it today
-        raise RuntimeError("plotly.js bundle contains '</script'; cannot inline it safely")
-    return Markup(js)
+    return str(get_plotlyjs())
+
+
+def plotly_version() -> str:
+    import plotly
+
+    return str(plotly.__version__)
 
 
 def plotly_div(fig: Any, div_id: str) -> Markup:
-    """Plotly's ``<div>`` for one figure (no plotly.js), marked safe.
+    """One figure: an empty ``<div>`` and its data in a script element the page does not run.
 
-    Plotly serialises the figure JSON with ``<``, ``>`` and ``/`` escaped, so text inside
-    the figure cannot close the ``<script>`` element (``tests/test_html.py`` checks this).
+    ``report.js`` creates the figure when its ``<div>`` scrolls into view (after plotly.js is
+    loaded), from the script's text ``Plotly.newPlot("id", data, layout, config)``: JSON
+    arguments, read with ``JSON.parse`` (``reportgen verify`` reads them the same way). The JSON
+    has ``<``, ``>``, ``&`` and invisible format characters written as ``\\u`` escapes, so text
+    inside the figure cannot close the element (``tests/test_html.py`` checks this).
     """
-    import plotly.io as pio
+    import plotly.graph_objects as go
+    from plotly.io.json import to_json_plotly
 
-    html = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=dict(PLOTLY_CONFIG), validate=True)
-    return Markup(html)
+    fig_dict = go.Figure(fig).to_dict()  # validated, as plotly.io.to_html does
+    data, layout = to_json_plotly(fig_dict.get("data", [])), to_json_plotly(fig_dict.get("layout", {}))
+    call = f'Plotly.newPlot("{div_id}", {data}, {layout}, {json.dumps(PLOTLY_CONFIG, sort_keys=True)})'
+    call = _SCRIPT_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", call)
+    height = fig_dict.get("layout", {}).get("height")
+    style = f"height:{int(height)}px; width:100%;" if height else "height:100%; width:100%;"
+    return Markup(
+        f'<div id="{div_id}" class="plotly-graph-div lazy-figure" style="{style}"></div>'
+        f'<script type="text/plain" class="figure-data" data-for="{div_id}">{call}</script>'
+    )
 
 
 #: Characters written as JSON ``\\uXXXX`` escapes inside a script element: markup, line and

@@ -1,8 +1,220 @@
-/* reportgen report interactions: method switch, token hover with window sums (seed 001 eqs. 4-5).
-   No network, no globals besides this IIFE; data comes from JSON script blocks (type application/json). */
+/* reportgen report interactions: plotly.js loading (gzip, DecompressionStream), figures created as they
+   scroll into view, exact values on downsampled heatmaps, the sortable index, collapsed prompts, method
+   switch, token hover with window sums (seed 001 eqs. 4-5).
+   No network, no globals besides this IIFE (and Plotly); data comes from script blocks the page does not run. */
 (function () {
   "use strict";
   var POS = [178, 24, 43], NEG = [33, 102, 172], UNS = [217, 95, 2], MAX_ALPHA = 0.85;
+  var THROTTLE_CELLS = 20000;
+
+  // ---- plotly.js: packed gzip text (reportgen.render.pack7) -> bytes -> DecompressionStream -> script
+  var PACK_ESCAPED = [0, 13, 60];
+
+  function unpack7(text, size) {
+    var out = new Uint8Array(size), acc = 0, bits = 0, o = 0;
+    function put(v) {
+      acc = (acc << 7) | v; bits += 7;
+      if (bits >= 8) { bits -= 8; if (o < size) { out[o++] = (acc >> bits) & 255; } acc &= (1 << bits) - 1; }
+    }
+    for (var i = 0; i < text.length; i++) {
+      var c = text.charCodeAt(i);
+      if (c < 128) { put(c); } else { c -= 128; put(PACK_ESCAPED[c >> 7]); put(c & 127); }
+    }
+    if (o !== size) { throw new Error("packed plotly.js is truncated"); }
+    return out;
+  }
+
+  function gunzip(bytes) {
+    return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  }
+
+  function canDecompress() {
+    return typeof DecompressionStream === "function" && typeof Response === "function" &&
+      typeof Blob === "function" && typeof Blob.prototype.stream === "function";
+  }
+
+  function loadPlotly() {
+    if (window.Plotly) { return Promise.resolve(window.Plotly); }
+    var el = document.getElementById("plotly-packed");
+    if (!el) { return Promise.reject(new Error("this file holds no plotly.js")); }
+    if (!canDecompress()) { return Promise.reject(new Error("it has no DecompressionStream (gzip)")); }
+    return Promise.resolve().then(function () {
+      return gunzip(unpack7(el.textContent, parseInt(el.getAttribute("data-bytes"), 10)));
+    }).then(function (js) {
+      var s = document.createElement("script");
+      s.textContent = js;  // an inline script: allowed by the page's CSP, like every other script here
+      document.head.appendChild(s);
+      if (!window.Plotly) { throw new Error("plotly.js did not start"); }
+      return window.Plotly;
+    });
+  }
+
+  function figuresUnavailable(err) {
+    var box = document.getElementById("figures-unavailable");
+    if (!box) { return; }
+    var why = box.querySelector(".why");
+    if (why) { why.textContent = String(err && err.message ? err.message : err); }
+    box.removeAttribute("hidden");
+    document.documentElement.setAttribute("data-figures", "unavailable");
+  }
+
+  // ---- figures: created from their script's JSON when their <div> scrolls into view
+  function figureArgs(div) {
+    var holder = div.nextElementSibling;
+    if (!holder || !holder.classList.contains("figure-data")) { return null; }
+    var s = holder.textContent;  // the call Plotly.newPlot with JSON arguments: id, data, layout, config
+    return JSON.parse("[" + s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")) + "]");
+  }
+
+  function createFigure(div) {
+    if (div.hasAttribute("data-drawn")) { return; }
+    div.setAttribute("data-drawn", "pending");
+    var a = figureArgs(div);
+    if (!a) { return; }
+    var P = window.Plotly;
+    P.newPlot(div, a[1], a[2], a[3]).then(function () {
+      div.setAttribute("data-drawn", "yes");
+      var meta = a[2] && a[2].meta;
+      if (meta && meta.blocks && meta.shape) { setupExactHover(div, meta); }
+    });
+  }
+
+  function lazyFigures() {
+    var divs = document.querySelectorAll("div.lazy-figure");
+    if (typeof IntersectionObserver !== "function") {
+      divs.forEach(createFigure);
+      document.documentElement.setAttribute("data-figures", "ready");
+      return;
+    }
+    var io = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) {
+        if (e.isIntersecting) { io.unobserve(e.target); createFigure(e.target); }
+      });
+    }, { rootMargin: "400px 0px" });
+    divs.forEach(function (d) { io.observe(d); });
+    document.documentElement.setAttribute("data-figures", "ready");
+    window.addEventListener("beforeprint", function () { divs.forEach(createFigure); });
+  }
+
+  // ---- exact values under a downsampled heatmap: the one full copy of each matrix is the method
+  // view's hover data, or else the run's results.json in the evidence block (decoded once).
+  var evidenceResults = null;
+
+  function loadEvidence() {
+    if (evidenceResults) { return evidenceResults; }
+    evidenceResults = Promise.resolve().then(function () {
+      var block = JSON.parse(document.getElementById("reportgen-evidence").textContent).results;
+      if (block.encoding === "utf-8") { return block.data; }
+      var bin = atob(block.data), bytes = new Uint8Array(bin.length);
+      for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+      return gunzip(bytes);
+    }).then(function (text) { return JSON.parse(text).results || []; });
+    return evidenceResults;
+  }
+
+  function fullMatrix(view) {
+    var holder = view && view.querySelector("script.attr-data");
+    if (holder) {
+      try { return Promise.resolve(JSON.parse(holder.textContent).A); } catch (e) { /* fall through */ }
+    }
+    if (!view) { return Promise.reject(new Error("no method view")); }
+    var model = view.getAttribute("data-model"), prompt = view.getAttribute("data-prompt"), label = view.getAttribute("data-label");
+    return loadEvidence().then(function (results) {
+      for (var i = 0; i < results.length; i++) {
+        var r = results[i];
+        if (r.model === model && r.prompt === prompt && (r.label || r.method) === label && r.attribution) { return r.attribution.raw; }
+      }
+      throw new Error("the matrix is not in the embedded results");
+    });
+  }
+
+  function tokenText(view, side, i) {
+    var sp = view && view.querySelector('.tokens[data-side="' + side + '"] .tok[data-i="' + i + '"]');
+    return sp ? sp.textContent : "";
+  }
+
+  function setupExactHover(div, meta) {
+    var view = div.closest(".method-view");
+    var fr = meta.blocks[0], fc = meta.blocks[1], n = meta.shape[0], t = meta.shape[1];
+    var nbr = Math.ceil(n / fr), nbc = Math.ceil(t / fc);
+    var label = document.createElement("div");
+    label.className = "exact-hover muted small";
+    label.setAttribute("aria-live", "polite");
+    label.textContent = "Hover the heatmap for a cell's exact value.";
+    div.parentNode.insertBefore(label, div.nextSibling);
+    var A = null, pending = null, lastKey = "";
+    fullMatrix(view).then(function (m) { A = m; if (pending) { requestAnimationFrame(update); } }, function (err) {
+      label.textContent = "Exact values are not available here: " + err.message + ".";
+    });
+    function cell(ev) {
+      var drag = div.querySelector(".nsewdrag");
+      if (!drag) { return null; }
+      var box = drag.getBoundingClientRect();
+      var fx = (ev.clientX - box.left) / box.width, fy = (ev.clientY - box.top) / box.height;
+      if (!(fx >= 0 && fx < 1 && fy >= 0 && fy < 1)) { return null; }
+      var bi = Math.floor(fy * nbr), bj = Math.floor(fx * nbc);  // y axis reversed: row 0 on top
+      var i = Math.min(n - 1, bi * fr + Math.floor((fy * nbr - bi) * fr), (bi + 1) * fr - 1);
+      var j = Math.min(t - 1, bj * fc + Math.floor((fx * nbc - bj) * fc), (bj + 1) * fc - 1);
+      return [i, j];
+    }
+    function update() {
+      var ev = pending;
+      if (!ev) { return; }
+      if (!A) { label.textContent = "Loading the exact values…"; return; }
+      pending = null;
+      var c = cell(ev);
+      if (!c) { return; }
+      var key = c[0] + "," + c[1];
+      if (key === lastKey) { return; }
+      lastKey = key;
+      var v = A[c[0]] ? A[c[0]][c[1]] : null;
+      label.setAttribute("data-cell", key);
+      label.textContent = "input " + c[0] + ": " + tokenText(view, "in", c[0]) + " · output " + c[1] + ": " +
+        tokenText(view, "out", c[1]) + " · A = " + (v === null || v === undefined ? "n/a" : String(v)) + " (exact cell; the colour is its " + fr + "×" + fc + " block's mean)";
+    }
+    div.addEventListener("mousemove", function (ev) {
+      var first = !pending;
+      pending = ev;
+      if (first) { requestAnimationFrame(update); }
+    });
+  }
+
+  // ---- index table: sort by a column; links open collapsed prompts
+  function setupSort(table) {
+    var heads = Array.prototype.slice.call(table.querySelectorAll("thead th"));
+    var body = table.tBodies[0];
+    heads.forEach(function (th, col) {
+      th.setAttribute("tabindex", "0");
+      th.setAttribute("aria-sort", "none");
+      function sort() {
+        var asc = th.getAttribute("aria-sort") !== "ascending";
+        var num = th.getAttribute("data-sort") === "num";
+        var rows = Array.prototype.slice.call(body.rows);
+        function key(r) {
+          var td = r.cells[col];
+          return num ? parseFloat(td.getAttribute("data-value")) : td.textContent.trim().toLowerCase();
+        }
+        rows.sort(function (a, b) {
+          var x = key(a), y = key(b);
+          return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+        heads.forEach(function (h) { h.setAttribute("aria-sort", "none"); });
+        th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      }
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sort(); } });
+    });
+  }
+
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var el = id && document.getElementById(id);
+    for (var d = el; d; d = d.parentElement) {
+      if (d.tagName === "DETAILS" && !d.open) { d.open = true; }
+    }
+    if (el) { el.scrollIntoView(); }
+  }
 
   function own(container, selector) {
     return Array.prototype.filter.call(container.querySelectorAll(selector), function (el) {
@@ -116,13 +328,19 @@
       outs[k].classList.add("hovered");
       if (info) { info.textContent = "Input coloured by A(y" + k + ", c=" + windowSize() + "): how much each input token contributes to response tokens " + lo + "–" + hi + " together."; }
     }
+    // Large matrices: at most one re-colouring per animation frame (the last token hovered wins).
+    var throttle = n * t > THROTTLE_CELLS, queued = null;
     function bind(box, spans, fn) {
+      function show(k) { restore(); fn(k); }
       box.addEventListener("mouseover", function (ev) {
         var sp = ev.target.closest(".tok");
         if (!sp || !box.contains(sp)) { return; }
         var k = parseInt(sp.getAttribute("data-i"), 10);
         if (!(k >= 0 && k < spans.length)) { return; }
-        restore(); fn(k);
+        if (!throttle) { show(k); return; }
+        var first = !queued;
+        queued = function () { show(k); };
+        if (first) { requestAnimationFrame(function () { var f = queued; queued = null; if (f) { f(); } }); }
       });
       box.addEventListener("mouseleave", restore);
     }
@@ -145,6 +363,10 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    loadPlotly().then(lazyFigures, figuresUnavailable);
+    document.querySelectorAll("table.sortable").forEach(setupSort);
+    window.addEventListener("hashchange", openTarget);
+    if (location.hash) { openTarget(); }
     document.querySelectorAll(".switchable").forEach(setupSwitch);
     document.querySelectorAll("article.panel").forEach(function (panel) {
       setupWindow(panel);

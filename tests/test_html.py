@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import math
 import re
@@ -18,7 +19,7 @@ from reportgen import hookimpl
 from reportgen.aggregate import intensity, token_importance
 from reportgen.data import FigureSpec
 from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
-from reportgen.render import make_jinja_env, markdown_html, plotly_div, script_json
+from reportgen.render import PACK_ESCAPED, make_jinja_env, markdown_html, pack7, plotly_div, script_json
 from reportgen.report import build_context
 from reportgen.results import dumps, run_to_json
 from reportgen_plugins.renderers.html import HtmlRenderer, PlotlyDrawer
@@ -104,14 +105,45 @@ def test_one_div_per_heatmap(run: Any, page: Page) -> None:
     assert len(ids) == len(set(ids)), "ids are unique"
 
 
-def test_plotly_js_inlined_exactly_once(html: str, page: Page) -> None:
+def unpack7(text: str, size: int) -> bytes:
+    """Reference decoder of :func:`reportgen.render.pack7` (what report.js's unpack7 does)."""
+    bits: list[str] = []
+    for ch in text:
+        c = ord(ch)
+        vals = [c] if c < 128 else [PACK_ESCAPED[(c - 128) >> 7], (c - 128) & 127]
+        bits += [format(v, "07b") for v in vals]
+    flat = "".join(bits)
+    return bytes(int(flat[8 * k : 8 * k + 8], 2) for k in range(size))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"<", b"\r\r\r", bytes(range(256)), bytes([0x78] * 17), bytes(1000)])
+def test_pack7_round_trip(data: bytes) -> None:
+    text = pack7(data)
+    assert not any(ord(ch) in PACK_ESCAPED for ch in text)  # no NUL, CR or "<" in the page
+    assert all(ord(ch) < 0x80 + 128 * len(PACK_ESCAPED) for ch in text)
+    assert unpack7(text, len(data)) == data
+    assert len(text) <= (8 * len(data)) // 7 + 1
+
+
+def test_pack7_random_bytes() -> None:
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 8, 9, 63, 1001):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert unpack7(pack7(data), size) == data
+
+
+def test_plotly_js_inlined_once_compressed(html: str, page: Page) -> None:
     from plotly.offline import get_plotlyjs
 
-    head = get_plotlyjs()[:60]
-    assert html.count(head) == 1
-    bundles = [s for _, s in page.scripts if len(s) > 1_000_000]
-    assert len(bundles) == 1
-    assert html.index(head) < html.index('class="plotly-graph-div"')
+    assert get_plotlyjs()[:60] not in html  # not as plain text
+    packed = [(a, s) for a, s in page.scripts if a.get("id") == "plotly-packed"]
+    assert len(packed) == 1
+    attrs, text = packed[0]
+    assert attrs.get("type") == "text/plain"  # data, not run by the browser as it is
+    raw = unpack7(text, int(attrs["data-bytes"]))
+    assert gzip.decompress(raw).decode("utf-8") == get_plotlyjs()
+    assert len(text.encode("utf-8")) < 0.42 * len(get_plotlyjs())
+    assert html.index('id="plotly-packed"') < html.index('class="plotly-graph-div')
 
 
 def test_no_external_src_or_href(page: Page) -> None:

@@ -3,7 +3,7 @@
 The report of ``make_run(models=1)`` with its plugin figures is compared with
 ``tests/golden/report_one_model.html`` after masking the inlined static assets: the contents of
 ``templates/report.css`` (in ``<style>``), ``templates/report.js`` and the plotly.js bundle (in
-``<script>``) are each replaced by a one-line marker, so a style or script change does not
+``<script>``, plotly.js gzip-compressed and packed as text) are each replaced by a one-line marker, so a style or script change does not
 rewrite the golden file (those files are tested by the browser tests). Each asset must be
 inlined exactly once, verbatim; the rest of the page (markup, data, figures) is compared byte
 for byte. On a mismatch the actual output is written to ``tests/actual/`` (git-ignored) and a
@@ -16,10 +16,9 @@ import difflib
 from pathlib import Path
 
 import pytest
-from plotly.offline import get_plotlyjs
 from report_fixtures import html_of, make_figures, make_run
 
-from reportgen.render import read_asset
+from reportgen.render import plotly_js_packed, plotly_version, read_asset
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden" / "report_one_model.html"
@@ -36,7 +35,7 @@ def render_report() -> str:
 def mask_assets(html: str) -> str:
     """Replace each inlined static asset by its marker; each must appear exactly once."""
     for name, text, mask in (
-        ("plotly.js", get_plotlyjs(), BUNDLE_MASK),
+        ("plotly.js", str(plotly_js_packed(plotly_version()).text), BUNDLE_MASK),
         ("templates/report.css", read_asset("report.css"), CSS_MASK),
         ("templates/report.js", read_asset("report.js"), JS_MASK),
     ):

@@ -15,7 +15,7 @@ from markupsafe import escape
 from report_fixtures import html_of, make_figures, make_run
 
 from reportgen.render import CONTENT_SECURITY_POLICY, PLOTLY_CONFIG
-from tests.test_browser import browser, open_page, problems, requests  # noqa: F401  (fixture)
+from tests.test_browser import browser, draw_all, open_page, problems, requests  # noqa: F401  (fixture)
 
 LOCAL = ("file:", "data:", "blob:", "about:")
 
@@ -44,6 +44,7 @@ def test_clicking_every_modebar_button_sends_nothing(browser: str, report: Path)
     try:
         cdp.call("Target.setDiscoverTargets", discover=True)
         cdp.call("Page.setDownloadBehavior", behavior="deny")
+        assert draw_all(cdp) == []  # figures are created as they scroll into view
         titles: list[str] = []
         for _ in range(100):
             titles = cdp.eval("Array.from(document.querySelectorAll('.modebar-btn')).map(b => b.getAttribute('data-title'))")
@@ -102,6 +103,7 @@ def test_csp_blocks_requests_the_page_would_make(browser: str, report: Path) -> 
 def test_report_logs_no_console_warnings(browser: str, report: Path) -> None:  # noqa: F811
     cdp = open_page(browser, report.as_uri())
     try:
+        assert draw_all(cdp) == []
         time.sleep(0.5)
         cdp.call("Runtime.evaluate", expression="1")  # drain pending events
         noisy = [
