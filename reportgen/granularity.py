@@ -37,7 +37,6 @@ The rules (also in README, "Word-level comparison"):
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import unicodedata
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy import sparse
 
 Granularity = Literal["token", "word", "sentence"]
 GRANULARITIES: tuple[Granularity, ...] = ("token", "word", "sentence")
@@ -176,11 +176,20 @@ class Unit:
 
 @dataclass(frozen=True)
 class Units:
-    """The units of a token sequence and ``weights`` (tokens × units): each token's share of each unit."""
+    """The units of a token sequence and ``shares`` (sparse, tokens × units): each token's share of each unit."""
 
     granularity: Granularity
     units: tuple[Unit, ...]
-    weights: np.ndarray
+    shares: sparse.csr_array
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``shares`` as a dense array (for inspection; the aggregations use the sparse form)."""
+        return np.asarray(self.shares.toarray())
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.shares.shape[0])
 
     @property
     def texts(self) -> list[str]:
@@ -195,38 +204,45 @@ def _segment(text: str, granularity: Granularity) -> list[tuple[int, int]]:
     return word_spans(text) if granularity == "word" else sentence_spans(text)
 
 
-def _run_units(tokens: Sequence[str], offset: int, granularity: Granularity) -> tuple[list[tuple[int, int, str]], np.ndarray]:
+def _run_units(tokens: Sequence[str], offset: int, granularity: Granularity) -> tuple[list[tuple[int, int, str]], sparse.csr_array]:
     """Units of one run of user tokens: (core start, core end, text) each, and the run's token × unit shares."""
     pieces = [_mark_free(t) for t in tokens]
     text = "".join(p for p, _ in pieces)
-    cores = _segment(text, granularity)
-    if not cores:  # only white space (or nothing): the run is one unit
-        cores = [(0, len(text))]
-    starts = [a for a, _ in cores]
-    owner = np.empty(len(text), dtype=np.intp)  # each character's unit; white space → the next unit (the last at the end)
-    for c in range(len(text)):
-        u = bisect.bisect_right(starts, c) - 1
-        owner[c] = u if u >= 0 and c < cores[u][1] else min(u + 1, len(cores) - 1)
-    w = np.zeros((len(tokens), len(cores)))
-    at = 0
-    for k, (piece, anchors) in enumerate(pieces):
-        chars = range(at, at + len(piece))
-        solid = [c for c in chars if not text[c].isspace()]
-        counted = [owner[c] for c in solid] + [owner[min(at + a, len(text) - 1)] for a in anchors if text]
-        if not counted:
-            counted = [owner[c] for c in chars] or ([owner[min(at, len(text) - 1)]] if text else [0])
-        for u in counted:
-            w[k, u] += 1.0 / len(counted)
-        at += len(piece)
+    cores = _segment(text, granularity) or [(0, len(text))]  # only white space (or nothing): one unit
+    starts = np.array([a for a, _ in cores])
+    ends = np.array([b for _, b in cores])
+    chars = np.arange(len(text))
+    u = np.searchsorted(starts, chars, side="right") - 1
+    inside = (u >= 0) & (chars < ends[np.maximum(u, 0)])
+    owner = np.where(inside, u, np.minimum(u + 1, len(cores) - 1))  # white space → the next unit (the last at the end)
+    lengths = np.array([len(p) for p, _ in pieces], dtype=np.intp)
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+    token_of = np.repeat(np.arange(len(tokens)), lengths)
+    solid = np.fromiter((not ch.isspace() for ch in text), dtype=bool, count=len(text))
+    last = max(len(text) - 1, 0)
+    marks = [(k, int(owner[min(first[k] + a, last)]) if text else 0) for k, (_, anchors) in enumerate(pieces) for a in anchors]
+    rows = [token_of[solid], np.array([k for k, _ in marks], dtype=np.intp)]
+    cols = [owner[solid], np.array([c for _, c in marks], dtype=np.intp)]
+    counted = np.zeros(len(tokens), dtype=bool)
+    counted[np.concatenate(rows)] = True
+    blank = ~counted[token_of]  # characters of tokens that cover only white space count as themselves
+    rows.append(token_of[blank])
+    cols.append(owner[blank])
+    empty = [k for k in range(len(tokens)) if lengths[k] == 0 and not counted[k]]  # the unit of the next character
+    rows.append(np.array(empty, dtype=np.intp))
+    cols.append(np.array([owner[min(first[k], last)] if text else 0 for k in empty], dtype=np.intp))
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    shares = sparse.csr_array((np.ones(len(r)), (r, c)), shape=(len(tokens), len(cores)))  # duplicates add up
+    shares = sparse.csr_array(sparse.diags_array(1.0 / np.asarray(shares.sum(axis=1)).ravel()) @ shares)
     bounds = [int(x) for x in np.searchsorted(owner, np.arange(len(cores)))] + [len(text)]
-    units = [(offset + a, offset + b, text[bounds[u] : bounds[u + 1]]) for u, (a, b) in enumerate(cores)]
-    return units, w
+    units = [(offset + a, offset + b, text[bounds[k] : bounds[k + 1]]) for k, (a, b) in enumerate(cores)]
+    return units, shares
 
 
 def units(tokens: Sequence[str], special: Sequence[bool], granularity: Granularity) -> Units:
     """The units of ``tokens`` at ``granularity`` and each token's share of each (see the module's rules).
 
-    ``token`` granularity gives one unit per token and the identity as weights.
+    ``token`` granularity gives one unit per token and the identity as shares.
     """
     n = len(tokens)
     spans = char_spans(tokens)
@@ -234,31 +250,31 @@ def units(tokens: Sequence[str], special: Sequence[bool], granularity: Granulari
     if granularity == "token":
         triples = enumerate(zip(tokens, special, spans, strict=True))
         per_token = tuple(Unit(t, text[a:b], a, b, bool(s), (i,)) for i, (t, s, (a, b)) in triples)
-        return Units("token", per_token, np.eye(n))
+        return Units("token", per_token, sparse.csr_array(sparse.identity(n, format="csr")))
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; choose token, word or sentence")
-    blocks: list[tuple[list[Unit], list[int], np.ndarray]] = []  # units, token indices, shares
+    all_units: list[Unit] = []
+    blocks: list[sparse.csr_array] = []  # (tokens of the block) × (units of the block), along the diagonal
     i = 0
     while i < n:
         if special[i]:
             a, b = spans[i]
-            blocks.append(([Unit(tokens[i], text[a:b], a, b, True, (i,))], [i], np.ones((1, 1))))
+            all_units.append(Unit(tokens[i], text[a:b], a, b, True, (i,)))
+            blocks.append(sparse.csr_array(np.ones((1, 1))))
             i += 1
             continue
         j = i
         while j < n and not special[j]:
             j += 1
         raw, w = _run_units(tokens[i:j], spans[i][0], granularity)
-        run = [Unit(t, text[a:b], a, b, False, tuple(i + int(k) for k in np.flatnonzero(w[:, u]))) for u, (a, b, t) in enumerate(raw)]
-        blocks.append((run, list(range(i, j)), w))
+        by_unit = w.tocsc()
+        for k, (a, b, t) in enumerate(raw):
+            members = tuple(i + int(x) for x in by_unit.indices[by_unit.indptr[k] : by_unit.indptr[k + 1]])
+            all_units.append(Unit(t, text[a:b], a, b, False, tuple(sorted(members))))
+        blocks.append(w)
         i = j
-    all_units = [u for us, _, _ in blocks for u in us]
-    weights = np.zeros((n, len(all_units)))
-    col = 0
-    for us, rows, w in blocks:
-        weights[np.ix_(rows, range(col, col + len(us)))] = w
-        col += len(us)
-    return Units(granularity, tuple(all_units), weights)
+    shares = sparse.block_diag(blocks, format="csr") if blocks else sparse.csr_array((0, 0))
+    return Units(granularity, tuple(all_units), sparse.csr_array(shares))
 
 
 def aggregate_matrix(a: np.ndarray, rows: Units, cols: Units) -> np.ndarray:
@@ -267,18 +283,19 @@ def aggregate_matrix(a: np.ndarray, rows: Units, cols: Units) -> np.ndarray:
     A unit cell is NaN only when every token cell with a share in it is NaN.
     """
     a = np.asarray(a, dtype=np.float64)
-    if a.shape != (rows.weights.shape[0], cols.weights.shape[0]):
-        raise ValueError(f"matrix shape {a.shape} does not match the tokens ({rows.weights.shape[0]}×{cols.weights.shape[0]})")
+    if a.shape != (rows.n_tokens, cols.n_tokens):
+        raise ValueError(f"matrix shape {a.shape} does not match the tokens ({rows.n_tokens}×{cols.n_tokens})")
     known = np.isfinite(a)
-    total = rows.weights.T @ np.where(known, a, 0.0) @ cols.weights
-    support = (rows.weights > 0).T.astype(np.float64) @ known.astype(np.float64) @ (cols.weights > 0).astype(np.float64)
-    return np.where(support > 0, total, np.nan)
+    total = rows.shares.T @ (cols.shares.T @ np.where(known, a, 0.0).T).T
+    rin, rout = (rows.shares > 0).astype(np.float64), (cols.shares > 0).astype(np.float64)
+    support = rin.T @ (rout.T @ known.astype(np.float64).T).T
+    return np.asarray(np.where(support > 0, total, np.nan))
 
 
 def aggregate_vector(v: Sequence[float | None], units_: Units) -> list[float | None]:
     """A per-token vector (e.g. token importance) as per-unit sums (None where every token behind a unit is None)."""
     x = np.array([np.nan if e is None else float(e) for e in v], dtype=np.float64)
     known = np.isfinite(x)
-    total = np.where(known, x, 0.0) @ units_.weights
-    support = known.astype(np.float64) @ (units_.weights > 0).astype(np.float64)
+    total = units_.shares.T @ np.where(known, x, 0.0)
+    support = (units_.shares > 0).astype(np.float64).T @ known.astype(np.float64)
     return [float(t) if s > 0 else None for t, s in zip(total, support, strict=True)]

@@ -132,8 +132,8 @@ def _column_delta(al: Alignment, name: str, va: list[float | None], vb: list[flo
 def score_delta(al: Alignment, ra: AttributionResult, rb: AttributionResult) -> tuple[str, Delta] | None:
     """For results with per-token scores only (e.g. PAS): Δ of their primary score per matched input
     unit (one column; summed per unit like attributions). None when they share no primary score."""
-    name = primary_score(ra, al.left_in.weights.shape[0])
-    if name is None or name != primary_score(rb, al.right_in.weights.shape[0]) or not al.rows:
+    name = primary_score(ra, al.left_in.n_tokens)
+    if name is None or name != primary_score(rb, al.right_in.n_tokens) or not al.rows:
         return None
     return name, _column_delta(al, name, list(ra.scores[name]), list(rb.scores[name]))
 
