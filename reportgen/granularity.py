@@ -26,7 +26,7 @@ The rules (also in README, "Word-level comparison"):
   byte mark counts as one character of the character it is a byte of (the text position where the
   mark stands: the character a later token completes; at the very end, the last character). A
   token that covers no character at all goes with the unit of the next character. Each token's
-  shares sum to 1 (:attr:`Units.weights` rows).
+  shares sum to 1 (:attr:`Units.shares` rows).
 * **Sum, not mean.** ``A_units = Wᵢₙᵀ · A · Wₒᵤₜ``: attributions are additive contributions
   (eq. 6 sums them into token importance), so a word's is the sum of its pieces'. A mean would
   make a word's score depend on how many pieces its tokenizer cut it into, and the totals

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -206,3 +208,38 @@ def test_real_tokenizer_display_tokens_map_onto_words(smollm_tokenizer: object) 
             assert covers or byte_of, (x, toks[k])
     s = units(toks, [False] * len(toks), "sentence")
     assert [x.core for x in s.units] == ["Café 👍🏽 東京タワー is tall.", "Really?"]
+
+
+def _brute_shares(tokens: list[str]) -> np.ndarray:
+    """The share rule written out character by character (the oracle for the vectorised code)."""
+    text = "".join(tokens)
+    spans = word_spans(text) or [(0, len(text))]
+
+    def owner(c: int) -> int:
+        inside = [u for u, (a, b) in enumerate(spans) if a <= c < b]
+        after = [u for u, (a, _) in enumerate(spans) if a > c]
+        return inside[0] if inside else (after[0] if after else len(spans) - 1)
+
+    w = np.zeros((len(tokens), len(spans)))
+    at = 0
+    for k, tok in enumerate(tokens):
+        chars = list(range(at, at + len(tok)))
+        use = [c for c in chars if not text[c].isspace()] or chars or [min(at, len(text) - 1)]
+        for c in use:
+            w[k, owner(c)] += 1 / len(use)
+        at += len(tok)
+    return w
+
+
+def test_shares_match_a_character_by_character_oracle() -> None:
+    rng = np.random.default_rng(7)
+    pieces = ["the", "Hello", "naïve", " ", "  ", "\n", ",", ".", "東", "京", "👍🏽", "x1", "'", "?"]
+    for _ in range(40):
+        text = "".join(rng.choice(pieces, int(rng.integers(1, 25))))
+        cuts = sorted(set(rng.integers(0, len(text) + 1, int(rng.integers(0, 12))).tolist()) | {0, len(text)})
+        toks = [text[a:b] for a, b in itertools.pairwise(cuts)] + [""] * int(rng.integers(0, 2))
+        u = units(toks, [False] * len(toks), "word")
+        want = _brute_shares(toks)
+        assert np.allclose(u.weights, want), (text, toks)
+        a = rng.normal(size=(len(toks), 3))
+        assert np.allclose(aggregate_matrix(a, u, units(["a", "b", "c"], [False] * 3, "token")), want.T @ a)
