@@ -21,12 +21,14 @@ without a timestamp. Checking signatures is :mod:`reportgen.signing_check`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import hashlib
 import io
 import json
+import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +61,20 @@ def require_extra() -> None:
         import pyhanko_certvalidator  # noqa: F401
     except ImportError as exc:
         raise SigningError(f"signing needs the sign extra ({exc.name} is not installed): {EXTRA_HINT}") from None
+
+
+@contextlib.contextmanager
+def quiet_pyhanko() -> Iterator[None]:
+    """pyHanko and its validator log failures with tracebacks; reportgen reports them in one line instead."""
+    loggers = [logging.getLogger(name) for name in ("pyhanko", "pyhanko_certvalidator")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -210,7 +226,8 @@ def timestamper(url: str | None, warn: Callable[[str], None]) -> Any | None:
 
     client = HTTPTimeStamper(url, timeout=10)
     try:
-        asyncio.run(client.async_timestamp(hashlib.sha256(b"reportgen timestamp probe").digest(), "sha256"))
+        with quiet_pyhanko():
+            asyncio.run(client.async_timestamp(hashlib.sha256(b"reportgen timestamp probe").digest(), "sha256"))
     except Exception as exc:  # noqa: BLE001 - any failure to get a token means: sign without one
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         warn(f"warning: the timestamp authority {url} cannot be reached or did not answer ({reason}); signing without a timestamp")
@@ -277,7 +294,8 @@ def signed_pdf(raw: bytes, key: SigningKey, stamper: Any | None = None) -> bytes
         writer.mark_update(info)
     meta = signers.PdfSignatureMetadata(field_name=FIELD_NAME, subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256")
     out = io.BytesIO()
-    signers.PdfSigner(meta, _pyhanko_signer(key), timestamper=stamper).sign_pdf(writer, output=out)
+    with quiet_pyhanko():
+        signers.PdfSigner(meta, _pyhanko_signer(key), timestamper=stamper).sign_pdf(writer, output=out)
     return out.getvalue()
 
 

@@ -126,6 +126,13 @@ def unsigned_revision(raw: bytes, ranges: Sequence[Sequence[int]]) -> bytes | No
 
 def check_pdf(raw: bytes, trust: Trust | None) -> list[SignatureCheck]:
     """Every signature in a PDF, checked with pyHanko."""
+    from reportgen.signing import quiet_pyhanko
+
+    with quiet_pyhanko():
+        return _check_pdf(raw, trust)
+
+
+def _check_pdf(raw: bytes, trust: Trust | None) -> list[SignatureCheck]:
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import validate_pdf_signature
     from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -216,6 +223,13 @@ def _timestamp(check: SignatureCheck, token: bytes, sig: bytes, trust: Trust | N
 
 def check_envelope(path: Path, raw_envelope: bytes, body: bytes, trust: Trust | None) -> SignatureCheck:
     """A DSSE envelope against the file ``path`` (whose bytes are ``body``)."""
+    from reportgen.signing import quiet_pyhanko
+
+    with quiet_pyhanko():
+        return _check_envelope(path, raw_envelope, body, trust)
+
+
+def _check_envelope(path: Path, raw_envelope: bytes, body: bytes, trust: Trust | None) -> SignatureCheck:
     from asn1crypto import x509 as asn1_x509
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
