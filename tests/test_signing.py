@@ -276,6 +276,17 @@ def test_sign_then_verify_with_the_signer_certificate(unsigned: Path, tmp_path: 
     assert alone.exit_code == 0 and "sha256 of the revision before the signature, named in provenance.intoto.json" in alone.output
 
 
+def test_an_rsa_pkcs12_key_without_passphrase_and_a_self_signed_certificate(unsigned: Path, tmp_path: Path, pki: dict[str, Any]) -> None:
+    report = tmp_path / "results.json"
+    shutil.copy(unsigned / "results.json", report)
+    res = cli("sign", str(report), "--key", str(pki["stranger_p12"]), env={"REPORTGEN_KEY_PASSPHRASE": "set for another key"})
+    assert res.exit_code == 0, res.output
+    ok = cli("verify", str(report) + ".dsse.json", "--cert", str(pki["stranger"]))  # the envelope stands for its file
+    assert ok.exit_code == 0, ok.output
+    assert "DSSE signature by Someone Else at " in ok.output and "(certificate chains to stranger.pem)" in ok.output
+    assert cli("verify", str(report), "--cert", str(pki["ca"])).exit_code == 8
+
+
 def test_without_cert_a_signature_is_named_but_not_trusted(unsigned: Path, tmp_path: Path, pki: dict[str, Any]) -> None:
     out, _ = signed_copy(unsigned, tmp_path, pki)
     res = cli("verify", str(out))
