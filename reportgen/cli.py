@@ -39,7 +39,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -204,6 +204,11 @@ def _sign_paths(paths: list[Path], key: Any, tsa: str | None, debug: bool) -> No
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: the spec's report.output).")
 @click.option("-f", "--format", "formats", multiple=True, help="Report format(s): html, json, pdf (default: the spec's).")
 @click.option("--device", help="cpu, cuda, cuda:1 … (default: the spec's).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    help="Where the jobs run: local (this process) or ray (a Ray cluster, set by the spec's executor: block). Default: the spec's.",
+)
 @click.option("--no-cache", is_flag=True, help="Recompute everything instead of reusing cached results.")
 @click.option(
     "--fail-on",
@@ -229,6 +234,7 @@ def run(
     output: str | None,
     formats: tuple[str, ...],
     device: str | None,
+    executor: Literal["local", "ray"] | None,
     no_cache: bool,
     fail_on: tuple[str, ...],
     quiet: bool,
@@ -250,11 +256,14 @@ def run(
     argv += ["-o", _portable(Path(output), base)] if output else []
     argv += [a for fmt in formats for a in ("-f", fmt)]
     argv += ["--device", device] if device else []
+    argv += ["--executor", executor] if executor else []
     argv += ["--no-cache"] if no_cache else []
     argv += ["--fail-on", ",".join(fail_on)] if fail_on else []
 
     def go() -> Any:
-        opts = RunOptions(output=output, formats=list(formats) or None, device=device, use_cache=not no_cache, progress=hooks)
+        opts = RunOptions(
+            output=output, formats=list(formats) or None, device=device, use_cache=not no_cache, progress=hooks, executor=executor
+        )
         token = set_command(argv)  # for the provenance statement
         try:
             if bar is None:

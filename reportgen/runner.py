@@ -45,6 +45,7 @@ from reportgen.data import (
     RunResult,
 )
 from reportgen.errors import PluginError, RenderError, ReportgenError
+from reportgen.executors import ShardWork, Work, make_executor
 from reportgen.generate import TOKEN_DISPLAY_VERSION
 from reportgen.plugin_api import (
     AttributionContext,
@@ -85,6 +86,10 @@ class RunOptions:
     device: str | None = None
     use_cache: bool = True
     progress: Progress = field(default_factory=Progress)
+    executor: Literal["local", "ray"] | None = None  # the executor's kind (--executor); None: the spec's
+    #: How a remote worker builds its plugin registry (default: from the installed entry points);
+    #: a picklable top-level function, for plugins that are not installed as entry points.
+    worker_registry: Callable[[], Registry] | None = None
 
 
 def _now() -> str:
@@ -155,6 +160,12 @@ class ModelSlot:
             self._key = self._with_settings({"loaded": model_fingerprint(self.get())})
         return self._key
 
+    def adopt_key(self, key: dict[str, Any]) -> None:
+        """Take the key a worker found for this model, so that a loader without a fingerprint
+        need not load the model here just to know it."""
+        if self._key is None:
+            self._key = key
+
     def get(self) -> LoadedModel:
         if self.loaded is None:
             t0 = time.perf_counter()
@@ -166,6 +177,8 @@ class ModelSlot:
     def info(self, cache: Cache) -> dict[str, Any]:
         """Provenance of the model: what the load reported, or (not loaded) what an earlier load
         cached under the same key."""
+        if self._key is None and self.loaded is None:  # no worker loaded it, and only a load could tell
+            return {"source": self.spec.source, "loaded": False}
         info_key = content_key("model-info", self.key)
         if self.loaded is not None:
             cache.set("models", info_key, self.loaded.info)
@@ -198,6 +211,29 @@ def plan_jobs(spec: AuditSpec) -> list[tuple[str, str, str | None]]:
                 if ms.models is None or m.id in ms.models:
                     jobs.append((m.id, p.id, ms.label))
     return jobs
+
+
+def run_shard(registry: Registry, model: ModelSlot, spec: AuditSpec, prompts: Iterable[Any], cache: Cache, progress: Progress) -> ShardWork:
+    """One model's generation and method jobs for ``prompts``, in run order (reusing cached ones)."""
+    out = ShardWork()
+    mspec = model.spec
+    for p in prompts:
+        t0 = time.perf_counter()
+        gen, how = _generate(model, p, spec, cache)
+        out.outcomes[how] += 1
+        out.timings[f"generate:{mspec.id}:{p.id}"] = time.perf_counter() - t0
+        out.generations.append(gen)
+        progress.advance(f"{mspec.id} · {p.id} · generation")
+        for ms in spec.methods:
+            if ms.models is not None and mspec.id not in ms.models:
+                continue
+            t0 = time.perf_counter()
+            res, how = _attribute(registry, model, gen, ms, spec, cache, progress)
+            out.outcomes[how] += 1
+            out.timings[f"method:{mspec.id}:{p.id}:{ms.label}"] = time.perf_counter() - t0
+            out.results.append(res)
+            progress.advance(f"{mspec.id} · {p.id} · {ms.label}")
+    return out
 
 
 def _generate(model: ModelSlot, prompt: Any, spec: AuditSpec, cache: Cache) -> tuple[Generation, JobOutcome]:
@@ -317,6 +353,10 @@ def _evaluate(
 ) -> tuple[Evaluation, JobOutcome]:
     """One evaluator on one model's finished results: from the cache (keyed like method results, by
     the generations and the results' numbers), else computed on the model (loaded if need be)."""
+    if not gens:  # every shard of the model failed on its executor
+        return Evaluation(
+            evaluator=name, model_id=model.spec.id, status="unavailable", reason="no generation of this model finished"
+        ), "unavailable"
     evaluator = registry.evaluators[name]
     assert spec.evaluation is not None
     settings = evaluation_settings(spec)
@@ -549,6 +589,7 @@ def run_audit(
         formats=tuple(options.formats) if options.formats else None,
         device=options.device,
         use_cache=options.use_cache,
+        executor=options.executor,
     )
     spec, text = load_spec(spec_path, registry, target=target)
     base_dir = Path(spec_path).resolve().parent
@@ -569,45 +610,46 @@ def run_audit(
     model_info: dict[str, Any] = {}
     timings: dict[str, float] = {}
     outcomes: Counter[str] = Counter()
-    for i_model, model in enumerate(models):
-        mspec = model.spec
-        try:
-            for p in spec.prompts:
-                t0 = time.perf_counter()
-                gen, how = _generate(model, p, spec, cache)
-                outcomes[how] += 1
-                timings[f"generate:{mspec.id}:{p.id}"] = time.perf_counter() - t0
-                generations.append(gen)
-                options.progress.advance(f"{mspec.id} · {p.id} · generation")
-                for ms in spec.methods:
-                    if ms.models is not None and mspec.id not in ms.models:
-                        continue
+    loaded_ids: set[str] = set()
+    executor = make_executor(
+        spec.executor.model_copy(update={"kind": options.executor or spec.executor.kind}),
+        Work(registry, spec, base_dir, cache, models, options.progress, options.worker_registry),
+    )
+    try:
+        for i_model, model in enumerate(models):
+            mspec = model.spec
+            try:
+                work = executor.collect(i_model)
+                generations += work.generations
+                results += work.results
+                timings.update(work.timings)
+                outcomes.update(work.outcomes)
+                if work.key is not None:
+                    model.adopt_key(work.key)
+                for name in evaluators:  # after the model's attribution jobs, while it is still loaded
                     t0 = time.perf_counter()
-                    res, how = _attribute(registry, model, gen, ms, spec, cache, options.progress)
-                    outcomes[how] += 1
-                    timings[f"method:{mspec.id}:{p.id}:{ms.label}"] = time.perf_counter() - t0
-                    results.append(res)
-                    options.progress.advance(f"{mspec.id} · {p.id} · {ms.label}")
-            for name in evaluators:  # after the model's attribution jobs, while it is still loaded
-                t0 = time.perf_counter()
-                mine = [g for g in generations if g.model_id == mspec.id]
-                ev, how = _evaluate(
-                    registry, model, name, spec, mine, [r for r in results if r.model_id == mspec.id], cache, options.progress
-                )
-                outcomes[f"evaluation-{how}"] += 1
-                timings[f"evaluate:{mspec.id}:{name}"] = time.perf_counter() - t0
-                evaluations.append(ev)
-                options.progress.advance(f"{mspec.id} · evaluation · {name}")
-            if model.load_seconds is not None:
-                timings[f"load:{mspec.id}"] = model.load_seconds
-            else:
-                options.progress.log(f"{mspec.id}: every job reused from the cache; the model was not loaded")
-            model_info[mspec.id] = model.info(cache)
-        finally:
-            was_loaded = model.loaded is not None
-            model.close()
-            if was_loaded and i_model < len(models) - 1:
-                gc.collect()  # free the weights before the next model loads
+                    mine = [g for g in generations if g.model_id == mspec.id]
+                    ev, how = _evaluate(
+                        registry, model, name, spec, mine, [r for r in results if r.model_id == mspec.id], cache, options.progress
+                    )
+                    outcomes[f"evaluation-{how}"] += 1
+                    timings[f"evaluate:{mspec.id}:{name}"] = time.perf_counter() - t0
+                    evaluations.append(ev)
+                    options.progress.advance(f"{mspec.id} · evaluation · {name}")
+                loads = [s for s in (work.load_seconds, model.load_seconds) if s is not None]
+                if loads:
+                    timings[f"load:{mspec.id}"] = sum(loads)
+                    loaded_ids.add(mspec.id)
+                else:
+                    options.progress.log(f"{mspec.id}: every job reused from the cache; the model was not loaded")
+                model_info[mspec.id] = work.info if work.info is not None and model.loaded is None else model.info(cache)
+            finally:
+                was_loaded = model.loaded is not None
+                model.close()
+                if was_loaded and i_model < len(models) - 1:
+                    gc.collect()  # free the weights before the next model loads
+    finally:
+        executor.close()
     timings["total"] = time.perf_counter() - t_run
     run = RunResult(
         spec=spec,
@@ -634,11 +676,13 @@ def run_audit(
         "reused": outcomes["reused"],
         "computed": outcomes["computed"],
         "unavailable": outcomes["unavailable"],
-        "models_loaded": sorted(m.spec.id for m in models if m.load_seconds is not None),
+        **({"failed": outcomes["failed"]} if outcomes["failed"] else {}),
+        "models_loaded": sorted(loaded_ids),
     }
     options.progress.log(
         f"jobs: {outcomes['reused']} of {len(jobs)} reused from the cache, {outcomes['computed']} computed"
         + (f", {outcomes['unavailable']} unavailable" if outcomes["unavailable"] else "")
+        + (f", {outcomes['failed']} failed with their shard" if outcomes["failed"] else "")
     )
     if evaluators:
         options.progress.log(

@@ -21,6 +21,7 @@ yet), and no report file name is taken by a folder.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 import re
@@ -238,6 +239,32 @@ class EvaluationSpec(_Strict):
         return sorted(set(v))
 
 
+class ExecutorSpec(_Strict):
+    """Where the (model, chunk of prompts) shards of a run are computed.
+
+    ``local`` (the default) runs them in this process, one model after the other; ``ray`` hands
+    them to a Ray cluster (``pip install 'reportgen[ray]'``): each task loads its model once,
+    generates and runs every method for its prompts, and writes what it finished to the cache.
+    """
+
+    kind: Literal["local", "ray"] = Field("local", description="local (this process) or ray (a Ray cluster).")
+    address: str | None = Field(
+        None,
+        description="ray: the cluster to join: auto (a cluster started with `ray start` on this machine's network), "
+        "ray://<head>:10001 (Ray Client) or <head>:6379; default: start a private local cluster for the run.",
+    )
+    gpus_per_worker: float = Field(0, ge=0, description="ray: GPUs each task reserves (fractions share a GPU).")
+    prompts_per_task: int = Field(8, ge=1, le=10_000, description="ray: prompts of one model per task (the unit of work and of retry).")
+    max_retries: int = Field(3, ge=0, le=100, description="ray: times a task whose worker died is retried before its jobs fail.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None or v == "auto" or re.fullmatch(r"(ray://)?[A-Za-z0-9_.\[\]:-]+:[0-9]{1,5}", v):
+            return v
+        raise ValueError(f"{v!r} is not a Ray address; use auto, ray://<head>:<port> or <head>:<port>")
+
+
 class CacheSpec(_Strict):
     """Where finished work is cached and how large the cache may grow (README, "Cache").
 
@@ -287,6 +314,7 @@ class AuditSpec(_Strict):
     cache: CacheSpec = Field(
         default_factory=CacheSpec, description="Cache folder (a string), false to turn the cache off, or {dir, max_size}."
     )
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="Where the jobs run: local (default) or a Ray cluster.")
     fail_on: list[GateLevel] = Field(
         default_factory=list,
         description="CI gate: `reportgen run` exits 7 after writing the reports when a method job failed (failed) "
@@ -428,14 +456,16 @@ def _suggest(name: str, choices: list[str]) -> str:
 class RunTarget:
     """Where and how a run will write: the spec's settings unless the command line overrides them.
 
-    ``output`` (``-o``, relative to the working directory), ``formats`` (``-f``) and
-    ``device`` (``--device``) replace the spec's values; None keeps them. Passing a target to
-    :func:`load_spec` checks the environment as well (devices, output folder, report files).
+    ``output`` (``-o``, relative to the working directory), ``formats`` (``-f``), ``device``
+    (``--device``) and ``executor`` (``--executor``, the executor's kind) replace the spec's
+    values; None keeps them. Passing a target to :func:`load_spec` checks the environment as
+    well (devices, output folder, report files, Ray installed for ``kind: ray``).
     """
 
     output: str | None = None
     formats: tuple[str, ...] | None = None
     device: str | None = None
+    executor: Literal["local", "ray"] | None = None
     use_cache: bool = True  # False (--no-cache): the cache folder is not checked
 
 
@@ -596,6 +626,11 @@ def _check_target(
         for f in target.formats:
             if f not in registry.renderers:
                 cli.append(f"--format: unknown format {f!r}{_suggest(f, sorted(registry.renderers))}")
+    if (target.executor or spec.executor.kind) == "ray" and importlib.util.find_spec("ray") is None:
+        why = "the ray executor needs Ray, which is not installed: pip install 'reportgen[ray]'"
+        (cli if target.executor else problems).append(
+            f"--executor: {why}" if target.executor else f"{where(('executor', 'kind'))}: executor.kind: {why}"
+        )
     if target.use_cache and spec.cache.enabled:
         _check_cache(spec, filename, where, problems, cli)
     out = output_dir(spec, filename, target.output)
