@@ -191,7 +191,9 @@ def _cache_dir(ctx: AttributionContext) -> str:
 
 
 def _unit_kind(unit: str, open_weights: bool) -> UnitKind:
-    """Tokens only for open models (``auto`` or ``token``); API pseudo-tokens are words."""
+    """Tokens only for open models (``auto`` or ``token``); API pseudo-tokens are words; sentences and spans on both."""
+    if unit in ("sentence", "spans"):
+        return "sentence" if unit == "sentence" else "span"
     return "token" if open_weights and unit in ("auto", "token") else "word"
 
 
@@ -224,7 +226,7 @@ class DBSA(AttributionMethod):
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
-        raw_units, target = units_for(loaded, gen, kind)
+        raw_units, target = units_for(loaded, gen, kind, opts.spans)
         units = assign_neighbours(raw_units, loaded, opts, _cache_dir(ctx))
         timings["neighbours"] = time.perf_counter() - t0
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from reportgen.generate import WORD_RE
 from reportgen.plugin_api import LoadedModel
 from reportgen_plugins.dbsa.embeddings import embed_minilm, minilm_vocab
 from reportgen_plugins.dbsa.options import DBSAOptions
@@ -176,6 +177,32 @@ def _word_neighbours(u: Unit, voc: _Vocabulary, opts: DBSAOptions, cache_dir: st
     return minilm_neighbours(u.text, M, cache_dir)
 
 
+def _coarse_unit(u: Unit, voc: _Vocabulary, opts: DBSAOptions, cache_dir: str) -> Unit:
+    """A sentence or span: its k-th neighbour replaces each of its words (letters or digits) by that word's
+    k-th neighbour (``neighbour_map`` first; a word with fewer neighbours stays); punctuation stays."""
+    parts: list[tuple[int, int, list[str]]] = []
+    for m in WORD_RE.finditer(u.text):
+        word = m.group()
+        if not word[0].isalnum():
+            continue
+        mapped = opts.neighbour_map.get(word, opts.neighbour_map.get(word.lower()))
+        found: list[str] | str = [str(a) for a in mapped] if mapped else "no neighbour_map entry"
+        if not mapped and opts.neighbour_source != "map":
+            found = _word_neighbours(dataclasses.replace(u, text=word, kind="word"), voc, opts, cache_dir)
+        if isinstance(found, list) and found:
+            parts.append((m.start(), m.end(), found))
+    alts: list[str] = []
+    for k in range(opts.neighbours):
+        text, at = "", 0
+        for a, b, found in parts:
+            text += u.text[at:a] + (found[k] if k < len(found) else u.text[a:b])
+            at = b
+        text += u.text[at:]
+        if text != u.text and text not in alts:
+            alts.append(text)
+    return dataclasses.replace(u, neighbours=tuple(alts), skipped=None if alts else "no word of the unit has a neighbour")
+
+
 def assign_neighbours(units: list[Unit], loaded: LoadedModel, opts: DBSAOptions, cache_dir: str) -> list[Unit]:
     """``units`` with ``neighbours`` (and ``neighbour_ids`` for token units) or ``skipped`` set."""
     voc = _Vocabulary(loaded)
@@ -185,6 +212,8 @@ def assign_neighbours(units: list[Unit], loaded: LoadedModel, opts: DBSAOptions,
         mapped = opts.neighbour_map.get(key, opts.neighbour_map.get(key.lower()))
         if u.kind == "token":
             out.append(_token_unit(u, mapped, voc, opts))
+        elif u.kind in ("sentence", "span") and not mapped:
+            out.append(_coarse_unit(u, voc, opts, cache_dir))
         elif mapped:
             out.append(dataclasses.replace(u, neighbours=tuple(str(a) for a in mapped[: opts.neighbours])))
         elif opts.neighbour_source == "map":

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reportgen.plugin_api import Options
+from reportgen_plugins.prompt_units import SpanSpec, check_spans
 
 
 class DBSAOptions(Options):
     """Options of ``dbsa`` (methods.md §3)."""
 
-    unit: Literal["auto", "word", "token"] = Field(
-        "auto", description="Perturbed unit: word (DBSA regex) or token (open models); auto = token for open models, word for API models."
+    unit: Literal["auto", "word", "token", "sentence", "spans"] = Field(
+        "auto",
+        description="Perturbed unit: word (DBSA regex), token (open models), sentence, or the named spans; "
+        "auto = token for open models, word for API models. A sentence or span is perturbed as a whole: "
+        "its k-th neighbour replaces each of its words by that word's k-th neighbour.",
+    )
+    spans: list[SpanSpec] = Field(
+        default_factory=list,
+        description="unit: spans: substrings of the prompt (every occurrence in user content) "
+        "or [start, end) character ranges of the prompt text.",
     )
     neighbours: int = Field(3, ge=1, le=50, description="M neighbours tried per unit.")
     samples: int = Field(10, ge=2, le=1000, description="N responses per prompt (baseline and each perturbation).")
@@ -31,3 +40,8 @@ class DBSAOptions(Options):
     max_requests: int | None = Field(None, ge=1, description="Refuse to start when the plan needs more draws than this.")
     alpha: float = Field(0.05, gt=0, lt=1, description="q threshold marked in details and figures.")
     examples: int = Field(3, ge=0, le=20, description="Responses kept per side for significant units.")
+
+    @model_validator(mode="after")
+    def _spans_fit_the_unit(self) -> DBSAOptions:
+        check_spans(self.unit, self.spans, "unit")
+        return self

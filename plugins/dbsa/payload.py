@@ -19,7 +19,7 @@ from reportgen.data import AttributionResult
 #: The method's registered name (the detector and the views read results of this method).
 METHOD = "dbsa"
 
-UnitKind = Literal["word", "token"]
+UnitKind = Literal["word", "token", "sentence", "span"]
 
 
 def finite(x: float | None) -> float | None:
@@ -183,6 +183,6 @@ class DbsaPayload:
 
 
 def _kind(x: Any) -> UnitKind:
-    if x not in ("word", "token"):
+    if x not in ("word", "token", "sentence", "span"):
         raise ValueError(f"unknown DBSA unit kind {x!r}")
     return cast(UnitKind, x)

@@ -6,6 +6,9 @@
   rendered prompt; a unit's positions are every non-special token overlapping the word, and a
   perturbed prompt is the text with the word replaced, re-tokenised.
 * Open models, ``token``: every user-content token; a perturbed prompt swaps one token id.
+* ``sentence`` / ``spans`` (coarse units, :mod:`reportgen_plugins.prompt_units`): on open models
+  over the input tokens, on API models over the word pseudo-tokens of each message; a perturbed
+  prompt replaces the unit's characters by its neighbour text (re-tokenised on open models).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from reportgen.generate import MESSAGE_SEPARATOR, WORD_RE, pseudo_tokens
 from reportgen.plugin_api import LoadedModel
 from reportgen_plugins.dbsa.payload import UnitKind
 from reportgen_plugins.dbsa.sampling import Prompt
+from reportgen_plugins.prompt_units import SpanSpec, prompt_units, text_units
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,42 @@ def open_token_units(gen: Generation) -> tuple[list[Unit], Target]:
     return units, TokenTarget(list(gen.input_ids))
 
 
-def units_for(loaded: LoadedModel, gen: Generation, kind: UnitKind) -> tuple[list[Unit], Target]:
+def open_coarse_units(loaded: LoadedModel, gen: Generation, kind: UnitKind, spans: list[SpanSpec]) -> tuple[list[Unit], Target]:
+    """Sentence or span units over an open model's input tokens (through the tokenizer's character offsets)."""
+    offsets = _token_offsets(loaded, gen)
+    units = []
+    for u in text_units(gen.prompt_text, offsets, gen.input_special, "sentence" if kind == "sentence" else "spans", spans):
+        a = u.start + len(u.text) - len(u.text.lstrip())
+        b = u.end - (len(u.text) - len(u.text.rstrip()))
+        if b > a:
+            units.append(Unit(text=gen.prompt_text[a:b], positions=u.positions, kind=kind, span=(a, b)))
+    target = TextTarget(loaded.tokenizer, gen.prompt_text, list(gen.input_ids), not loaded.chat_template)
+    return units, target
+
+
+def api_coarse_units(gen: Generation, kind: UnitKind, spans: list[SpanSpec], chat: bool) -> tuple[list[Unit], Target]:
+    """Sentence or span units of a black-box Generation, grouped from its word pseudo-tokens (never across messages)."""
+    _, target = api_units(gen, chat)
+    assert isinstance(target, MessagesTarget)
+    toks = pseudo_tokens(target.messages)
+    units = []
+    special = [s or k is None for _, s, k, _, _ in toks]
+    for u in prompt_units([t for t, *_ in toks], special, "sentence" if kind == "sentence" else "spans", spans):
+        first, last = toks[u.positions[0]], toks[u.positions[-1]]
+        a = first[3]  # the first word's start (its leading white space stays)
+        units.append(Unit(text=u.text.strip(), positions=u.positions, kind=kind, span=(a, last[4]), message=first[2]))
+    return units, target
+
+
+def units_for(loaded: LoadedModel, gen: Generation, kind: UnitKind, spans: list[SpanSpec] | None = None) -> tuple[list[Unit], Target]:
     """The units of ``kind`` in ``gen`` and the target that perturbs them."""
+    chat = bool(getattr(loaded.sampler, "chat", True))
+    if kind in ("sentence", "span"):
+        if loaded.open_weights:
+            return open_coarse_units(loaded, gen, kind, spans or [])
+        return api_coarse_units(gen, kind, spans or [], chat)
     if not loaded.open_weights:
-        return api_units(gen, chat=bool(getattr(loaded.sampler, "chat", True)))
+        return api_units(gen, chat=chat)
     if kind == "token":
         return open_token_units(gen)
     return open_word_units(loaded, gen)

@@ -64,19 +64,26 @@ class PrefixScorer:
         full = torch.tensor([self.x + self.y], device=self.device)
         with torch.no_grad():
             out = model(full, use_cache=True)
-        logp = torch.log_softmax(out.logits[0].double(), dim=-1)
-        self.log_next = logp  # (n+t, V): row i = log P(· | (x+y)_{≤i})
-        self.vocab_logits = int(logp.shape[-1])
+        logits = out.logits[0]
+        # only the prompt rows are kept, as float32 logits (a float64 log-softmax of every row would take
+        # (n+t)·V·8 bytes: 400 MB for a 1,000-token prompt); rows are normalised on use (:meth:`log_next`)
+        self._prompt_logits = logits[: self.n - 1].to(torch.float32, copy=True)  # row i: logits of P(· | x_{≤i})
+        self.vocab_logits = int(logits.shape[-1])
         cache = out.past_key_values
         self._layers = [(layer.keys, layer.values) for layer in cache.layers]
         tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
-        self.log_p_response = float(logp[self.n - 1 : self.n - 1 + self.t].gather(1, tgt[:, None]).sum()) if self.t else 0.0
+        resp = torch.log_softmax(logits[self.n - 1 : self.n - 1 + self.t].double(), dim=-1)
+        self.log_p_response = float(resp.gather(1, tgt[:, None]).sum()) if self.t else 0.0
+
+    def log_next(self, i: int) -> torch.Tensor:
+        """log P(· | x_{≤i}) over the vocabulary (float64, on the model's device), 0 ≤ i < n−1."""
+        return torch.log_softmax(self._prompt_logits[i].double(), dim=-1)
 
     def prior_logp(self, k: int) -> FloatArray:
         """log P(v | x_{<k}) for every v (k ≥ 1)."""
         if k < 1:
             raise ValueError("position 0 has no preceding context; P(x_0) is not defined")
-        return self.log_next[k - 1].cpu().numpy()
+        return self.log_next(k - 1).cpu().numpy()
 
     def embedding_similarity(self, token: int, ids: npt.ArrayLike) -> FloatArray:
         """Cosine similarity of the input embeddings of ``ids`` to that of ``token``."""
@@ -99,29 +106,55 @@ class PrefixScorer:
     def default_batch_size(self, k: int) -> int:
         return auto_batch_size(self.model, k, 1 + len(self.suffix(k)), self.vocab_logits, self.device)
 
-    @torch.no_grad()
     def score(self, k: int, cands: Ids, batch_size: int | None = None) -> FloatArray:
         """Exact ℓ^(0..t) for each candidate (one teacher-forced forward per batch, shared prefix)."""
-        ids = [int(c) for c in cands]
-        suffix = self.suffix(k)
-        n_den = self.n - k - 1  # prompt factors after position k
-        prior = self.log_next[k - 1]
-        bs = batch_size or self.default_batch_size(k)
-        out = np.empty((len(ids), self.t + 1), dtype=np.float64)
+        return self.score_fillers(k, np.asarray(cands, dtype=np.int64).reshape(-1, 1), batch_size)[:, 1:]
+
+    @torch.no_grad()
+    def score_fillers(self, k: int, fillers: npt.NDArray[np.int64], batch_size: int | None = None) -> FloatArray:
+        """For fillers w (m, L) of the unit x_k..x_{k+L−1}: ℓ_q(w), ℓ_den(w), ℓ^(1..t)(w), shape (m, t+2).
+
+        ℓ_q(w) = log P(w | x_{<k}) (the unit's own factors), ℓ_den(w) = ℓ_q(w) + log P(x_{≥k+L} | x_{<k}, w)
+        and ℓ^(j) adds the first j response factors; one teacher-forced forward per batch on the prefix cache.
+        """
+        m, L = fillers.shape
+        suffix = self.x[k + L :] + self.y
+        n_den = self.n - k - L  # prompt factors after the unit
+        bs = batch_size or auto_batch_size(self.model, k, L + len(suffix), self.vocab_logits, self.device)
+        out = np.empty((m, self.t + 2), dtype=np.float64)
         tgt_row = torch.tensor(suffix, device=self.device, dtype=torch.long)
-        for s in range(0, len(ids), bs):
-            chunk = ids[s : s + bs]
-            b = len(chunk)
-            cand_t = torch.tensor(chunk, device=self.device, dtype=torch.long)
-            inp = torch.cat([cand_t[:, None], tgt_row[None, :].expand(b, -1)], dim=1)
-            if suffix:
+        for s in range(0, m, bs):
+            w = torch.as_tensor(fillers[s : s + bs], device=self.device, dtype=torch.long)
+            b = w.shape[0]
+            targets = torch.cat([w[:, 1:], tgt_row[None, :].expand(b, -1)], dim=1)
+            if targets.shape[1]:
+                inp = torch.cat([w, tgt_row[None, :].expand(b, -1)], dim=1)
                 logits = self.model(inp, past_key_values=self._cache(k, b), use_cache=True).logits[:, :-1]
-                tok_lp = _token_logprobs(logits, tgt_row[None, :].expand(b, -1))  # (b, len(suffix))
+                tok_lp = _token_logprobs(logits, targets)  # (b, L − 1 + len(suffix))
             else:
                 tok_lp = torch.zeros((b, 0), dtype=torch.float64, device=self.device)
-            den = prior[cand_t] + tok_lp[:, :n_den].sum(dim=1)
-            cum = torch.cat([den[:, None], den[:, None] + torch.cumsum(tok_lp[:, n_den:], dim=1)], dim=1)
-            out[s : s + b] = cum.cpu().numpy()
+            q = self.log_next(k - 1)[w[:, 0]] + tok_lp[:, : L - 1].sum(dim=1)
+            den = q + tok_lp[:, L - 1 : L - 1 + n_den].sum(dim=1)
+            cum = torch.cumsum(tok_lp[:, L - 1 + n_den :], dim=1)
+            out[s : s + b] = torch.cat([q[:, None], den[:, None], den[:, None] + cum], dim=1).cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def sample_fillers(self, k: int, length: int, m: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+        """``m`` fillers of ``length`` tokens drawn left to right from q(w) = P(w | x_{<k}) (ancestral sampling)."""
+        out = np.empty((m, length), dtype=np.int64)
+        logp = self.log_next(k - 1)[None, :].expand(m, -1)
+        cache = self._cache(k, m)
+        for i in range(length):
+            p = torch.softmax(logp.double(), dim=-1).cpu().numpy()
+            cdf = np.cumsum(p, axis=1)
+            u = rng.random((m, 1)) * cdf[:, -1:]
+            out[:, i] = np.minimum((cdf < u).sum(axis=1), p.shape[1] - 1)
+            if i + 1 < length:
+                step = torch.as_tensor(out[:, i : i + 1], device=self.device)
+                res = self.model(step, past_key_values=cache, use_cache=True)
+                cache = res.past_key_values
+                logp = torch.log_softmax(res.logits[:, -1].double(), dim=-1)
         return out
 
     @torch.no_grad()

@@ -76,7 +76,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from reportgen.cache import content_key
 from reportgen.data import AttributionResult, Generation
@@ -100,6 +100,8 @@ from reportgen_plugins.pas.payload import (
     ReplacementStats,
     ResponseSample,
 )
+from reportgen_plugins.pas.units import UnitSupport, exact_unit, sampled_unit
+from reportgen_plugins.prompt_units import PromptUnit, SpanSpec, UnitsKind, check_spans, prompt_units
 
 IntArray = npt.NDArray[np.int64]
 #: Fast mode: at most this many tail draws per allowed distinct tail evaluation (repeats are free).
@@ -167,6 +169,24 @@ class PASOptions(Options):
     """At most this many candidates per position are regenerated."""
     replacement_posterior: Literal["prior", "posterior"] = "prior"
     """Take the nucleus of π_k (``prior``, the paper's P_I_PERC files) or of ρ_k (``posterior``)."""
+    units: UnitsKind = "token"
+    """What is replaced at once: a token, or a whole ``word``, ``sentence`` or named ``spans`` of the user
+    content. A unit's score AS_U = log ρ_U(x_U) − log π_U(x_U) is the token score with the unit's fillers
+    V^L in place of V; every token of the unit shows the unit's score (see the methods docs)."""
+    spans: list[SpanSpec] = Field(default_factory=list)
+    """``units: spans``: substrings of the prompt (every occurrence in user content) or [start, end)
+    character ranges of the prompt text; tokens outside every span are not scored."""
+    unit_samples: int = Field(64, ge=1)
+    """Fast mode, units of 2+ tokens: fillers drawn from the model's left-to-right proposal P(w | x_<k)."""
+
+    @model_validator(mode="after")
+    def _coarse_units(self) -> PASOptions:
+        check_spans(self.units, self.spans)
+        if self.units != "token" and self.positions != "user":
+            raise ValueError(f"units: {self.units} scores the units of the user content; leave positions at 'user'")
+        if self.units != "token" and self.replacement_entropy:
+            raise ValueError("replacement_entropy is computed per token; it needs units: token")
+        return self
 
 
 @dataclass(frozen=True)
@@ -188,7 +208,9 @@ class ProbabilisticMethod(AttributionMethod):
     name = "probabilistic"
     description = (
         "Probabilistic Attribution Score: log posterior/prior ratio of each prompt token given the "
-        "response, with contextual entropies, KL and replacement entropy (exact or certified fast mode)"
+        "response, with contextual entropies, KL and replacement entropy (exact or certified fast mode); with "
+        "units word/sentence/spans, AS_U = log ρ_U(x_U) − log π_U(x_U) of replacing the whole unit by any filler "
+        "of its length, shown on every token of the unit"
     )
     options_model = PASOptions
     requires = "weights"
@@ -377,6 +399,42 @@ class ProbabilisticMethod(AttributionMethod):
             certified=cert,
         )
 
+    # ------------------------------------------------------------------ coarse units
+    @staticmethod
+    def units_of(gen: Generation, opts: PASOptions, positions: list[int]) -> list[PromptUnit]:
+        """The scored units: one per scored position (``units: token``), else the coarse units without position 0."""
+        if opts.units == "token":
+            return [PromptUnit(gen.input_tokens[k], (k,), 0, 0) for k in positions]
+        return [u for u in prompt_units(gen.input_tokens, gen.input_special, opts.units, opts.spans) if 0 not in u.positions]
+
+    @staticmethod
+    def _unit(
+        scorer: PrefixScorer,
+        unit: PromptUnit,
+        vocab: IntArray,
+        opts: PASOptions,
+        rng: np.random.Generator,
+        dec: Callable[[Sequence[int]], str],
+        rows: list[dict[str, Any]],
+        candidates: dict[int, CandidateLists],
+    ) -> PositionStats:
+        """AS_U and the other statistics of a unit of 2+ tokens (:mod:`.units`); its table row and fillers."""
+        k, length = unit.positions[0], len(unit.positions)
+        if opts.mode == "exact":
+            sup: UnitSupport = exact_unit(scorer, k, length, vocab, opts.batch_size)
+        else:
+            sup = sampled_unit(scorer, k, length, opts.unit_samples, rng, opts.batch_size)
+        st = position_stats(sup.l_cum, 0, sup.logw)
+        texts = [dec(row) for row in sup.fillers.tolist()]
+        lists = CandidateLists(
+            prior=_top_texts(texts, st.log_prior, opts.top_candidates),
+            posterior=_top_texts(texts, st.log_posterior, opts.top_candidates),
+        )
+        for pos in unit.positions:
+            candidates[pos] = lists
+        rows.append({**_unit_row(unit, st, sup.estimate, len(sup.fillers)), "draws": sup.draws})
+        return st
+
     # ------------------------------------------------------------------ replacement entropy
     @torch.no_grad()
     def _regenerate(self, ctx: AttributionContext, k: int, cands: list[int], max_new: int) -> list[tuple[int, ...]]:
@@ -464,6 +522,7 @@ class ProbabilisticMethod(AttributionMethod):
         timings["base_forward"] = time.perf_counter() - t0
         vocab_all = self.vocabulary_ids(ctx.model.tokenizer, scorer.vocab_logits, opts.vocabulary)
         positions, skipped = self.scored_positions(gen, opts.positions)
+        units = self.units_of(gen, opts, positions)
 
         names = list(STAT_SCORES) + (["replacement_entropy", "original_response_pct"] if opts.replacement_entropy else [])
         scores: dict[str, list[float | None]] = {nm: [None] * n for nm in names}
@@ -475,32 +534,41 @@ class ProbabilisticMethod(AttributionMethod):
         certified: dict[int, tuple[float, float]] = {}
         replacement: dict[int, ReplacementStats] = {}
         dec = _decoder(ctx.model.tokenizer)
-        ctx.progress(0, len(positions))
-        for done_pos, k in enumerate(positions, start=1):
-            orig = gen.input_ids[k]
-            vocab = vocab_all if np.any(vocab_all == orig) else np.sort(np.append(vocab_all, orig))
+        unit_rows: list[dict[str, Any]] = []
+        ctx.progress(0, len(units))
+        for done_pos, unit in enumerate(units, start=1):
+            k = unit.positions[0]
+            rng = np.random.default_rng([int(ctx.seed) & 0xFFFFFFFF, k])
             t0 = time.perf_counter()
-            if opts.mode == "exact":
-                sup = self._exact(scorer, k, vocab, opts.batch_size)
+            if len(unit.positions) > 1:
+                st = self._unit(scorer, unit, vocab_all, opts, rng, dec, unit_rows, candidates)
             else:
-                rng = np.random.default_rng([int(ctx.seed) & 0xFFFFFFFF, k])
-                sup = self._fast(scorer, k, vocab, opts, rng, timings)
+                orig = gen.input_ids[k]
+                vocab = vocab_all if np.any(vocab_all == orig) else np.sort(np.append(vocab_all, orig))
+                sup = (
+                    self._exact(scorer, k, vocab, opts.batch_size)
+                    if opts.mode == "exact"
+                    else self._fast(scorer, k, vocab, opts, rng, timings)
+                )
+                st = position_stats(sup.l_cum, int(np.nonzero(sup.ids == orig)[0][0]), sup.logw)
+                a = st.attribution_score
+                lo, hi = sup.interval or (a, a)
+                intervals[k] = [min(lo, a), max(hi, a)]
+                kinds[k] = sup.kind
+                evaluated[k] = int(sup.evaluated)
+                if sup.certified is not None:
+                    certified[k] = sup.certified
+                candidates[k] = CandidateLists(
+                    prior=_top(sup.ids, st.log_prior, opts.top_candidates, dec),
+                    posterior=_top(sup.ids, st.log_posterior, opts.top_candidates, dec),
+                )
+                if opts.units != "token":
+                    unit_rows.append(_unit_row(unit, st, kinds[k], int(sup.evaluated)))
             timings["candidates"] = timings.get("candidates", 0.0) + time.perf_counter() - t0
-            st = position_stats(sup.l_cum, int(np.nonzero(sup.ids == orig)[0][0]), sup.logw)
-            for nm in STAT_SCORES:
-                scores[nm][k] = float(getattr(st, nm))
-            matrix[k] = st.matrix_row
-            a = st.attribution_score
-            lo, hi = sup.interval or (a, a)
-            intervals[k] = [min(lo, a), max(hi, a)]
-            kinds[k] = sup.kind
-            evaluated[k] = int(sup.evaluated)
-            if sup.certified is not None:
-                certified[k] = sup.certified
-            candidates[k] = CandidateLists(
-                prior=_top(sup.ids, st.log_prior, opts.top_candidates, dec),
-                posterior=_top(sup.ids, st.log_posterior, opts.top_candidates, dec),
-            )
+            for pos in unit.positions:  # every token of a unit shows the unit's scores
+                for nm in STAT_SCORES:
+                    scores[nm][pos] = float(getattr(st, nm))
+                matrix[pos] = st.matrix_row
             if opts.replacement_entropy:
                 t0 = time.perf_counter()
                 replacement[k], scores["replacement_entropy"][k], scores["original_response_pct"][k] = self._replacement(
@@ -511,7 +579,7 @@ class ProbabilisticMethod(AttributionMethod):
 
         payload = PasPayload(
             mode=opts.mode,
-            positions=tuple(positions),
+            positions=tuple(p for u in units for p in u.positions),
             log_p_response=scorer.log_p_response,
             candidates=candidates,
             interval_kind=kinds,
@@ -522,16 +590,19 @@ class ProbabilisticMethod(AttributionMethod):
             skipped=skipped,
         )
         timings["seconds"] = time.perf_counter() - t_start
+        details = payload.to_json()
+        if opts.units != "token":
+            details["units"] = {"kind": opts.units, "rows": unit_rows}
         return AttributionResult.for_generation(
             gen,
             self.name,
             opts,
             matrix=matrix,
-            matrix_label=MATRIX_LABEL,
+            matrix_label=MATRIX_LABEL if opts.units == "token" else f"{MATRIX_LABEL}; per {UNIT_NAMES[opts.units]}: {UNIT_CAPTION}",
             signed=True,
             scores=scores,
             intervals={"attribution_score": intervals},
-            details=payload.to_json(),
+            details=details,
             timings=timings,
             label=ctx.label,
         )
@@ -542,6 +613,31 @@ def _decoder(tokenizer: Any) -> Callable[[Sequence[int]], str]:
     if tokenizer is None:
         return lambda ids: " ".join(str(int(i)) for i in ids)
     return lambda ids: str(tokenizer.decode([int(i) for i in ids], skip_special_tokens=False))
+
+
+#: How the heatmap caption names a coarse unit, and what it says about the tokens' shared score.
+UNIT_NAMES = {"word": "word", "sentence": "sentence", "spans": "span"}
+UNIT_CAPTION = "every token of a unit shows the unit's score (AS of replacing the whole unit)"
+
+
+def _unit_row(unit: PromptUnit, st: PositionStats, estimate: str, fillers: int) -> dict[str, Any]:
+    """One row of the unit-level table kept in ``details["units"]``."""
+    return {
+        "text": unit.text,
+        "positions": list(unit.positions),
+        "estimate": estimate,
+        "fillers": fillers,
+        "attribution_score": st.attribution_score,
+        "log_prior_original": st.log_prior_original,
+        "log_posterior_original": st.log_posterior_original,
+        "entropy_prompt": st.entropy_prompt,
+        "entropy_prompt_response": st.entropy_prompt_response,
+    }
+
+
+def _top_texts(texts: list[str], logp: FloatArray, top: int) -> tuple[Candidate, ...]:
+    """The ``top`` most probable fillers of a unit (decoded; probabilities clipped to 1)."""
+    return tuple(Candidate(token=texts[i], id=None, p=min(1.0, float(math.exp(logp[i])))) for i in np.argsort(-logp, kind="stable")[:top])
 
 
 def _top(ids: IntArray, logp: FloatArray, top: int, dec: Callable[[Sequence[int]], str]) -> tuple[Candidate, ...]:

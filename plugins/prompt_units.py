@@ -1,0 +1,147 @@
+"""Coarse prompt units for perturbation methods (PAS, DBSA): word, sentence or named spans.
+
+A unit is a contiguous run of user-content input tokens. Tokens are placed through the text
+their display forms spell (byte marks left out): a token belongs to the unit holding its first
+non-whitespace character; a token of white space only joins the unit of the next token (the
+previous one at the end of a run). Units never cross a template/special token.
+
+* ``word``: :data:`reportgen.generate.WORD_RE` matches (a word, a number, or one punctuation mark);
+* ``sentence``: split after ``. ! ? …`` (and closing quotes or brackets right after them) followed
+  by white space, and at line breaks;
+* ``spans``: the spec's spans, each a substring (every occurrence in user content) or a
+  ``[start, end)`` character range of the prompt text; tokens outside every span form no unit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from reportgen.generate import WORD_RE
+
+UnitsKind = Literal["token", "word", "sentence", "spans"]
+#: A spec span: a substring of the prompt, or a [start, end) character range of the prompt text.
+SpanSpec = str | tuple[int, int]
+
+SENTENCE_END_RE = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|\n")
+
+
+@dataclass(frozen=True)
+class PromptUnit:
+    """One unit: its text (the tokens' text concatenated) and its input-token positions (contiguous)."""
+
+    text: str
+    positions: tuple[int, ...]
+    start: int  # character offsets of the tokens' text in the prompt text
+    end: int
+
+
+def check_spans(units: str, spans: Sequence[SpanSpec], option: str = "units") -> None:
+    """Raise ValueError unless ``spans`` fits the unit option ``option`` = ``units`` (the options' validators)."""
+    if units == "spans" and not spans:
+        raise ValueError(f"{option}: spans needs a non-empty spans list (substrings or [start, end] character ranges)")
+    if units != "spans" and spans:
+        raise ValueError(f"spans are only read with {option}: spans ({option} is {units!r})")
+    for s in spans:
+        if isinstance(s, str) and not s.strip():
+            raise ValueError("a span substring must contain a non-whitespace character")
+        if not isinstance(s, str) and not 0 <= s[0] < s[1]:
+            raise ValueError(f"span {list(s)} is not a character range [start, end) with 0 <= start < end")
+
+
+def token_texts(tokens: Sequence[str]) -> list[str]:
+    """Each display token's characters without its byte marks (see :class:`reportgen.data.TokenText`)."""
+    out = []
+    for tok in tokens:
+        text, at = "", 0
+        for a, b in getattr(tok, "byte_spans", ()):
+            text += tok[at:a]
+            at = b
+        out.append(text + tok[at:])
+    return out
+
+
+def _sentence_cores(text: str) -> list[tuple[int, int]]:
+    cores, at = [], 0
+    for m in SENTENCE_END_RE.finditer(text):
+        cores.append((at, m.end()))
+        at = m.end()
+    return [*cores, (at, len(text))]
+
+
+def _span_cores(text: str, user: list[bool], spans: Sequence[SpanSpec]) -> list[tuple[int, int]]:
+    cores: list[tuple[int, int]] = []
+    for s in spans:
+        if isinstance(s, str):
+            found = [(m.start(), m.end()) for m in re.finditer(re.escape(s), text) if any(user[m.start() : m.end()])]
+            if not found:
+                raise ValueError(f"span {s!r} does not occur in the prompt's user content")
+            cores += found
+        else:
+            if s[1] > len(text):
+                raise ValueError(f"span {list(s)} ends after the prompt text ({len(text)} characters)")
+            cores.append((int(s[0]), int(s[1])))
+    cores.sort()
+    for (_, b), (a, _) in itertools.pairwise(cores):
+        if a < b:
+            raise ValueError("spans overlap; each token can belong to one unit only")
+    return cores
+
+
+def prompt_units(tokens: Sequence[str], special: Sequence[bool], kind: UnitsKind, spans: Sequence[SpanSpec] = ()) -> list[PromptUnit]:
+    """The units of kind ``kind`` over the user-content display tokens (``token``: one unit per token)."""
+    pieces = token_texts(tokens)
+    offsets, at = [], 0
+    for p in pieces:
+        offsets.append((at, at + len(p)))
+        at += len(p)
+    return text_units("".join(pieces), offsets, special, kind, spans)
+
+
+def text_units(
+    text: str, offsets: Sequence[tuple[int, int]], special: Sequence[bool], kind: UnitsKind, spans: Sequence[SpanSpec] = ()
+) -> list[PromptUnit]:
+    """The units of ``text`` whose token i covers ``text[offsets[i][0]:offsets[i][1]]`` (rules in the module doc)."""
+    n = len(offsets)
+    user = [False] * len(text)
+    for (a, b), sp in zip(offsets, special, strict=True):
+        if not sp:
+            user[a:b] = [True] * (b - a)
+    if kind == "token":
+        return [PromptUnit(text[a:b], (i,), a, b) for i, (a, b) in enumerate(offsets) if not special[i]]
+    if kind == "word":
+        cores = [m.span() for m in WORD_RE.finditer(text)]
+    elif kind == "sentence":
+        cores = _sentence_cores(text)
+    else:
+        cores = _span_cores(text, user, spans)
+    # each token → the core holding its first non-whitespace character (None: white space only, or no core)
+    owner: list[int | None] = []
+    for i, (a0, b0) in enumerate(offsets):
+        p = text[a0:b0]
+        c = a0 + len(p) - len(p.lstrip())
+        hit = None if not p.strip() else next((u for u, (a, b) in enumerate(cores) if a <= c < b), None)
+        owner.append(None if special[i] else hit)
+    if kind != "spans":  # white-space tokens join the next token's unit in their run (the previous one at its end)
+        for i in range(n - 1, -1, -1):
+            if owner[i] is None and not special[i]:
+                owner[i] = owner[i + 1] if i + 1 < n and not special[i + 1] else None
+        for i in range(1, n):
+            if owner[i] is None and not special[i] and not special[i - 1]:
+                owner[i] = owner[i - 1]
+    units: list[PromptUnit] = []
+    i = 0
+    while i < n:
+        if owner[i] is None:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and owner[j + 1] == owner[i] and not special[j + 1]:
+            j += 1
+        a, b = offsets[i][0], offsets[j][1]
+        units.append(PromptUnit(text[a:b], tuple(range(i, j + 1)), a, b))
+        i = j + 1
+    return units
