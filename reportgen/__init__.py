@@ -10,6 +10,7 @@ The public plugin API is ``hookimpl`` and the host modules named in ``__all__``:
 - ``generate``: generation and the local sampler shared by model loaders;
 - ``manifest``: the manifest every report carries, canonical JSON, the HTML evidence block;
 - ``plugin_api``: the base classes a plugin subclasses;
+- ``prompt_units``: coarse prompt units (word, sentence, named spans) for perturbation methods;
 - ``render``: the one Jinja environment and safe-HTML helpers;
 - ``report``: the renderer-independent report model;
 - ``results``: results.json (de)serialisation;
@@ -35,6 +36,7 @@ __all__ = [
     "hookimpl",
     "manifest",
     "plugin_api",
+    "prompt_units",
     "render",
     "report",
     "results",

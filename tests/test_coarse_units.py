@@ -18,6 +18,7 @@ from reportgen.cache import Cache
 from reportgen.data import TokenText
 from reportgen.generate import generate_via_sampler
 from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen.prompt_units import prompt_units
 from reportgen.spec import GenerationSpec, PromptSpec
 from reportgen_plugins.dbsa.method import DBSA
 from reportgen_plugins.dbsa.options import DBSAOptions
@@ -26,7 +27,6 @@ from reportgen_plugins.pas.engine import PrefixScorer
 from reportgen_plugins.pas.estimators import logsumexp, position_stats
 from reportgen_plugins.pas.method import UNIT_CAPTION, PASOptions
 from reportgen_plugins.pas.units import sampled_unit
-from reportgen_plugins.prompt_units import prompt_units
 from tests.test_dbsa import NMAP, FakeSampler, hash_embed, open_ctx, tiny_open  # noqa: F401 - tiny_open is a fixture
 from tests.test_probabilistic import _joint_log_probs, make_generation, run, tiny_llama
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from reportgen.plugin_api import Options
-from reportgen_plugins.prompt_units import SpanSpec, check_spans
+from reportgen.prompt_units import SpanSpec, check_spans
 
 
 class DBSAOptions(Options):

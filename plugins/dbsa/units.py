@@ -6,7 +6,7 @@
   rendered prompt; a unit's positions are every non-special token overlapping the word, and a
   perturbed prompt is the text with the word replaced, re-tokenised.
 * Open models, ``token``: every user-content token; a perturbed prompt swaps one token id.
-* ``sentence`` / ``spans`` (coarse units, :mod:`reportgen_plugins.prompt_units`): on open models
+* ``sentence`` / ``spans`` (coarse units, :mod:`reportgen.prompt_units`): on open models
   over the input tokens, on API models over the word pseudo-tokens of each message; a perturbed
   prompt replaces the unit's characters by its neighbour text (re-tokenised on open models).
 """
@@ -20,9 +20,9 @@ from reportgen.data import Generation
 from reportgen.errors import MethodUnavailable
 from reportgen.generate import MESSAGE_SEPARATOR, WORD_RE, pseudo_tokens
 from reportgen.plugin_api import LoadedModel
+from reportgen.prompt_units import SpanSpec, prompt_units, text_units
 from reportgen_plugins.dbsa.payload import UnitKind
 from reportgen_plugins.dbsa.sampling import Prompt
-from reportgen_plugins.prompt_units import SpanSpec, prompt_units, text_units
 
 
 @dataclass(frozen=True)

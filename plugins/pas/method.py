@@ -81,6 +81,7 @@ from pydantic import ConfigDict, Field, model_validator
 from reportgen.cache import content_key
 from reportgen.data import AttributionResult, Generation
 from reportgen.plugin_api import AttributionContext, AttributionMethod, Options
+from reportgen.prompt_units import PromptUnit, SpanSpec, UnitsKind, check_spans, prompt_units
 from reportgen_plugins.pas.engine import PrefixScorer
 from reportgen_plugins.pas.estimators import (
     FloatArray,
@@ -101,7 +102,6 @@ from reportgen_plugins.pas.payload import (
     ResponseSample,
 )
 from reportgen_plugins.pas.units import UnitSupport, exact_unit, sampled_unit
-from reportgen_plugins.prompt_units import PromptUnit, SpanSpec, UnitsKind, check_spans, prompt_units
 
 IntArray = npt.NDArray[np.int64]
 #: Fast mode: at most this many tail draws per allowed distinct tail evaluation (repeats are free).

@@ -1,4 +1,4 @@
-"""Coarse prompt units for perturbation methods (PAS, DBSA): word, sentence or named spans.
+"""Coarse prompt units for perturbation methods (PAS, DBSA; public plugin API): word, sentence or named spans.
 
 A unit is a contiguous run of user-content input tokens. Tokens are placed through the text
 their display forms spell (byte marks left out): a token belongs to the unit holding its first
