@@ -3,6 +3,9 @@
 Each benchmark prints ratios against a baseline measured in the same run: machines here
 are shared and noisy, so absolute seconds are context, ratios are the result.
 Usage: python benchmarks/run_all.py [name-substring ...]
+
+bench_dtype.py: bfloat16/float16 error against float32 for every method (a few minutes).
+bench_long_prompt.py: time and peak memory per method on a 1,000-token prompt (long: run it alone).
 """
 
 from __future__ import annotations

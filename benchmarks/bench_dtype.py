@@ -1,0 +1,105 @@
+"""Precision and error: every built-in method in bfloat16 / float16 against float32 on SmolLM2-135M-Instruct.
+
+One short chat prompt is generated greedily in float32; the same stored generation is then
+explained by the model loaded in each dtype (the loader's ``dtype``). Per method and dtype:
+
+* max |Δ|: the largest absolute difference of the token importances from the float32 ones;
+* rel: max |Δ| / max |float32 importance|;
+* Spearman ρ of the token importances against float32 (user-content tokens).
+
+Token importance: PAS's attribution score; for matrix methods the sum of the input token's row
+of the attribution matrix over the response tokens. DBSA is not compared: its scores come from
+sampled responses, and a half-precision model samples other responses, so differences measure
+sampling noise, not precision. Run::
+
+    .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from reportgen.cache import Cache
+from reportgen.data import AttributionResult, Generation
+from reportgen.generate import generate
+from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen_plugins.inseq.methods import InseqMethod
+from reportgen_plugins.jacobian.scopes import FisherScope, SemanticScope
+from reportgen_plugins.models.loaders import EmbeddedLoader
+from reportgen_plugins.pas.method import ProbabilisticMethod
+
+CASES: list[tuple[str, Any, dict[str, Any]]] = [
+    ("inseq.saliency", lambda: InseqMethod("saliency"), {}),
+    ("inseq.input_x_gradient", lambda: InseqMethod("input_x_gradient"), {}),
+    ("probabilistic fast", ProbabilisticMethod, {"mode": "fast", "max_candidates": 32, "tail_samples": 0, "neighbours": 8}),
+    ("jacobian.semantic", SemanticScope, {}),
+    ("jacobian.fisher low_rank", FisherScope, {"fisher_mode": "low_rank", "rank": 4}),
+]
+
+
+def load(dtype: str) -> LoadedModel:
+    spec = SimpleNamespace(
+        id="smollm2", source="embedded:smollm2-135m-instruct", dtype=dtype, attn_implementation="sdpa", chat_template="auto"
+    )
+    return EmbeddedLoader().load(spec, base_dir=".", device="cpu")
+
+
+def importance(r: AttributionResult, gen: Generation) -> np.ndarray:
+    user = gen.user_positions
+    if r.method == "probabilistic":
+        v = r.scores["attribution_score"]
+        return np.array([np.nan if v[k] is None else v[k] for k in user], dtype=np.float64)
+    return np.nansum(np.asarray(r.matrix, dtype=np.float64)[user], axis=1)
+
+
+def run(loaded: LoadedModel, gen: Generation) -> dict[str, tuple[np.ndarray, float]]:
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    for label, make, opts in CASES:
+        m = make()
+        ctx = AttributionContext(model=loaded, generation=gen, options=m.options_model(**opts), seed=0, cache=Cache(None))
+        t0 = time.perf_counter()
+        res = m.attribute(ctx)
+        out[label] = (importance(res, gen), time.perf_counter() - t0)
+        print(f"  {label} ({next(loaded.model.parameters()).dtype}): {out[label][1]:.1f} s", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=8)
+    ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"])
+    args = ap.parse_args()
+    ref_model = load("float32")
+    prompt = SimpleNamespace(id="capital", text="What is the capital of France?", messages=None)
+    settings = SimpleNamespace(
+        max_new_tokens=args.tokens, do_sample=False, temperature=1.0, top_p=1.0, model_dump=lambda: {"max_new_tokens": args.tokens}
+    )
+    gen = generate(ref_model, prompt, settings, seed=0)
+    print(f"prompt tokens n={gen.n} (user {len(gen.user_positions)}), response t={gen.t}: {gen.response_text!r}", flush=True)
+    ref = run(ref_model, gen)
+    del ref_model
+    print(f"{'method':26s} {'dtype':9s} {'max |Δ|':>10s} {'rel':>8s} {'Spearman':>9s} {'s (fp32)':>9s} {'s':>7s}")
+    for dtype in args.dtypes:
+        try:
+            got = run(load(dtype), gen)
+        except RuntimeError as exc:  # a CPU kernel missing for this dtype
+            print(f"{dtype}: not run on this CPU ({str(exc).splitlines()[0]})")
+            continue
+        for label, _, _ in CASES:
+            a, s = got[label]
+            r, s_ref = ref[label]
+            ok = np.isfinite(a) & np.isfinite(r)
+            d = float(np.max(np.abs(a[ok] - r[ok])))
+            rel = d / max(float(np.max(np.abs(r[ok]))), 1e-300)
+            rho = float(spearmanr(a[ok], r[ok]).statistic)
+            print(f"{label:26s} {dtype:9s} {d:10.3g} {rel:8.2%} {rho:9.3f} {s_ref:9.1f} {s:7.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
