@@ -1,100 +1,254 @@
-"""Cost of rendering the HTML report as the attribution matrices grow.
+"""Size, open time and hover latency of the HTML report, and the cost of rendering it.
 
-Run: ``.venv/bin/python benchmarks/bench_html.py``. Builds synthetic runs (1 model, 1 prompt,
-3 methods with n input × t output matrices), renders the whole report, and compares with a
-baseline measured in the same run: ``plotly.io.to_html`` of the same three heatmaps alone
-(what any Plotly report must pay). Prints time, size and ratios. The 20 000-cell heatmap cap
-(``report.max_heatmap_cells``) bounds the figure JSON; the hover data (full matrix) is capped
-at 100 000 cells.
+Run: ``.venv/bin/python benchmarks/bench_html.py [--quickstart reports/quickstart/results.json] [--render]``.
+
+1. **Prompts**: synthetic runs (no model; ``tests/scale_fixtures.py``: one model, three methods,
+   24 × 12 matrices) with 1, 50 and 200 prompts: file size, its parts (packed plotly.js, embedded
+   results, figure data, the rest), growth per prompt × method, and the time headless Chromium takes
+   to open the page: the ``load`` event and the moment every figure in view is drawn.
+2. **A 1,000 × 500 matrix** (one prompt, one method; drawn as block means): size, open time, how long
+   until the exact values behind the heatmap are decoded, and hover latency: a mousemove dispatched
+   over the DevTools protocol until the exact-value label (and Plotly's own hover label) changes,
+   timed in the page (it includes the protocol's delivery, so it is an upper bound).
+3. **Quickstart** (with ``--quickstart``, or ``reports/quickstart/results.json`` when it exists):
+   ``reportgen render`` of it, its size and parts.
+4. With ``--render``: rendering time and size against ``plotly.io.to_html`` of the same heatmaps as
+   the matrices grow (the cost any Plotly report pays).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import plotly.io as pio
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from report_fixtures import html_of
+from scale_fixtures import METHODS, synthetic_run
+from test_browser import CDP, CHROMIUM, FLAGS
 
-from report_fixtures import (
-    _spec,
-    html_of,
-)
+from reportgen.render import plotly_js
 
-from reportgen.data import AttributionResult, Generation, RunResult
-from reportgen.figures import heatmap
-from reportgen.render import PLOTLY_CONFIG, plotly_js
-
-METHODS = ("saliency", "integrated_gradients", "attention")
+MB = 1e6
 
 
-def synthetic(n: int, t: int, seed: int = 0) -> RunResult:
-    rng = np.random.default_rng(seed)
-    spec = _spec(
-        models=[{"id": "m", "source": "hf:x"}],
-        prompts=[{"id": "p", "text": "x"}],
-        methods=[{"method": m} for m in METHODS],
-        narrative=[],
-    )
-    toks = [f" w{i}" for i in range(n)]
-    outs = [f" o{j}" for j in range(t)]
-    g = Generation(
-        model_id="m",
-        prompt_id="p",
-        input_ids=tuple(range(n)),
-        input_tokens=tuple(toks),
-        input_special=tuple(i < 3 for i in range(n)),
-        output_ids=tuple(range(t)),
-        output_tokens=tuple(outs),
-        prompt_text="x",
-        response_text="y",
-        step_scores={"probability": tuple(rng.uniform(0, 1, t)), "entropy": tuple(rng.uniform(0, 3, t))},
-    )
-    results = [
-        AttributionResult(
-            method=m,
-            model_id="m",
-            prompt_id="p",
-            options={},
-            input_tokens=toks,
-            output_tokens=outs,
-            matrix=rng.normal(size=(n, t)),
-            signed=(m == "integrated_gradients"),
-        )
-        for m in METHODS
-    ]
-    return RunResult(spec=spec, spec_text="title: x\n", spec_path="x.yaml", generations=[g], results=results)
+def parts(html: str) -> dict[str, int]:
+    """Bytes of the page's parts: packed plotly.js, embedded results, figure data, everything else."""
+    out = {"plotly.js": 0, "results": 0, "figures": 0}
+    for m in re.finditer(r"<script([^>]*)>(.*?)</script>", html, re.S):
+        attrs, size = m.group(1), len(m.group(2).encode("utf-8"))
+        if 'id="plotly-packed"' in attrs:
+            out["plotly.js"] += size
+        elif 'id="reportgen-evidence"' in attrs:
+            out["results"] += size
+        elif "figure-data" in attrs:
+            out["figures"] += size
+    out["rest"] = len(html.encode("utf-8")) - sum(out.values())
+    return out
 
 
-def timed(fn, repeat: int = 3) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    best, out = float("inf"), None
+@contextmanager
+def chromium() -> Iterator[str]:
+    if CHROMIUM is None:
+        raise SystemExit("chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as prof:
+        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={prof}", "about:blank"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port_file = Path(prof) / "DevToolsActivePort"
+            end = time.time() + 60
+            while not port_file.exists() or not port_file.read_text().strip():
+                if time.time() > end or proc.poll() is not None:
+                    raise SystemExit("chromium did not start a DevTools endpoint")
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{int(port_file.read_text().split()[0])}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def new_page(base: str) -> CDP:
+    req = urllib.request.Request(f"{base}/json/new?about:blank", method="PUT")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        cdp = CDP(json.load(r)["webSocketDebuggerUrl"])
+    for domain in ("Page", "Runtime"):
+        cdp.call(f"{domain}.enable")
+    cdp.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+    return cdp
+
+
+def poll(cdp: CDP, expr: str, timeout: float = 120) -> Any:
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cdp.eval(expr)
+        if v:
+            return v
+        time.sleep(0.02)
+    raise TimeoutError(expr)
+
+
+#: In the page: ms since navigation once plotly.js runs and every figure in view is drawn, else 0.
+IN_VIEW_DRAWN = """(() => {
+  if (document.documentElement.dataset.figures !== 'ready') return 0;
+  const inView = Array.from(document.querySelectorAll('div.lazy-figure')).filter(d => {
+    const r = d.getBoundingClientRect(); return r.height > 0 && r.bottom > 0 && r.top < innerHeight; });
+  return inView.every(d => d.dataset.drawn === 'yes') ? performance.now() : 0;
+})()"""
+
+
+def open_times(base: str, path: Path, repeat: int = 3) -> tuple[float, float, float]:
+    """Best of ``repeat`` (ms since navigation): the load event, plotly.js running, every figure in view drawn."""
+    best = [float("inf")] * 3
     for _ in range(repeat):
+        cdp = new_page(base)
+        try:
+            cdp.call("Page.navigate", url=path.as_uri())
+            cdp.wait_event("Page.loadEventFired", 300)
+            drawn = float(poll(cdp, IN_VIEW_DRAWN))
+            load = float(cdp.eval("performance.getEntriesByType('navigation')[0].loadEventEnd"))
+            ready = float(cdp.eval("performance.getEntriesByName('reportgen:plotly-ready')[0].startTime"))
+            best = [min(b, v) for b, v in zip(best, (load, ready, drawn), strict=True)]
+        finally:
+            cdp.close()
+    return best[0], best[1], best[2]
+
+
+def bench_prompts(base: str, folder: Path) -> None:
+    print("\n## Reports with many prompts (1 model × 3 methods, 24 × 12 matrices per prompt × method)\n")
+    head = ("prompts", "size MB", "plotly.js", "results", "figures", "rest", "load ms", "plotly ms", "drawn ms")
+    print(" ".join(f"{h:>9}" for h in head))
+    sizes = {}
+    for k in (1, 50, 200):
+        html = html_of(synthetic_run(prompts=k))
+        path = folder / f"prompts-{k}.html"
+        path.write_text(html, "utf-8")
+        p = parts(html)
+        sizes[k] = len(html.encode("utf-8"))
+        load, ready, drawn = open_times(base, path)
+        print(
+            f"{k:>9} {sizes[k] / MB:>9.2f} {p['plotly.js'] / MB:>9.2f} {p['results'] / MB:>9.2f} {p['figures'] / MB:>9.2f} "
+            f"{p['rest'] / MB:>9.2f} {load:>9.0f} {ready:>9.0f} {drawn:>9.0f}"
+        )
+    per = (sizes[200] - sizes[50]) / (150 * len(METHODS))
+    print(f"\ngrowth: {per / 1e3:.1f} KB per prompt × method (50 → 200 prompts); 200 prompts / 1 prompt = {sizes[200] / sizes[1]:.1f}×")
+
+
+#: In the page: record when the exact-value label and Plotly's hover layer change (performance.now()).
+WATCH = """(() => {
+  const fig = document.getElementById('%s'), label = fig.parentNode.querySelector('.exact-hover');
+  window.__exact = 0; window.__plotly = 0;
+  new MutationObserver(() => { window.__exact = performance.now(); }).observe(label, {childList: true, characterData: true, subtree: true});
+  const layer = fig.querySelector('.hoverlayer');
+  new MutationObserver(() => { window.__plotly = performance.now(); }).observe(layer, {childList: true, subtree: true});
+  return true;
+})()"""
+
+
+def bench_matrix(base: str, folder: Path, n: int = 1000, t: int = 500) -> None:
+    print(f"\n## One {n:,} × {t:,} matrix (one prompt, one method)\n")
+    html = html_of(synthetic_run(prompts=1, n=n, t=t, methods=("saliency",)))
+    path = folder / "matrix.html"
+    path.write_text(html, "utf-8")
+    p = parts(html)
+    load, ready, drawn = open_times(base, path, repeat=1)
+    size = len(html.encode()) / MB
+    print(f"size {size:.2f} MB (plotly.js {p['plotly.js'] / MB:.2f}, results {p['results'] / MB:.2f}, figures {p['figures'] / MB:.2f})")
+    print(f"open: load {load:.0f} ms, plotly.js running {ready:.0f} ms, figures in view drawn {drawn:.0f} ms")
+    fid = "heatmap-m-p000-saliency"
+    cdp = new_page(base)
+    try:
+        cdp.call("Emulation.setDeviceMetricsOverride", width=1280, height=1600, deviceScaleFactor=1, mobile=False)
+        cdp.call("Page.navigate", url=path.as_uri())
+        cdp.wait_event("Page.loadEventFired", 300)
+        poll(cdp, "document.documentElement.dataset.figures === 'ready'")
+        cdp.eval(f"document.getElementById('{fid}').scrollIntoView()")
+        t_drawn = float(poll(cdp, f"document.getElementById('{fid}').dataset.drawn === 'yes' && performance.now()"))
+        box = cdp.eval(f"(b => [b.left, b.top, b.width, b.height])(document.querySelector('#{fid} .nsewdrag').getBoundingClientRect())")
+        cdp.call("Input.dispatchMouseEvent", type="mouseMoved", x=box[0] + 5, y=box[1] + 5)
+        t_exact = float(poll(cdp, f"document.querySelector('#fig-{fid} .exact-hover').dataset.cell && performance.now()"))
+        print(f"exact values ready {t_exact - t_drawn:.0f} ms after the heatmap is drawn (the embedded results decoded once)")
+        cdp.eval(WATCH % fid)
+        exact, plotly_ms = [], []
+        for k in range(30):
+            x = box[0] + box[2] * (0.1 + 0.8 * ((k * 7) % 30) / 30)
+            y = box[1] + box[3] * (0.1 + 0.8 * ((k * 11) % 30) / 30)
+            t0 = float(cdp.eval("window.__exact = 0, window.__plotly = 0, performance.now()"))
+            cdp.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+            got = poll(cdp, "window.__exact && window.__plotly && [window.__exact, window.__plotly]", 10)
+            exact.append(got[0] - t0)
+            plotly_ms.append(got[1] - t0)
+        print(
+            f"hover latency over {len(exact)} moves: exact-value label median {statistics.median(exact):.1f} ms, max {max(exact):.1f} ms; "
+            f"Plotly's label median {statistics.median(plotly_ms):.1f} ms, max {max(plotly_ms):.1f} ms"
+        )
+    finally:
+        cdp.close()
+
+
+def bench_quickstart(results: Path, folder: Path) -> None:
+    print(f"\n## Quickstart ({results})\n")
+    out = folder / "quickstart"
+    exe = Path(sys.executable).parent / "reportgen"
+    subprocess.run([str(exe), "render", str(results), "-o", str(out)], check=True, capture_output=True)
+    html = (out / "report.html").read_text("utf-8")
+    p = parts(html)
+    size = len(html.encode("utf-8"))
+    print(f"report.html {size / MB:.2f} MB: plotly.js {p['plotly.js'] / MB:.2f} MB (plain: {len(plotly_js().encode()) / MB:.2f} MB)")
+    verdict = "met" if size <= 2e6 else "NOT met"
+    print(f"results {p['results'] / MB:.2f} MB, figures {p['figures'] / MB:.2f} MB, rest {p['rest'] / MB:.2f} MB; target 2 MB: {verdict}")
+
+
+def bench_render() -> None:
+    import numpy as np
+    import plotly.io as pio
+
+    from reportgen.figures import heatmap
+    from reportgen.render import PLOTLY_CONFIG
+
+    print("\n## Rendering cost against plotly.io.to_html of the same heatmaps\n")
+    print(f"{'n×t':>10} {'report s':>9} {'base s':>8} {'×base':>6} {'report MB':>10} {'base MB':>8}")
+    for n, t in ((32, 16), (128, 64), (512, 256)):
+        run = synthetic_run(prompts=1, n=n, t=t)
         t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        html = html_of(run)
+        tr = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        base = plotly_js()
+        for r in run.results:
+            fig, _ = heatmap(np.asarray(r.matrix), r.input_tokens, r.output_tokens, signed=r.signed, max_cells=20000)
+            base += pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG)
+        tb = time.perf_counter() - t0
+        print(f"{n:>4}×{t:<5} {tr:>9.2f} {tb:>8.2f} {tr / tb:>6.2f} {len(html.encode()) / MB:>10.2f} {len(base.encode()) / MB:>8.2f}")
 
 
 def main() -> None:
-    plotly_js()  # load the bundle once (cached), outside the timings
-    print(f"{'n×t':>10} {'cells':>8} {'report s':>9} {'base s':>8} {'×base':>6} {'report MB':>10} {'base MB':>8} {'×base':>6}")
-    for n, t in ((32, 16), (64, 32), (128, 64), (256, 128), (512, 256)):
-        run = synthetic(n, t)
-        tr, html = timed(lambda run=run: html_of(run, []))
-
-        def baseline(run: RunResult = run) -> str:
-            parts = []
-            for r in run.results:
-                fig, _ = heatmap(r.matrix, r.input_tokens, r.output_tokens, signed=r.signed, max_cells=20000)
-                parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG))
-            return str(plotly_js()) + "".join(parts)
-
-        tb, base = timed(baseline)
-        mr, mb = len(html.encode()) / 1e6, len(base.encode()) / 1e6  # type: ignore[union-attr]
-        print(f"{n:>4}×{t:<5} {n * t:>8} {tr:>9.3f} {tb:>8.3f} {tr / tb:>6.2f} {mr:>10.2f} {mb:>8.2f} {mr / mb:>6.2f}")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quickstart", type=Path, default=ROOT / "reports" / "quickstart" / "results.json")
+    ap.add_argument("--render", action="store_true", help="also time rendering against plotly.io.to_html")
+    args = ap.parse_args()
+    plotly_js()
+    with tempfile.TemporaryDirectory() as tmp, chromium() as base:
+        folder = Path(tmp)
+        bench_prompts(base, folder)
+        bench_matrix(base, folder)
+        if args.quickstart.is_file():
+            bench_quickstart(args.quickstart, folder)
+        else:
+            print(f"\n(no quickstart results at {args.quickstart}: `make demo` writes one; or pass --quickstart)")
+    if args.render:
+        bench_render()
 
 
 if __name__ == "__main__":

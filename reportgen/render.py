@@ -162,7 +162,7 @@ def plotly_version() -> str:
     return str(plotly.__version__)
 
 
-def plotly_div(fig: Any, div_id: str) -> Markup:
+def plotly_div(fig: Any, div_id: str, templates: dict[str, str] | None = None) -> Markup:
     """One figure: an empty ``<div>`` and its data in a script element the page does not run.
 
     ``report.js`` creates the figure when its ``<div>`` scrolls into view (after plotly.js is
@@ -170,20 +170,36 @@ def plotly_div(fig: Any, div_id: str) -> Markup:
     arguments, read with ``JSON.parse`` (``reportgen verify`` reads them the same way). The JSON
     has ``<``, ``>``, ``&`` and invisible format characters written as ``\\u`` escapes, so text
     inside the figure cannot close the element (``tests/test_html.py`` checks this).
+
+    With ``templates`` (layout template JSON → name, filled as figures are drawn) the figure's
+    layout names its template instead of repeating it; the page holds each template once
+    (:func:`plotly_templates_json`).
     """
     import plotly.graph_objects as go
     from plotly.io.json import to_json_plotly
 
     fig_dict = go.Figure(fig).to_dict()  # validated, as plotly.io.to_html does
-    data, layout = to_json_plotly(fig_dict.get("data", [])), to_json_plotly(fig_dict.get("layout", {}))
-    call = f'Plotly.newPlot("{div_id}", {data}, {layout}, {json.dumps(PLOTLY_CONFIG, sort_keys=True)})'
-    call = _SCRIPT_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", call)
-    height = fig_dict.get("layout", {}).get("height")
+    layout = fig_dict.get("layout", {})
+    if templates is not None and "template" in layout:
+        tpl = to_json_plotly(layout.pop("template"))
+        layout["template"] = templates.setdefault(tpl, f"t{len(templates)}")
+    data = to_json_plotly(fig_dict.get("data", []))
+    call = f'Plotly.newPlot("{div_id}", {data}, {to_json_plotly(layout)}, {json.dumps(PLOTLY_CONFIG, sort_keys=True)})'
+    height = layout.get("height")
     style = f"height:{int(height)}px; width:100%;" if height else "height:100%; width:100%;"
     return Markup(
         f'<div id="{div_id}" class="plotly-graph-div lazy-figure" style="{style}"></div>'
-        f'<script type="text/plain" class="figure-data" data-for="{div_id}">{call}</script>'
+        f'<script type="text/plain" class="figure-data" data-for="{div_id}">{_script_safe(call)}</script>'
     )
+
+
+def plotly_templates_json(templates: dict[str, str]) -> Markup:
+    """The layout templates :func:`plotly_div` named, as one JSON object ``{name: template}``."""
+    return Markup(_script_safe("{" + ",".join(f"{json.dumps(name)}:{tpl}" for tpl, name in templates.items()) + "}"))
+
+
+def _script_safe(text: str) -> str:
+    return _SCRIPT_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 #: Characters written as JSON ``\\uXXXX`` escapes inside a script element: markup, line and

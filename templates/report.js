@@ -45,6 +45,7 @@
       s.textContent = js;  // an inline script: allowed by the page's CSP, like every other script here
       document.head.appendChild(s);
       if (!window.Plotly) { throw new Error("plotly.js did not start"); }
+      if (window.performance && performance.mark) { performance.mark("reportgen:plotly-ready"); }
       return window.Plotly;
     });
   }
@@ -66,12 +67,23 @@
     return JSON.parse("[" + s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")) + "]");
   }
 
+  // Each layout template is in the page once; a figure's layout names its own.
+  var templates = null;
+  function layoutTemplate(name) {
+    if (templates === null) {
+      var el = document.getElementById("plotly-templates");
+      templates = el ? JSON.parse(el.textContent) : {};
+    }
+    return templates[name] || {};
+  }
+
   function createFigure(div) {
     if (div.hasAttribute("data-drawn")) { return; }
     div.setAttribute("data-drawn", "pending");
     var a = figureArgs(div);
     if (!a) { return; }
     var P = window.Plotly;
+    if (a[2] && typeof a[2].template === "string") { a[2].template = layoutTemplate(a[2].template); }
     P.newPlot(div, a[1], a[2], a[3]).then(function () {
       div.setAttribute("data-drawn", "yes");
       var meta = a[2] && a[2].meta;
@@ -112,17 +124,18 @@
     return evidenceResults;
   }
 
-  function fullMatrix(view) {
-    var holder = view && view.querySelector("script.attr-data");
-    if (holder) {
-      try { return Promise.resolve(JSON.parse(holder.textContent).A); } catch (e) { /* fall through */ }
-    }
+  function fullMatrix(view, n, t) {
     if (!view) { return Promise.reject(new Error("no method view")); }
+    var own = viewMatrix(view);
+    if (own) { return Promise.resolve(own.A); }
     var model = view.getAttribute("data-model"), prompt = view.getAttribute("data-prompt"), label = view.getAttribute("data-label");
     return loadEvidence().then(function (results) {
       for (var i = 0; i < results.length; i++) {
         var r = results[i];
-        if (r.model === model && r.prompt === prompt && (r.label || r.method) === label && r.attribution) { return r.attribution.raw; }
+        if (r.model === model && r.prompt === prompt && (r.label || r.method) === label && r.attribution) {
+          var raw = r.attribution.raw;  // per token: it is this heatmap's matrix only when the shapes agree
+          if (raw && raw.length === n && raw[0] && raw[0].length === t) { return raw; }
+        }
       }
       throw new Error("the matrix is not in the embedded results");
     });
@@ -143,7 +156,7 @@
     label.textContent = "Hover the heatmap for a cell's exact value.";
     div.parentNode.insertBefore(label, div.nextSibling);
     var A = null, pending = null, lastKey = "";
-    fullMatrix(view).then(function (m) { A = m; if (pending) { requestAnimationFrame(update); } }, function (err) {
+    fullMatrix(view, n, t).then(function (m) { A = m; if (pending) { requestAnimationFrame(update); } }, function (err) {
       label.textContent = "Exact values are not available here: " + err.message + ".";
     });
     function cell(ev) {
@@ -276,16 +289,39 @@
 
   function fmt(v) { return v === null || !isFinite(v) ? "n/a" : Number(v).toPrecision(4); }
 
+  // The matrix a method view re-colours tokens from: its hover data, which names the view's heatmap
+  // when that heatmap shows the same matrix cell for cell (one copy of the numbers in the page).
+  function viewMatrix(view) {
+    var holder = view && view.querySelector("script.attr-data");
+    if (!holder) { return null; }
+    var data = JSON.parse(holder.textContent);
+    if (data.A) { return { A: data.A, signed: !!data.signed }; }
+    var div = data.from ? document.getElementById(data.from) : null;
+    var args = div ? figureArgs(div) : null;
+    var z = args && args[1] && args[1][0] ? args[1][0].z : null;
+    return Array.isArray(z) ? { A: z, signed: !!data.signed } : null;
+  }
+
+  // Token hover is set up on the first pointer over a view's tokens (nothing is parsed at load).
   function setupHover(view, panel) {
-    var holder = view.querySelector("script.attr-data");
-    if (!holder) { return; }
-    var data;
-    try { data = JSON.parse(holder.textContent); } catch (e) { return; }
-    var A = data.A, signed = !!data.signed;
+    if (!view.querySelector("script.attr-data")) { return; }
+    var over = null;
+    view.addEventListener("mouseover", function (ev) {
+      if (over === null) {
+        try { over = hoverHandler(view, panel) || false; } catch (e) { over = false; }
+      }
+      if (over) { over(ev); }
+    });
+  }
+
+  function hoverHandler(view, panel) {
+    var data = viewMatrix(view);
+    if (!data) { return null; }
+    var A = data.A, signed = data.signed;
     var inBox = view.querySelector('.tokens[data-side="in"]');
     var outBox = view.querySelector('.tokens[data-side="out"]');
     var info = view.querySelector(".hover-info");
-    if (!inBox || !outBox || !A.length) { return; }
+    if (!inBox || !outBox || !A.length) { return null; }
     var ins = Array.prototype.slice.call(inBox.querySelectorAll(".tok"));
     var outs = Array.prototype.slice.call(outBox.querySelectorAll(".tok"));
     var n = A.length, t = A[0].length;
@@ -328,23 +364,24 @@
       outs[k].classList.add("hovered");
       if (info) { info.textContent = "Input coloured by A(y" + k + ", c=" + windowSize() + "): how much each input token contributes to response tokens " + lo + "–" + hi + " together."; }
     }
+    if (ins.length !== n || outs.length !== t) { return null; }
+    inBox.addEventListener("mouseleave", restore);
+    outBox.addEventListener("mouseleave", restore);
     // Large matrices: at most one re-colouring per animation frame (the last token hovered wins).
     var throttle = n * t > THROTTLE_CELLS, queued = null;
-    function bind(box, spans, fn) {
-      function show(k) { restore(); fn(k); }
-      box.addEventListener("mouseover", function (ev) {
-        var sp = ev.target.closest(".tok");
-        if (!sp || !box.contains(sp)) { return; }
-        var k = parseInt(sp.getAttribute("data-i"), 10);
-        if (!(k >= 0 && k < spans.length)) { return; }
-        if (!throttle) { show(k); return; }
-        var first = !queued;
-        queued = function () { show(k); };
-        if (first) { requestAnimationFrame(function () { var f = queued; queued = null; if (f) { f(); } }); }
-      });
-      box.addEventListener("mouseleave", restore);
-    }
-    if (ins.length === n && outs.length === t) { bind(inBox, ins, onIn); bind(outBox, outs, onOut); }
+    function show(fn, k) { restore(); fn(k); }
+    return function (ev) {
+      var sp = ev.target.closest(".tok");
+      var box = sp && (inBox.contains(sp) ? inBox : outBox.contains(sp) ? outBox : null);
+      if (!box) { return; }
+      var spans = box === inBox ? ins : outs, fn = box === inBox ? onIn : onOut;
+      var k = parseInt(sp.getAttribute("data-i"), 10);
+      if (!(k >= 0 && k < spans.length)) { return; }
+      if (!throttle) { show(fn, k); return; }
+      var first = !queued;
+      queued = function () { show(fn, k); };
+      if (first) { requestAnimationFrame(function () { var f = queued; queued = null; if (f) { f(); } }); }
+    };
   }
 
   function setupWindow(panel) {

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from reportgen import __version__
 from reportgen.manifest import evidence, evidence_json
 from reportgen.plugin_api import RenderContext, Renderer
-from reportgen.render import plotly_div, plotly_js_packed, plotly_version, read_asset
+from reportgen.render import plotly_div, plotly_js_packed, plotly_templates_json, plotly_version, read_asset
 from reportgen.report import FigureBlock, build_context
 from reportgen.report.provenance import run_reference
 from reportgen.results import dumps_data, run_to_json
@@ -34,20 +34,28 @@ OPEN_SECTIONS = 3
 
 
 class PlotlyDrawer:
-    """Figures as interactive Plotly ``<div>`` elements (plotly.js is inlined once per page)."""
+    """Figures as interactive Plotly ``<div>`` elements (plotly.js is inlined once per page).
+
+    ``templates``: each distinct layout template of the figures drawn (JSON → name); the page
+    holds each once and the figures name theirs.
+    """
 
     interactive = True
+
+    def __init__(self) -> None:
+        self.templates: dict[str, str] = {}
 
     def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
         return spec_limit, f"report.max_heatmap_cells={spec_limit}"
 
     def draw(self, fig: Any, fid: str, title: str, caption: str) -> FigureBlock:
-        return FigureBlock(fid, title, caption, plotly_div(fig, fid))
+        return FigureBlock(fid, title, caption, plotly_div(fig, fid, self.templates))
 
 
 def render_html(ctx: RenderContext) -> str:
     """The whole report as one HTML string (deterministic for a given run)."""
-    report = build_context(ctx, PlotlyDrawer())
+    drawer = PlotlyDrawer()
+    report = build_context(ctx, drawer)
     data = run_to_json(ctx.run)
     results = dumps_data(data).encode("utf-8")
     return ctx.env.get_template("report.html").render(
@@ -60,6 +68,7 @@ def render_html(ctx: RenderContext) -> str:
         css=Markup(read_asset("report.css")),
         js=Markup(read_asset("report.js")),
         plotly=plotly_js_packed(plotly_version()),
+        plotly_templates=plotly_templates_json(drawer.templates),
         version=__version__,
     )
 
