@@ -68,6 +68,12 @@ class Generation:
     :class:`TokenText` knows where). ``input_raw``/``output_raw`` are the tokenizer's own
     token strings (``Ġthe``, ``<0xE2>``); empty in results.json written before they were kept.
     Methods work on the ids.
+
+    ``input_roles``/``input_turns`` give every input token's chat role (system, user, assistant,
+    tool) and 1-based conversation turn (:mod:`reportgen.conversation`); every output token is the
+    assistant's, in the last turn. ``messages`` are the messages the input was built from, each
+    with its ``turn`` and whether the model ``generated`` it (an earlier reply, eq. 8). All three
+    are empty in files written before roles were kept, and left out of the JSON when empty.
     """
 
     model_id: str
@@ -84,6 +90,9 @@ class Generation:
     seconds: float = 0.0
     input_raw: tuple[str, ...] = ()
     output_raw: tuple[str, ...] = ()
+    input_roles: tuple[str, ...] = ()
+    input_turns: tuple[int, ...] = ()
+    messages: tuple[dict[str, Any], ...] = ()
 
     @property
     def n(self) -> int:
@@ -105,6 +114,11 @@ class Generation:
             d[f"{side}_tokens"] = [str(t) for t in tokens]
             d[f"{side}_byte_spans"] = byte_spans(tokens)
             d[f"{side}_raw"] = [str(t) for t in getattr(self, f"{side}_raw")]
+        for k in ("input_roles", "input_turns", "messages"):
+            if d[k]:
+                d[k] = list(d[k])
+            else:
+                del d[k]
         return d
 
     @classmethod
@@ -113,8 +127,9 @@ class Generation:
         d = dict(d)
         for k in ("input_ids", "input_special", "output_ids"):
             d[k] = tuple(d[k])
-        for k in ("input_raw", "output_raw"):
+        for k in ("input_raw", "output_raw", "input_roles", "input_turns"):
             d[k] = tuple(d.get(k, ()))
+        d["messages"] = tuple(dict(m) for m in d.get("messages", ()))
         for side in ("input", "output"):
             d[f"{side}_tokens"] = tuple(with_byte_spans(d[f"{side}_tokens"], d.pop(f"{side}_byte_spans", None)))
         d["step_scores"] = {k: tuple(v) for k, v in d.get("step_scores", {}).items()}

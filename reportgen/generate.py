@@ -24,13 +24,15 @@ from typing import Any
 import torch
 
 from reportgen.cache import content_key
+from reportgen.conversation import content_spans, message_turns, token_roles
 from reportgen.data import Generation, TokenText
-from reportgen.errors import SamplerError
+from reportgen.errors import SamplerError, SpecError
 from reportgen.plugin_api import LoadedModel, Sampler
 
 #: Version of the token display forms (:func:`display_pieces`, the token fields of a Generation).
 #: It is part of every cached generation's key: raise it when they change, so no old display is reused.
-TOKEN_DISPLAY_VERSION = 2
+#: 3: tokens carry their chat role and conversation turn.
+TOKEN_DISPLAY_VERSION = 3
 
 
 def _messages(prompt: Any) -> list[dict[str, str]]:
@@ -39,6 +41,20 @@ def _messages(prompt: Any) -> list[dict[str, str]]:
     if msgs:
         return [{"role": m.role, "content": m.content} for m in msgs]
     return [{"role": "user", "content": prompt.text}]
+
+
+def message_records(messages: list[dict[str, str]]) -> tuple[dict[str, Any], ...]:
+    """The messages as a Generation keeps them: role, content, turn, and ``generated`` (False; the
+    runner marks a conversation's earlier replies)."""
+    turns = message_turns([m["role"] for m in messages])
+    return tuple({"role": m["role"], "content": m["content"], "turn": t, "generated": False} for m, t in zip(messages, turns, strict=True))
+
+
+def input_roles(tokenizer: Any, text: str, messages: list[dict[str, str]], add_special_tokens: bool) -> tuple[list[str], list[int]]:
+    """(role, turn) of every token of ``text``, the rendered ``messages`` (:func:`reportgen.conversation.token_roles`)."""
+    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+    return token_roles(offsets, content_spans(text, [m["content"] for m in messages]), [m["role"] for m in messages])
 
 
 def render_prompt(tokenizer: Any, prompt: Any, use_chat_template: bool) -> tuple[str, list[tuple[int, int]]]:
@@ -50,7 +66,17 @@ def render_prompt(tokenizer: Any, prompt: Any, use_chat_template: bool) -> tuple
     """
     messages = _messages(prompt)
     if use_chat_template:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # noqa: BLE001 - a template's own refusal (e.g. roles it does not know) is a spec problem
+            roles = ", ".join(sorted({m["role"] for m in messages}))
+            raise SpecError(
+                f"prompt {prompt.id!r}: the model's chat template cannot render these messages (roles {roles}): {exc}"
+            ) from None
+        if any(m["role"] == "tool" and m["content"] not in text for m in messages):
+            raise SpecError(
+                f"prompt {prompt.id!r}: the model's chat template leaves out 'tool' messages; give the tool text in a user turn"
+            )
     else:
         text = "\n\n".join(m["content"] for m in messages)
     spans: list[tuple[int, int]] = []
@@ -343,6 +369,8 @@ def generate(
     text, spans = render_prompt(tok, prompt, loaded.chat_template)
     # A chat template already writes its special tokens; plain text gets the tokenizer's BOS.
     ids, tokens, special = tokenize_with_roles(tok, text, spans, add_special_tokens=not loaded.chat_template)
+    messages = _messages(prompt)
+    roles, turns = input_roles(tok, text, messages, add_special_tokens=not loaded.chat_template)
     inp = torch.tensor([ids], device=model.device)
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens,
@@ -374,6 +402,9 @@ def generate(
         seconds=time.perf_counter() - t0,
         input_raw=tuple(raw_tokens(tok, ids)),
         output_raw=tuple(out_raw),
+        input_roles=tuple(roles),
+        input_turns=tuple(turns),
+        messages=message_records(messages),
     )
 
 
@@ -519,6 +550,10 @@ def generate_via_sampler(loaded: LoadedModel, prompt: Any, settings: Any, seed: 
     response = sampler.sample(payload, 1, seed=seed, max_new_tokens=settings.max_new_tokens, temperature=temperature)[0]
     toks = pseudo_tokens(messages)
     out_toks = [t for t, _, _ in words_with_space(response)]
+    records = message_records(messages)
+    owner: list[int] = []  # each token's message; the separator before message k belongs to message k
+    for _tok, _special, m, _a, _b in toks:
+        owner.append(m if m is not None else (owner[-1] if owner else 0) + 1)
     return Generation(
         model_id=loaded.id,
         prompt_id=prompt.id,
@@ -534,6 +569,9 @@ def generate_via_sampler(loaded: LoadedModel, prompt: Any, settings: Any, seed: 
         seconds=time.perf_counter() - t0,
         input_raw=tuple(t[0] for t in toks),  # pseudo-tokens are whole words: raw and shown alike
         output_raw=tuple(out_toks),
+        input_roles=tuple(str(records[m]["role"]) for m in owner),
+        input_turns=tuple(int(records[m]["turn"]) for m in owner),
+        messages=records,
     )
 
 

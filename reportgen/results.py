@@ -13,7 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,8 +41,9 @@ from reportgen.spec import validate_text
 #: The results.json format version (semver: a reader refuses a newer major; a minor adds fields).
 #: 1.1 added raw tokens (``input_raw``/``output_raw``, ``input.raw``), byte spans
 #: (``*_byte_spans``, ``input.byte_spans``), ``provenance.rebuilt``, ``provenance.jobs``,
-#: ``run_id`` and ``manifest``.
-SCHEMA_VERSION = "1.1"
+#: ``run_id`` and ``manifest``. 1.2 added token roles and turns (``input_roles``, ``input_turns``)
+#: and the messages a conversation's input was built from (``messages``).
+SCHEMA_VERSION = "1.2"
 
 #: Fields that differ between two runs of the same spec and seed (JSON paths; ``[]`` is every
 #: element of a list, ``*`` every member of an object). Everything else in results.json is the
@@ -155,6 +156,13 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class MessageRecord(_Loose):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: StrictStr
+    turn: Annotated[int, Field(ge=1)]
+    generated: StrictBool = Field(False, description="The model's own earlier output (eq. 8), not spec text.")
+
+
 class GenerationRecord(_Loose):
     """One model's response to one prompt, generated once and explained by every method."""
 
@@ -177,6 +185,15 @@ class GenerationRecord(_Loose):
         description="[token index, start, end] of each byte mark in input_tokens: bytes of a character a later token completes (1.1).",
     )
     output_byte_spans: list[Span] = Field(default_factory=list, description="Byte marks in output_tokens, as input_byte_spans (1.1).")
+    input_roles: list[Literal["system", "user", "assistant", "tool"]] = Field(
+        default_factory=list, description="Chat role of each input token (1.2; the reply's generation prompt is 'assistant')."
+    )
+    input_turns: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="1-based conversation turn of each input token (1.2)."
+    )
+    messages: list[MessageRecord] = Field(
+        default_factory=list, description="The messages the input was built from (1.2; eq. 8 for a conversation)."
+    )
 
 
 class TokensRecord(_Loose):
@@ -380,6 +397,9 @@ def _shape_problems(data: ResultsRecord) -> list[str]:
                 f"{at}: input_ids, input_tokens and input_special differ in length "
                 f"({len(g.input_ids)}, {len(g.input_tokens)}, {len(g.input_special)})"
             )
+        for k in ("input_roles", "input_turns"):
+            if getattr(g, k) and len(getattr(g, k)) != len(g.input_ids):
+                problems.append(f"{at}: {k} has {len(getattr(g, k))} entries for {len(g.input_ids)} input tokens")
         if len(g.output_ids) != len(g.output_tokens):
             problems.append(f"{at}: output_ids and output_tokens differ in length ({len(g.output_ids)}, {len(g.output_tokens)})")
         gens[(g.model_id, g.prompt_id)] = g

@@ -219,7 +219,7 @@ def run_shard(registry: Registry, model: ModelSlot, spec: AuditSpec, prompts: It
     mspec = model.spec
     for p in prompts:
         t0 = time.perf_counter()
-        gen, how = _generate(model, p, spec, cache)
+        gen, how = _converse(model, p, spec, cache) if p.turns is not None else _generate(model, p, spec, cache)
         out.outcomes[how] += 1
         out.timings[f"generate:{mspec.id}:{p.id}"] = time.perf_counter() - t0
         out.generations.append(gen)
@@ -253,6 +253,29 @@ def _generate(model: ModelSlot, prompt: Any, spec: AuditSpec, cache: Cache) -> t
         gen = generate_via_sampler(loaded, prompt, spec.generation, spec.seed)
     cache.set("generations", key, gen.to_json())
     return gen, "computed"
+
+
+def _converse(model: ModelSlot, prompt: Any, spec: AuditSpec, cache: Cache) -> tuple[Generation, JobOutcome]:
+    """A ``turns`` prompt, generated turn by turn (eq. 8): each turn's input holds the model's own
+    earlier replies (or the pinned ones); each turn is a cached generation. Returns the last turn's,
+    the one methods attribute, with its messages marking which replies the model generated."""
+    from reportgen.conversation import turn_messages
+    from reportgen.spec import Message, PromptSpec
+
+    outputs: list[str | None] = []
+    computed = False
+    k = len(prompt.turns)
+    for i, turn in enumerate(prompt.turns, start=1):
+        if i < k and turn.assistant is not None:
+            outputs.append(None)
+            continue
+        msgs = [Message(role=m["role"], content=m["content"]) for m in turn_messages(prompt, outputs, i)]
+        gen, how = _generate(model, PromptSpec(id=prompt.id, messages=msgs), spec, cache)
+        computed = computed or how == "computed"
+        outputs.append(gen.response_text)
+    generated = {(i + 1, text) for i, text in enumerate(outputs) if text is not None}
+    records = tuple({**m, "generated": m["role"] == "assistant" and (m["turn"], m["content"]) in generated} for m in gen.messages)
+    return replace(gen, messages=records), "computed" if computed else "reused"
 
 
 def _attribute(

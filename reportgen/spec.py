@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -116,30 +116,79 @@ class ModelSpec(_Strict):
 
 
 class Message(_Strict):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
 
 
+class Turn(_Strict):
+    """One conversation turn: its input (a tool result and/or a user message, in that order) and,
+    optionally, a pinned assistant reply used instead of the model's own output (eq. 8)."""
+
+    user: str | None = None
+    tool: str | None = Field(None, description="A tool result given to the model before this turn's user message.")
+    assistant: str | None = Field(None, description="Pinned reply text; by default the model's own output is used.")
+
+    @model_validator(mode="after")
+    def _has_input(self) -> Turn:
+        if self.user is None and self.tool is None:
+            raise ValueError("a turn needs 'user' or 'tool' text")
+        return self
+
+
+class TemporalSpec(_Strict):
+    """Eq. 11 turn weights α_t: one per turn (``alpha``) or ``decay`` d, α_t = d^(K−t) (the last turn weighs 1)."""
+
+    alpha: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    decay: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TemporalSpec:
+        if (self.alpha is None) == (self.decay is None):
+            raise ValueError("give exactly one of 'alpha' or 'decay'")
+        return self
+
+    def weights(self, k: int) -> list[float]:
+        if self.alpha is not None:
+            return list(self.alpha)
+        d = float(self.decay or 0.0)
+        return [d ** (k - t) for t in range(1, k + 1)]
+
+
 class PromptSpec(_Strict):
-    """A prompt: single-turn ``text`` or chat ``messages`` (exactly one of the two)."""
+    """A prompt: single-turn ``text``, chat ``messages`` or a conversation's ``turns`` (exactly one)."""
 
     id: str = Field(pattern=ID_PATTERN)
     text: str | None = Field(None, description="Single-turn user text.")
-    messages: list[Message] | None = Field(None, description="Chat messages (system/user/assistant).")
+    messages: list[Message] | None = Field(None, description="Chat messages (system/user/assistant/tool).")
+    turns: list[Turn] | None = Field(None, description="A multi-turn conversation, generated turn by turn (eq. 8).")
+    system: str | None = Field(None, description="System message of a conversation (with 'turns').")
+    temporal: TemporalSpec | None = Field(None, description="Eq. 11 turn weights of a conversation (with 'turns').")
     label: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> PromptSpec:
-        if (self.text is None) == (self.messages is None):
-            raise ValueError("give exactly one of 'text' or 'messages'")
+        if sum(x is not None for x in (self.text, self.messages, self.turns)) != 1:
+            raise ValueError("give exactly one of 'text', 'messages' or 'turns'")
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' is empty")
+        if self.turns is None:
+            if self.system is not None or self.temporal is not None:
+                raise ValueError("'system' and 'temporal' go with 'turns'")
+            return self
+        if not self.turns:
+            raise ValueError("'turns' is empty")
+        if self.turns[-1].assistant is not None:
+            raise ValueError("the last turn's reply is what the model generates: it cannot be pinned ('assistant')")
+        if self.temporal is not None and self.temporal.alpha is not None and len(self.temporal.alpha) != len(self.turns):
+            raise ValueError(f"temporal.alpha has {len(self.temporal.alpha)} weight(s); give one per turn ({len(self.turns)})")
         return self
 
     @property
     def user_text(self) -> str:
         if self.text is not None:
             return self.text
+        if self.turns is not None:
+            return "\n".join(t.user for t in self.turns if t.user is not None)
         return "\n".join(m.content for m in self.messages or [] if m.role == "user")
 
 

@@ -112,6 +112,7 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
     """
     from reportgen.report import (
         comparison,
+        conversation,
         evaluation,
         findings,
         narrative,
@@ -122,7 +123,7 @@ def build_context(ctx: RenderContext, drawer: FigureDrawer) -> ReportContext:
 
     run = ctx.run
     b = ReportBuilder(run, ctx.figures, ctx.detectors, drawer, ctx.methods)
-    sections = panels.build_sections(b, comparison.build_comparisons)
+    sections = conversation.attach(b, panels.build_sections(b, comparison.build_comparisons))
     anchors = {s.prompt_id: s.id for s in sections}
     before, after = narrative.build(b)
     found = findings.build(b)

@@ -33,6 +33,7 @@ class Tok:
     special: bool
     css: str
     title: str
+    role: str = ""  # chat role (system, user, assistant, tool) when the generation knows it
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,43 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class TimelineRow:
+    """One (turn, role) of a conversation's attributed input, or its generated output."""
+
+    turn: int
+    role: str
+    text: str
+    preview: str  # the first characters when the text is long, else ""
+    generated: bool  # the model's own earlier output (eq. 8) or the attributed reply
+    tokens: int
+    shares: tuple[str, ...]  # per method: share of Σ|A| its tokens carry ("" for the output row)
+    output: bool = False  # the reply every method attributes
+
+
+@dataclass(frozen=True)
+class TemporalRow:
+    """One turn of the eq. 11 view: its α_t and its share of Σ|A| before and after weighting."""
+
+    turn: int
+    alpha: str
+    shares: tuple[str, ...]
+    weighted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A model's conversation: the turn timeline and the eq. 11 temporal view of its attributed last turn."""
+
+    id: str
+    model_label: str
+    methods: tuple[str, ...]
+    rows: tuple[TimelineRow, ...]
+    temporal: tuple[TemporalRow, ...]
+    alpha_rule: str  # where the α_t come from, in words
+    note: str  # methods whose shares could not be computed, and why
+
+
+@dataclass(frozen=True)
 class PromptSection:
     id: str
     prompt_id: str
@@ -146,6 +184,8 @@ class PromptSection:
     messages: tuple[MessageRow, ...]
     panels: tuple[Panel, ...]
     comparisons: tuple[Comparison, ...]
+    conversations: tuple[ConversationView, ...] = ()  # one per model, for a multi-turn prompt
+    roles_marked: bool = False  # tokens carry a role stripe (the legend is shown)
 
 
 @dataclass(frozen=True)

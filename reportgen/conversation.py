@@ -1,0 +1,142 @@
+"""Multi-turn conversations (seed 001 §3.4 eq. 8, §4.5, A.3 eq. 11).
+
+Eq. 8: the input of turn k is X_k = (X_1, Y_1, …, X_{k−1}, Y_{k−1}, X_k): every earlier turn's
+input messages followed by its reply, which is the model's own output for that turn unless the
+spec pins it (:func:`turn_messages`). Every message — and so every token of a model input — has a
+turn: the system message and X_1 are turn 1, an assistant reply Y_i closes turn i, and the reply
+being generated belongs to the turn after the last reply (:func:`message_turns`).
+
+Eq. 11: A^temporal_{i,j} = Σ_t α_t A^t_{i,j}. The runner attributes the last turn's output; A^t is
+its matrix A restricted to the input tokens of turn t (the rows i with turn(i) = t), so the
+temporal matrix scales each row by its turn's α (:func:`temporal_matrix`). :func:`turn_shares`
+gives how much of Σ|A| each earlier turn's tokens carry, before and after the α weighting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Roles a token can carry; ``assistant`` also marks the generation prompt of the reply being generated.
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def turn_messages(prompt: Any, outputs: Sequence[str | None], k: int) -> list[dict[str, str]]:
+    """Eq. 8: the chat messages of turn ``k`` (1-based) of a ``turns`` prompt.
+
+    ``outputs[i]`` is the model's reply to turn i+1 (None where it was not generated); a turn's
+    pinned ``assistant`` text stands in for it.
+    """
+    msgs: list[dict[str, str]] = []
+    if prompt.system is not None:
+        msgs.append({"role": "system", "content": prompt.system})
+    for i, turn in enumerate(prompt.turns[:k], start=1):
+        if turn.tool is not None:
+            msgs.append({"role": "tool", "content": turn.tool})
+        if turn.user is not None:
+            msgs.append({"role": "user", "content": turn.user})
+        if i < k:
+            reply = turn.assistant if turn.assistant is not None else outputs[i - 1]
+            if reply is None:
+                raise ValueError(f"turn {i} has neither a pinned reply nor the model's output")
+            msgs.append({"role": "assistant", "content": reply})
+    return msgs
+
+
+def message_turns(roles: Sequence[str]) -> list[int]:
+    """Turn index (1-based) of each message: an assistant message closes its turn."""
+    turn, out = 1, []
+    for r in roles:
+        out.append(turn)
+        if r == "assistant":
+            turn += 1
+    return out
+
+
+def content_spans(text: str, contents: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Where each message's content lies in the rendered ``text``, in order (None: not found)."""
+    spans: list[tuple[int, int] | None] = []
+    cursor = 0
+    for c in contents:
+        c = c if c in text[cursor:] else c.strip()  # a template may strip a message's outer white space
+        start = text.find(c, cursor)
+        if start < 0 or not c:
+            spans.append(None)
+            continue
+        spans.append((start, start + len(c)))
+        cursor = start + len(c)
+    return spans
+
+
+def token_roles(
+    offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int] | None], roles: Sequence[str]
+) -> tuple[list[str], list[int]]:
+    """(role, turn) of every token of a rendered chat input.
+
+    Message m owns the text from the end of message m−1's content to the end of its own (its
+    template markup included); a token belongs to the message its first character falls in.
+    Tokens after the last message's content are the generation prompt of the reply being
+    generated: role ``assistant``, the turn after the last reply.
+    """
+    turns = message_turns(roles)
+    reply_turn = turns[-1] + (1 if roles and roles[-1] == "assistant" else 0) if roles else 1
+    ends: list[int] = []
+    last = 0
+    for sp in spans:
+        last = sp[1] if sp is not None else last
+        ends.append(last)
+    out_roles: list[str] = []
+    out_turns: list[int] = []
+    for a, _b in offsets:
+        m = next((i for i, e in enumerate(ends) if a < e), None)
+        if m is None:
+            out_roles.append("assistant")
+            out_turns.append(reply_turn)
+        else:
+            out_roles.append(roles[m])
+            out_turns.append(turns[m])
+    return out_roles, out_turns
+
+
+def alphas(prompt: Any, k: int) -> list[float]:
+    """α_1 … α_k of eq. 11 from the spec's ``temporal`` (1 for every turn when it has none)."""
+    temporal = getattr(prompt, "temporal", None)
+    return temporal.weights(k) if temporal is not None else [1.0] * k
+
+
+def temporal_matrix(a: np.ndarray, turns: Sequence[int], alpha: Sequence[float]) -> np.ndarray:
+    """Eq. 11: Σ_t α_t A^t with A^t = A on the rows of turn t, zero elsewhere (turns are 1-based)."""
+    a = np.asarray(a, dtype=np.float64)
+    w = np.array([alpha[t - 1] for t in turns], dtype=np.float64)
+    return np.asarray(a * w[:, None])
+
+
+@dataclass(frozen=True)
+class TurnShare:
+    """What the input tokens of one (turn, role) carry of the attributed output's Σ|A|."""
+
+    turn: int
+    role: str
+    tokens: int
+    share: float | None  # Σ_{i in group} Σ_j |A_ij| / Σ_i Σ_j |A_ij| (NaN cells skipped)
+    weighted: float | None  # the same share of the eq. 11 matrix (α of the group's turn applied)
+
+
+def turn_shares(a: np.ndarray, roles: Sequence[str], turns: Sequence[int], alpha: Sequence[float]) -> list[TurnShare]:
+    """Shares of Σ|A| per (turn, role) group of input tokens, in input order, plain and α-weighted."""
+    absa = np.abs(np.asarray(a, dtype=np.float64))
+    row = np.nansum(absa, axis=1)
+    weighted = row * np.array([alpha[t - 1] for t in turns], dtype=np.float64)
+    total, wtotal = float(row.sum()), float(weighted.sum())
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, key in enumerate(zip(turns, roles, strict=True)):
+        groups.setdefault(key, []).append(i)
+    out = []
+    for (t, r), rows in groups.items():
+        s = float(row[rows].sum())
+        w = float(weighted[rows].sum())
+        out.append(TurnShare(t, r, len(rows), s / total if total > 0 else None, w / wtotal if wtotal > 0 else None))
+    return out

@@ -1,0 +1,139 @@
+"""The conversation part of a prompt section: turn timeline, eq. 11 temporal view, token roles.
+
+For every model whose generation spans more than one turn (seed 001 §4.5): one row per (turn,
+role) of the attributed input — its text, its tokens and, per method, the share of Σ_ij |A_ij|
+its tokens carry (:func:`reportgen.conversation.turn_shares`) — then the attributed reply; and per
+turn the eq. 11 α_t with the shares before and after weighting. Every token of the panels' token
+views is given its role (a stripe in the page, named in the legend and on hover).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from reportgen.conversation import TurnShare, alphas, turn_shares
+from reportgen.data import AttributionResult, Generation
+from reportgen.report.model import ConversationView, MethodView, Panel, PromptSection, TemporalRow, TimelineRow, Tok
+from reportgen.report.panels import matrix_or_none
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reportgen.report.builder import ReportBuilder
+
+LONG_TEXT = 600
+PREVIEW = 280
+
+
+def attach(b: ReportBuilder, sections: tuple[PromptSection, ...]) -> tuple[PromptSection, ...]:
+    """``sections`` with token roles marked and a conversation view per multi-turn generation."""
+    prompts = {p.id: p for p in b.spec.prompts}
+    out = []
+    for s in sections:
+        panels: list[Panel] = []
+        views: list[ConversationView] = []
+        for panel in s.panels:
+            g = b.run.generation(panel.model_id, s.prompt_id)
+            if g is None or len(g.input_roles) != g.n or len(g.input_turns) != g.n:
+                panels.append(panel)
+                continue
+            panels.append(_mark_panel(panel, g))
+            if len(set(g.input_turns)) > 1:
+                views.append(_view(b, g, prompts.get(s.prompt_id)))
+        marked = any(p is not q for p, q in zip(panels, s.panels, strict=True))
+        out.append(replace(s, panels=tuple(panels), conversations=tuple(views), roles_marked=marked))
+    return tuple(out)
+
+
+def _mark(toks: tuple[Tok, ...], roles: list[str], turns: list[int]) -> tuple[Tok, ...]:
+    if len(toks) != len(roles):  # a coarser view (words, sentences) or a method's own tokens
+        return toks
+    return tuple(replace(t, role=r, title=f"{t.title} · {r}, turn {k}") for t, r, k in zip(toks, roles, turns, strict=True))
+
+
+def _mark_panel(panel: Panel, g: Generation) -> Panel:
+    roles, turns = list(g.input_roles), list(g.input_turns)
+    out_roles, out_turns = ["assistant"] * g.t, [max(turns, default=1)] * g.t
+
+    def method(v: MethodView) -> MethodView:
+        return replace(v, input_toks=_mark(v.input_toks, roles, turns), output_toks=_mark(v.output_toks, out_roles, out_turns))
+
+    return replace(
+        panel,
+        plain_input=_mark(panel.plain_input, roles, turns),
+        plain_output=_mark(panel.plain_output, out_roles, out_turns),
+        methods=tuple(method(v) for v in panel.methods),
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+def _results(b: ReportBuilder, g: Generation) -> list[AttributionResult]:
+    order = {m.label: i for i, m in enumerate(b.spec.methods)}
+    return sorted(b.run.results_for(g.model_id, g.prompt_id), key=lambda r: (order.get(r.display_name, len(order)), r.display_name))
+
+
+def _alpha_rule(prompt: Any, k: int) -> str:
+    temporal = getattr(prompt, "temporal", None)
+    if temporal is None:
+        return "α_t = 1 for every turn (the spec gives no temporal weights), so the weighted shares equal the plain ones"
+    if temporal.alpha is not None:
+        return "α_t as the spec gives them (temporal.alpha)"
+    return f"α_t = {temporal.decay:g}^(K−t) with K = {k} (temporal.decay): the last turn weighs 1"
+
+
+def _view(b: ReportBuilder, g: Generation, prompt: Any) -> ConversationView:
+    from reportgen.report.builder import uid
+
+    roles, turns = list(g.input_roles), list(g.input_turns)
+    k = max(turns)
+    alpha = alphas(prompt, k) if getattr(prompt, "turns", None) is not None else [1.0] * k
+    keys = list(dict.fromkeys(zip(turns, roles, strict=True)))
+    methods: list[str] = []
+    shares: list[dict[tuple[int, str], TurnShare]] = []
+    skipped: list[str] = []
+    for r in _results(b, g):
+        m = matrix_or_none(r)
+        if m is None or m.shape[0] != g.n:
+            skipped.append(f"{r.display_name} ({r.reason or 'no matrix over these tokens'})")
+            continue
+        methods.append(r.display_name)
+        shares.append({(s.turn, s.role): s for s in turn_shares(m, roles, turns, alpha)})
+    rows = [_row(g, key, turns, roles, [_pct(sh[key].share) for sh in shares]) for key in keys]
+    rows.append(TimelineRow(k, "assistant", g.response_text, _preview(g.response_text), True, g.t, tuple("" for _ in methods), output=True))
+    temporal = []
+    for t in range(1, k + 1):
+        plain = [_turn_sum(sh, t, weighted=False) for sh in shares]
+        weighted = [_turn_sum(sh, t, weighted=True) for sh in shares]
+        temporal.append(TemporalRow(t, f"{alpha[t - 1]:g}", tuple(map(_pct, plain)), tuple(map(_pct, weighted))))
+    note = ("No turn shares for " + "; ".join(skipped) + ".") if skipped else ""
+    return ConversationView(
+        id=b.id(uid("conversation", g.model_id, g.prompt_id)),
+        model_label=b.model_label.get(g.model_id, g.model_id),
+        methods=tuple(methods),
+        rows=tuple(rows),
+        temporal=tuple(temporal),
+        alpha_rule=_alpha_rule(prompt, k),
+        note=note,
+    )
+
+
+def _turn_sum(sh: dict[tuple[int, str], TurnShare], t: int, *, weighted: bool) -> float | None:
+    vals = [s.weighted if weighted else s.share for (turn, _r), s in sh.items() if turn == t]
+    return None if any(v is None for v in vals) else sum(v for v in vals if v is not None)
+
+
+def _preview(text: str) -> str:
+    return text[:PREVIEW].rstrip() + "…" if len(text) > LONG_TEXT else ""
+
+
+def _row(g: Generation, key: tuple[int, str], turns: list[int], roles: list[str], shares: list[str]) -> TimelineRow:
+    turn, role = key
+    msgs = [m for m in g.messages if int(m["turn"]) == turn and m["role"] == role]
+    text = "\n\n".join(str(m["content"]) for m in msgs)
+    if not msgs and role == "assistant":
+        text = "(chat-template tokens that open the reply being generated)"
+    tokens = sum(1 for t, r in zip(turns, roles, strict=True) if (t, r) == key)
+    generated = any(bool(m.get("generated")) for m in msgs)
+    return TimelineRow(turn, role, text, _preview(text), generated, tokens, tuple(shares))
