@@ -200,8 +200,8 @@
       th.setAttribute("tabindex", "0");
       th.setAttribute("aria-sort", "none");
       function sort() {
-        var asc = th.getAttribute("aria-sort") !== "ascending";
-        var num = th.getAttribute("data-sort") === "num";
+        var num = th.getAttribute("data-sort") === "num", now = th.getAttribute("aria-sort");
+        var asc = now === "none" ? !num : now !== "ascending";  // numbers: largest first on the first click
         var rows = Array.prototype.slice.call(body.rows);
         function key(r) {
           var td = r.cells[col];

@@ -117,16 +117,19 @@ def test_index_lists_every_result_and_sorts(page: CDP, many: tuple[RunResult, Pa
     findings = {(f.prompt_id, f.method) for f in run.findings}
     assert {(p, m) for p, m, n, _ in rows if n > 0} == findings
     header = "Array.from(document.querySelectorAll('#results-index thead th')).find(h => h.textContent.trim() === {})"
+    page.eval(header.format('"Top-token share"') + ".click()")  # numbers: largest first
+    got = [r[3] for r in page.eval(ROWS)]
+    assert got == sorted(got, reverse=True)
     page.eval(header.format('"Top-token share"') + ".click()")
     got = [r[3] for r in page.eval(ROWS)]
     assert got == sorted(got)
-    page.eval(header.format('"Top-token share"') + ".click()")
-    got = [r[3] for r in page.eval(ROWS)]
-    assert got == sorted(got, reverse=True)
     page.eval(header.format('"Findings"') + ".click()")
     got = [r[2] for r in page.eval(ROWS)]
-    assert got == sorted(got) and got[-1] == 1
-    assert page.eval(header.format('"Findings"') + ".getAttribute('aria-sort')") == "ascending"
+    assert got == sorted(got, reverse=True) and got[0] == 1
+    assert page.eval(header.format('"Findings"') + ".getAttribute('aria-sort')") == "descending"
+    page.eval(header.format('"Method"') + ".click()")  # text: A to Z first
+    got = [r[1] for r in page.eval(ROWS)]
+    assert got == sorted(got)
 
 
 def test_without_decompression_stream_a_plain_message(browser: str, many: tuple[RunResult, Path]) -> None:  # noqa: F811
