@@ -93,6 +93,7 @@ class Generation:
     input_roles: tuple[str, ...] = ()
     input_turns: tuple[int, ...] = ()
     messages: tuple[dict[str, Any], ...] = ()
+    linguistics: dict[str, Any] = field(default_factory=dict)  # reportgen.linguistics labels; empty when off
 
     @property
     def n(self) -> int:
@@ -114,6 +115,8 @@ class Generation:
             d[f"{side}_tokens"] = [str(t) for t in tokens]
             d[f"{side}_byte_spans"] = byte_spans(tokens)
             d[f"{side}_raw"] = [str(t) for t in getattr(self, f"{side}_raw")]
+        if not d["linguistics"]:
+            del d["linguistics"]
         for k in ("input_roles", "input_turns", "messages"):
             if d[k]:
                 d[k] = list(d[k])

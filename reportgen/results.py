@@ -42,8 +42,9 @@ from reportgen.spec import validate_text
 #: 1.1 added raw tokens (``input_raw``/``output_raw``, ``input.raw``), byte spans
 #: (``*_byte_spans``, ``input.byte_spans``), ``provenance.rebuilt``, ``provenance.jobs``,
 #: ``run_id`` and ``manifest``. 1.2 added token roles and turns (``input_roles``, ``input_turns``)
-#: and the messages a conversation's input was built from (``messages``).
-SCHEMA_VERSION = "1.2"
+#: and the messages a conversation's input was built from (``messages``). 1.3 added part-of-speech
+#: and entity labels of the tokens (``generations[].linguistics``, :mod:`reportgen.linguistics`).
+SCHEMA_VERSION = "1.3"
 
 #: Fields that differ between two runs of the same spec and seed (JSON paths; ``[]`` is every
 #: element of a list, ``*`` every member of an object). Everything else in results.json is the
@@ -163,6 +164,16 @@ class MessageRecord(_Loose):
     generated: StrictBool = Field(False, description="The model's own earlier output (eq. 8), not spec text.")
 
 
+class LinguisticsRecord(_Loose):
+    """spaCy labels per token (1.3): null for template/special tokens and white space."""
+
+    pipeline: StrictStr = Field(description="The spaCy pipeline and version that labelled the tokens.")
+    input_pos: list[StrictStr | None] = Field(description="Universal part-of-speech tag of each input token.")
+    input_ent: list[StrictStr | None] = Field(description="Named-entity type of each input token (null outside entities).")
+    output_pos: list[StrictStr | None] = Field(description="Part-of-speech tag of each response token.")
+    output_ent: list[StrictStr | None] = Field(description="Named-entity type of each response token.")
+
+
 class GenerationRecord(_Loose):
     """One model's response to one prompt, generated once and explained by every method."""
 
@@ -193,6 +204,9 @@ class GenerationRecord(_Loose):
     )
     messages: list[MessageRecord] = Field(
         default_factory=list, description="The messages the input was built from (1.2; eq. 8 for a conversation)."
+    )
+    linguistics: LinguisticsRecord | None = Field(
+        None, description="Part-of-speech and entity labels per token (1.3; absent without spaCy)."
     )
 
 
@@ -400,6 +414,11 @@ def _shape_problems(data: ResultsRecord) -> list[str]:
         for k in ("input_roles", "input_turns"):
             if getattr(g, k) and len(getattr(g, k)) != len(g.input_ids):
                 problems.append(f"{at}: {k} has {len(getattr(g, k))} entries for {len(g.input_ids)} input tokens")
+        lin = g.linguistics
+        for side, n in (("input", len(g.input_ids)), ("output", len(g.output_ids))):
+            for k in (f"{side}_pos", f"{side}_ent"):
+                if lin is not None and len(getattr(lin, k)) != n:
+                    problems.append(f"{at}.linguistics.{k}: {len(getattr(lin, k))} labels for {n} {side} tokens")
         if len(g.output_ids) != len(g.output_tokens):
             problems.append(f"{at}: output_ids and output_tokens differ in length ({len(g.output_ids)}, {len(g.output_tokens)})")
         gens[(g.model_id, g.prompt_id)] = g

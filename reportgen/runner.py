@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from reportgen import linguistics
 from reportgen import provenance as prov
 from reportgen.cache import Cache, atomic_write_bytes, content_key
 from reportgen.cache_admin import prune_after_run, resolve_settings
@@ -673,6 +674,7 @@ def run_audit(
                     gc.collect()  # free the weights before the next model loads
     finally:
         executor.close()
+    generations = linguistics.annotate_all(spec.linguistics.enabled, generations)
     timings["total"] = time.perf_counter() - t_run
     run = RunResult(
         spec=spec,

@@ -341,6 +341,14 @@ class CacheSpec(_Strict):
         return size
 
 
+class LinguisticsSpec(_Strict):
+    enabled: Literal["auto"] | bool = Field(
+        "auto",
+        description="Part-of-speech and entity labels on the tokens (reportgen.linguistics): auto uses spaCy when "
+        "the 'linguistic' extra is installed; true requires it (a spec error without it).",
+    )
+
+
 class AuditSpec(_Strict):
     """The whole audit: models × prompts × methods, thresholds and report settings."""
 
@@ -364,6 +372,7 @@ class AuditSpec(_Strict):
         default_factory=CacheSpec, description="Cache folder (a string), false to turn the cache off, or {dir, max_size}."
     )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="Where the jobs run: local (default) or a Ray cluster.")
+    linguistics: LinguisticsSpec = Field(default_factory=LinguisticsSpec, description="Part-of-speech and entity labels (optional extra).")
     fail_on: list[GateLevel] = Field(
         default_factory=list,
         description="CI gate: `reportgen run` exits 7 after writing the reports when a method job failed (failed) "
@@ -644,6 +653,10 @@ def validate_text(
         if target is not None and target.formats is not None:
             check_formats = False
         problems.extend(_check_plugins(spec, registry, where, check_formats))
+        from reportgen.linguistics import spec_problem
+
+        if (why := spec_problem(spec.linguistics.enabled)) is not None:
+            problems.append(f"{where(('linguistics', 'enabled'))}: linguistics.enabled: {why}")
         if target is not None:
             spec_problems, cli = _check_target(spec, registry, where, filename, target)
             problems.extend(spec_problems)

@@ -394,6 +394,90 @@
     });
   }
 
+  // ---- method blending (seed 001 §4.4) and the eq. 10 mean: reportgen.report.blend computes the
+  // intensities; blendRgba is its blend_rgba (intensity-weighted mean colour, opacity from the largest).
+  function blendRgba(ss, colours) {
+    var tot = 0, top = 0, rgb = [0, 0, 0];
+    ss.forEach(function (s, m) {
+      if (s === null || !(s > 0)) { return; }
+      tot += s; top = Math.max(top, s);
+      for (var k = 0; k < 3; k++) { rgb[k] += s * colours[m][k]; }
+    });
+    if (!(tot > 0)) { return ""; }
+    var a = Math.round(MAX_ALPHA * top * 1000) / 1000;
+    return "rgba(" + rgb.map(function (c) { return Math.round(c / tot); }).join(",") + "," + a + ")";
+  }
+
+  function setupBlend(panel) {
+    var box = panel.querySelector("details.blend");
+    var holder = box && box.querySelector("script.blend-data");
+    if (!holder) { return; }
+    var data = JSON.parse(holder.textContent);
+    var toggles = Array.prototype.slice.call(box.querySelectorAll("input.blend-method"));
+    var mean = box.querySelector("input.blend-mean");
+    var sides = { "in": box.querySelectorAll('.tokens[data-side="in"] .tok'), "out": box.querySelectorAll('.tokens[data-side="out"] .tok') };
+    function paintBlend() {
+      var useMean = mean.checked;
+      toggles.forEach(function (t) { t.disabled = useMean; });
+      var on = toggles.map(function (t) { return t.checked; });
+      Object.keys(sides).forEach(function (side) {
+        sides[side].forEach(function (sp, i) {
+          var base = sp.getAttribute("data-title") || sp.title;
+          sp.setAttribute("data-title", base);
+          if (useMean) {
+            var s = data.mean[side][i], v = data.mean[side + "_values"][i];
+            sp.style.backgroundColor = s === null ? "" : blendRgba([s], [data.mean.colour]);
+            sp.title = base + " · mean of methods I = " + fmt(v);
+            return;
+          }
+          var ss = data[side][i].map(function (s, m) { return on[m] ? s : null; });
+          sp.style.backgroundColor = blendRgba(ss, data.colours);
+          sp.title = base + " · intensities " + data[side][i].map(function (s, m) { return data.keys[m] + " " + (s === null ? "n/a" : s); }).join(", ");
+        });
+      });
+      box.setAttribute("data-blend", useMean ? "mean" : on.map(function (x, m) { return x ? data.keys[m] : ""; }).filter(Boolean).join("+"));
+    }
+    toggles.concat([mean]).forEach(function (t) { t.addEventListener("change", paintBlend); });
+    paintBlend();
+  }
+
+  // ---- linguistic filter (seed 001 §4.5): part-of-speech / entity labels from reportgen.linguistics
+  function setupLinguistics(panel) {
+    var box = panel.querySelector(".ling-filter");
+    var holder = box && box.querySelector("script.ling-data");
+    if (!holder) { return; }
+    var labels = JSON.parse(holder.textContent);
+    var table = panel.querySelector("table.ling-compare");
+    function chosen(cls) {
+      var sel = box.querySelector("select." + cls);
+      return sel ? Array.prototype.filter.call(sel.options, function (o) { return o.selected; }).map(function (o) { return o.value; }) : [];
+    }
+    function apply() {
+      var pos = chosen("ling-pos"), ent = chosen("ling-ent"), any = pos.length + ent.length > 0;
+      var modeInput = box.querySelector(".ling-modes input:checked");
+      var mode = modeInput ? modeInput.value : "highlight";
+      panel.setAttribute("data-ling-mode", mode);
+      panel.querySelectorAll(".tokens").forEach(function (tb) {
+        var lab = labels[tb.getAttribute("data-side")], spans = tb.querySelectorAll(".tok");
+        if (!lab || lab.length !== spans.length) { return; }
+        spans.forEach(function (sp, i) {
+          var hit = any && (pos.indexOf(lab[i][0]) >= 0 || ent.indexOf(lab[i][1]) >= 0);
+          sp.classList.toggle("ling-on", mode === "highlight" && hit);
+          sp.classList.toggle("ling-dim", mode === "highlight" && any && !hit);
+          sp.classList.toggle("ling-off", mode === "isolate" && any && !hit);
+        });
+      });
+      if (table) {
+        if (mode === "compare") { table.removeAttribute("hidden"); } else { table.setAttribute("hidden", ""); }
+        Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+          var list = r.getAttribute("data-kind") === "pos" ? pos : ent;
+          r.hidden = any && list.indexOf(r.getAttribute("data-label")) < 0;
+        });
+      }
+    }
+    box.addEventListener("change", apply);
+  }
+
   // On paper every method view is shown (report.css); open the collapsed score tables too.
   window.addEventListener("beforeprint", function () {
     document.querySelectorAll("details").forEach(function (d) { d.setAttribute("open", ""); });
@@ -408,6 +492,8 @@
     document.querySelectorAll("article.panel").forEach(function (panel) {
       setupWindow(panel);
       own(panel, ".method-view").forEach(function (v) { setupHover(v, panel); });
+      setupBlend(panel);
+      setupLinguistics(panel);
     });
   });
 })();

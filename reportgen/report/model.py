@@ -112,6 +112,9 @@ class Panel:
     plain_output: tuple[Tok, ...]
     steps: FigureBlock | None
     figures: tuple[FigureBlock, ...]
+    blend: BlendView | None = None  # methods toggled together and the eq. 10 mean (reportgen.report.blend)
+    ling: LingView | None = None  # part-of-speech / entity filter; ling_note says why it is absent
+    ling_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -418,3 +421,84 @@ class ReportContext:
     @property
     def n_findings(self) -> int:
         return len(self.findings.all)
+
+
+# ---- comparing methods (reportgen.report.blend) and the linguistic filter (reportgen.linguistics)
+
+Intensities = tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class BlendMethod:
+    key: str
+    label: str
+    colour_name: str
+    hex: str
+    rgb: tuple[int, int, int]
+    signed: bool
+    input_s: Intensities  # per input token (or unit): the intensity the method's own view shows
+    output_s: Intensities
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    """Mean intensity of the tokens in one linguistic category, per method and for eq. 10."""
+
+    kind: str  # "pos" or "ent"
+    label: str
+    count: int
+    means: tuple[float, ...]  # one per blend method, then the eq. 10 mean (NaN: no value)
+
+
+@dataclass(frozen=True)
+class MeanView:
+    """Eq. 10: I(x), I(y) of the mean of the methods' min–max-scaled matrices, and their intensities."""
+
+    rgb: tuple[int, int, int]
+    hex: str
+    input_values: Intensities
+    output_values: Intensities
+    input_s: Intensities
+    output_s: Intensities
+
+
+@dataclass(frozen=True)
+class BlendView:
+    methods: tuple[BlendMethod, ...]
+    input_toks: tuple[Tok, ...]
+    output_toks: tuple[Tok, ...]
+    mean: MeanView
+    categories: tuple[CategoryRow, ...]  # empty without linguistic labels
+
+    def to_json(self) -> object:
+        """What report.js needs: colours, per token the methods' intensities, the eq. 10 view."""
+        m = self.mean
+        return {
+            "keys": [x.key for x in self.methods],
+            "colours": [list(x.rgb) for x in self.methods],
+            "in": [list(col) for col in zip(*(x.input_s for x in self.methods), strict=True)],
+            "out": [list(col) for col in zip(*(x.output_s for x in self.methods), strict=True)],
+            "mean": {
+                "colour": list(m.rgb),
+                "in": list(m.input_s),
+                "out": list(m.output_s),
+                "in_values": list(m.input_values),
+                "out_values": list(m.output_values),
+            },
+        }
+
+
+Label = tuple[str | None, str | None]  # (part of speech, entity type)
+
+
+@dataclass(frozen=True)
+class LingView:
+    """Part-of-speech and entity labels of a panel's tokens, for the filter control (report.js)."""
+
+    pos_tags: tuple[str, ...]
+    ent_types: tuple[str, ...]
+    input_labels: tuple[Label, ...]
+    output_labels: tuple[Label, ...]
+
+    def to_json(self) -> object:
+        return {"in": [list(x) for x in self.input_labels], "out": [list(x) for x in self.output_labels]}

@@ -12,8 +12,12 @@ from reportgen.aggregate import clamp_window, token_importance
 from reportgen.data import AttributionResult, Generation
 from reportgen.figures import heatmap, rnd_matrix, scores_figure, slug, step_scores_figure
 from reportgen.granularity import aggregate_matrix, units
+from reportgen.linguistics import INSTALL_HINT
 from reportgen.render import fmt_number
+from reportgen.report import blend
+from reportgen.report.blend import MethodMatrix
 from reportgen.report.model import (
+    BlendView,
     Comparison,
     FigureBlock,
     HoverData,
@@ -77,7 +81,9 @@ def _panel(b: ReportBuilder, g: Generation) -> Panel:
     from reportgen.report.builder import uid
 
     pid = b.id(uid("panel", g.model_id, g.prompt_id))
-    views = tuple(_method_view(b, g, r) for r in _ordered_results(b, g))
+    results = _ordered_results(b, g)
+    views = tuple(_method_view(b, g, r) for r in results)
+    labels, ling_note = _labels(b, g)
     steps = step_scores_figure(g.output_tokens, g.step_scores)
     return Panel(
         id=pid,
@@ -95,26 +101,79 @@ def _panel(b: ReportBuilder, g: Generation) -> Panel:
         plain_output=token_views(g.output_tokens, output_special(g), None, False, "", "output"),
         steps=b.figure(steps, uid("steps", g.model_id, g.prompt_id), "Step scores") if steps else None,
         figures=b.plugin_figures("prompt", g.model_id, g.prompt_id),
+        blend=_blend(b, g, results, labels),
+        ling=blend.ling_view(labels) if labels else None,
+        ling_note=ling_note,
     )
+
+
+def _tokens(g: Generation, r: AttributionResult) -> tuple[list[str], list[str], list[bool]]:
+    """The result's input and output tokens and which input tokens are template/special."""
+    in_tokens = list(r.input_tokens) or list(g.input_tokens)
+    out_tokens = list(r.output_tokens) or list(g.output_tokens)
+    special = list(g.input_special)[: len(in_tokens)]
+    special += [False] * (len(in_tokens) - len(special))
+    return in_tokens, out_tokens, special
+
+
+def unit_matrix(
+    b: ReportBuilder, g: Generation, r: AttributionResult
+) -> tuple[np.ndarray, list[str], list[bool], list[str], list[bool]] | None:
+    """The result's matrix at the report's granularity (token, or words / sentences through character
+    spans) with the input and output tokens or units and their special flags; None without a usable matrix."""
+    m = matrix_or_none(r)
+    in_tokens, out_tokens, special = _tokens(g, r)
+    if m is None or m.shape != (len(in_tokens), len(out_tokens)):
+        return None
+    unit = b.spec.aggregations.granularity
+    vosp = output_special(g, out_tokens)
+    if unit == "token":
+        return m, in_tokens, special, out_tokens, vosp
+    rows, cols = units(in_tokens, special, unit), units(out_tokens, vosp, unit)
+    return aggregate_matrix(m, rows, cols), list(rows.texts), list(rows.special), list(cols.texts), list(cols.special)
+
+
+def _blend(
+    b: ReportBuilder, g: Generation, results: list[AttributionResult], labels: dict[str, list[str | None]] | None
+) -> BlendView | None:
+    """Methods toggled together and their eq. 10 mean, when two or more have same-shaped matrices."""
+    mats, toks = [], None
+    for r in results:
+        u = unit_matrix(b, g, r)
+        if u is None:
+            continue
+        m, vin, vsp, vout, vosp = u
+        mats.append(MethodMatrix(slug(r.display_name), r.display_name, bool(r.signed), m, vsp, vosp))
+        if toks is None:
+            toks = (token_views(vin, vsp, None, False, "", "input"), token_views(vout, vosp, None, False, "", "output"))
+    if toks is None:
+        return None
+    return blend.build(mats, toks[0], toks[1], b.absolute, labels)
+
+
+def _labels(b: ReportBuilder, g: Generation) -> tuple[dict[str, list[str | None]] | None, str]:
+    """The generation's part-of-speech / entity labels at token granularity, or why there are none."""
+    if g.linguistics:
+        if b.spec.aggregations.granularity != "token":
+            return None, f"Linguistic filters work on tokens; this report shows {b.spec.aggregations.granularity}s."
+        return g.linguistics, ""
+    if b.spec.linguistics.enabled is False:
+        return None, "Linguistic filters are off: the spec sets linguistics.enabled: false."
+    return None, f"Linguistic filters are unavailable: this run had no spaCy pipeline (install it with {INSTALL_HINT} and run again)."
 
 
 def _method_view(b: ReportBuilder, g: Generation, r: AttributionResult) -> MethodView:
     from reportgen.report.builder import uid
 
     m = matrix_or_none(r)
-    in_tokens = list(r.input_tokens) or list(g.input_tokens)
-    out_tokens = list(r.output_tokens) or list(g.output_tokens)
-    special = list(g.input_special)[: len(in_tokens)]
-    special += [False] * (len(in_tokens) - len(special))
+    in_tokens, out_tokens, special = _tokens(g, r)
     heat = None
     note = ""
     hover = None
-    if m is not None and m.shape == (len(in_tokens), len(out_tokens)):
-        unit = b.spec.aggregations.granularity  # token, or words / sentences through character spans
-        vin, vsp, vout, vosp = in_tokens, special, out_tokens, output_special(g, out_tokens)
-        if unit != "token":
-            rows, cols = units(in_tokens, special, unit), units(out_tokens, vosp, unit)
-            m, vin, vsp, vout, vosp = aggregate_matrix(m, rows, cols), rows.texts, rows.special, cols.texts, cols.special
+    unit = b.spec.aggregations.granularity
+    at_units = unit_matrix(b, g, r)
+    if m is not None and at_units is not None:
+        m, vin, vsp, vout, vosp = at_units
         ix, iy = importance(b, m)
         signed = bool(r.signed) and not b.absolute
         what = "I(x)" + (" (Σ|A|)" if b.absolute else "")
