@@ -12,7 +12,8 @@ import pytest
 
 from reportgen.conversation import content_spans, message_turns, temporal_matrix, token_roles, turn_messages, turn_shares
 from reportgen.errors import SpecError
-from reportgen.spec import PromptSpec, validate_text
+from reportgen.spec import Message, PromptSpec, validate_text
+from tests import test_browser
 from tests.conftest import write_spec
 
 
@@ -273,3 +274,89 @@ def test_html_timeline_shows_each_turns_share(conversation_run: Any) -> None:
     # every input token of the panels carries its role
     assert html.count('data-role="system"') >= g.input_roles.count("system")
     assert "Roles: a line under every token" in html
+
+
+browser = test_browser.browser  # the headless Chromium fixture (tests/test_browser.py)
+
+
+@pytest.mark.browser
+def test_browser_opens_the_conversation_timeline(conversation_run: Any, browser: str) -> None:
+    _run, written, _tmp = conversation_run
+    cdp = test_browser.open_page(browser, Path(written["html"]).as_uri())
+    try:
+        box = "document.querySelector('details.conversation')"
+        assert cdp.eval(f"{box}.open") is True
+        cdp.eval(f"{box}.querySelector('summary').click()")  # close it, then open it again as a reader would
+        assert cdp.eval(f"{box}.open") is False
+        cdp.eval(f"{box}.querySelector('summary').click()")
+        assert cdp.eval(f"{box}.open") is True
+        assert cdp.eval(f"{box}.querySelector('table.timeline').getBoundingClientRect().height") > 0
+        assert cdp.eval(f"{box}.querySelectorAll('tr.timeline-row').length") >= 4
+        assert cdp.eval("document.querySelectorAll('.tok[data-role=assistant]').length") > 0
+        assert test_browser.problems(cdp) == []
+        assert [u for u in test_browser.requests(cdp) if not u.startswith(("file:", "data:", "about:"))] == []
+    finally:
+        cdp.close()
+
+
+# --------------------------------------------------------------------------- templates and black-box models
+
+
+class _Template:
+    """A fake tokenizer whose chat template knows only system, user and assistant messages."""
+
+    def __init__(self, drop_tool: bool = False) -> None:
+        self.drop_tool = drop_tool
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **_kw: Any) -> str:
+        out = []
+        for m in messages:
+            if m["role"] == "tool":
+                if self.drop_tool:
+                    continue
+                raise ValueError("Conversation roles must alternate user/assistant")
+            out.append(f"<{m['role']}>{m['content']}")
+        return "".join(out) + "<assistant>"
+
+
+def test_a_template_without_tool_support_is_a_clear_spec_error() -> None:
+    from reportgen.generate import render_prompt
+
+    p = PromptSpec(id="c", messages=[{"role": "tool", "content": "42"}, {"role": "user", "content": "sum?"}])  # type: ignore[list-item]
+    with pytest.raises(SpecError, match=r"prompt 'c': the model's chat template cannot render these messages \(roles tool, user\)"):
+        render_prompt(_Template(), p, True)
+    with pytest.raises(SpecError, match="leaves out 'tool' messages"):
+        render_prompt(_Template(drop_tool=True), p, True)
+    text, _spans = render_prompt(_Template(), p, False)  # no template: contents joined by blank lines
+    assert text == "42\n\nsum?"
+
+
+def test_black_box_pseudo_tokens_carry_roles_and_turns() -> None:
+    from reportgen.generate import generate_via_sampler
+    from reportgen.plugin_api import LoadedModel
+    from reportgen.spec import GenerationSpec
+
+    class Echo:
+        chat = True
+
+        def sample(self, payload: Any, n: int, **_kw: Any) -> list[str]:
+            return ["fine thanks"] * n
+
+    loaded = LoadedModel(id="api", source="x:y", model=None, tokenizer=None, chat_template=False, device="cpu", info={})
+    loaded.sampler = Echo()  # type: ignore[assignment]
+    msgs = [
+        Message(**m)
+        for m in turn_messages(_prompt(system="Be kind.", turns=[{"user": "Hi there"}, {"user": "How are you?"}]), ["Hello you"], 2)
+    ]
+    g = generate_via_sampler(loaded, PromptSpec(id="c", messages=msgs), GenerationSpec(max_new_tokens=4), seed=0)
+    groups: dict[tuple[str, int], str] = {}
+    for tok, role, turn in zip(g.input_tokens, g.input_roles, g.input_turns, strict=True):
+        groups[(role, turn)] = groups.get((role, turn), "") + tok
+    # a separator between messages belongs to the message after it
+    assert groups == {
+        ("system", 1): "Be kind.",
+        ("user", 1): "\n\nHi there",
+        ("assistant", 1): "\n\nHello you",
+        ("user", 2): "\n\nHow are you?",
+    }
+    assert list(groups) == [("system", 1), ("user", 1), ("assistant", 1), ("user", 2)]  # in input order
