@@ -13,6 +13,7 @@ none. Labels are stored on the generation (``Generation.linguistics``; results.j
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import importlib.util
 from collections.abc import Sequence
@@ -78,14 +79,17 @@ def label_tokens(tokens: Sequence[str], special: Sequence[bool], docs: Any = Non
     texts = [text[spans[a][0] : spans[b - 1][1]] for a, b in runs]
     for (a, b), doc in zip(runs, docs if docs is not None else _nlp().pipe(texts), strict=True):
         base = spans[a][0]
-        words = [(w.idx + base, w.idx + base + len(w.text), w) for w in doc]
+        words = [(w.idx + base, w.idx + base + len(w.text), w) for w in doc]  # in text order
+        ends = [we for _, we, _ in words]
         for i in range(a, b):
             s, e = spans[i]
             best, cover = None, 0
-            for ws, we, w in words:
-                n = min(e, we) - max(s, ws)
+            k = bisect.bisect_right(ends, s)  # the first word ending after the token starts
+            while k < len(words) and words[k][0] < e:
+                n = min(e, words[k][1]) - max(s, words[k][0])
                 if n > cover:
-                    best, cover = w, n
+                    best, cover = words[k][2], n
+                k += 1
             if best is not None:
                 out[i] = (best.pos_ or None, best.ent_type_ or None)
     return out
