@@ -72,7 +72,7 @@ def test_wrong_type_points_at_the_value_line() -> None:
 def test_prompt_needs_text_or_messages() -> None:
     text = GOOD.replace('    text: "hello"\n', "    label: x\n")
     (p,) = problems(text)
-    assert "prompts[0]" in p and "exactly one of 'text' or 'messages'" in p
+    assert "prompts[0]" in p and "exactly one of 'text', 'messages' or 'turns'" in p
 
 
 def test_unknown_method_lists_choices(registry) -> None:  # type: ignore[no-untyped-def]
