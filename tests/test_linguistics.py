@@ -203,3 +203,25 @@ def test_a_run_stores_labels_beside_the_tokens_and_the_report_filters_them(tmp_p
     assert load_run(written["json"]).generations[0].linguistics == lin
     html = Path(written["html"]).read_text("utf-8")
     assert 'class="ling-filter"' in html and "ling-note" not in html and 'details class="blend"' in html
+
+
+def test_the_report_says_why_the_filter_is_absent() -> None:
+    import dataclasses
+    import re
+
+    from report_fixtures import html_of, make_run
+
+    def notes(run: Any) -> set[str]:
+        return set(re.findall(r'class="note ling-note small">([^<]*)<', html_of(run)))
+
+    run = make_run(models=1)
+    assert notes(run) == {
+        "Linguistic filters are unavailable: this run had no spaCy pipeline "
+        "(install it with pip install &#39;reportgen[linguistic]&#39; and run again)."
+    }
+    off = run.spec.model_copy(update={"linguistics": run.spec.linguistics.model_copy(update={"enabled": False})})
+    assert notes(dataclasses.replace(run, spec=off)) == {"Linguistic filters are off: the spec sets linguistics.enabled: false."}
+    words = run.spec.model_copy(update={"aggregations": run.spec.aggregations.model_copy(update={"granularity": "word"})})
+    lin = {"pipeline": "x", "input_pos": [None] * 15, "input_ent": [None] * 15, "output_pos": [None] * 5, "output_ent": [None] * 5}
+    gens = [dataclasses.replace(g, linguistics=lin) if g.prompt_id == "capital" else g for g in run.generations]
+    assert "Linguistic filters work on tokens; this report shows words." in notes(dataclasses.replace(run, spec=words, generations=gens))
