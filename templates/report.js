@@ -408,15 +408,17 @@
     return "rgba(" + rgb.map(function (c) { return Math.round(c / tot); }).join(",") + "," + a + ")";
   }
 
+  // The colours at load are rendered in Python (the first two methods on); the data is read on the first change.
   function setupBlend(panel) {
     var box = panel.querySelector("details.blend");
     var holder = box && box.querySelector("script.blend-data");
     if (!holder) { return; }
-    var data = JSON.parse(holder.textContent);
+    var data = null;
     var toggles = Array.prototype.slice.call(box.querySelectorAll("input.blend-method"));
     var mean = box.querySelector("input.blend-mean");
     var sides = { "in": box.querySelectorAll('.tokens[data-side="in"] .tok'), "out": box.querySelectorAll('.tokens[data-side="out"] .tok') };
     function paintBlend() {
+      if (data === null) { data = JSON.parse(holder.textContent); }
       var useMean = mean.checked;
       toggles.forEach(function (t) { t.disabled = useMean; });
       var on = toggles.map(function (t) { return t.checked; });
@@ -438,7 +440,6 @@
       box.setAttribute("data-blend", useMean ? "mean" : on.map(function (x, m) { return x ? data.keys[m] : ""; }).filter(Boolean).join("+"));
     }
     toggles.concat([mean]).forEach(function (t) { t.addEventListener("change", paintBlend); });
-    paintBlend();
   }
 
   // ---- linguistic filter (seed 001 §4.5): part-of-speech / entity labels from reportgen.linguistics

@@ -104,6 +104,11 @@ def test_blend_and_mean_of_methods(browser: str, page: Path, run: RunResult) -> 
         cdp.eval(f"(() => {{ const t = document.querySelector('{PANEL} input.blend-method[data-m=\"0\"]'); t.click(); }})()")
         assert cdp.eval(f"document.querySelector('{PANEL} details.blend').dataset.blend") == "integrated_gradients"
         _same(_colours(cdp, "in"), [blend_rgba([b], [blue]) for b in s_in[1]])
+        # and on again: the page's own blend of the two (the colours at load are rendered in Python)
+        cdp.eval(f"document.querySelector('{PANEL} input.blend-method[data-m=\"0\"]').click()")
+        assert cdp.eval(f"document.querySelector('{PANEL} details.blend').dataset.blend") == "saliency+integrated_gradients"
+        _same(_colours(cdp, "in"), [blend_rgba([a, b], [red, blue]) for a, b in zip(*s_in, strict=True)])
+        _same(_colours(cdp, "out"), [blend_rgba([a, b], [red, blue]) for a, b in zip(*s_out, strict=True)])
 
         # eq. 10: the mean of the methods' min–max-scaled matrices (attention too when it has one)
         mats = [sal, ig] + ([np.asarray(res["attention"].matrix)] if res["attention"].matrix is not None else [])

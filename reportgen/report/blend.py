@@ -12,6 +12,7 @@ agree give the mixed hue (red + blue → purple) and one that dominates keeps it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reportgen.aggregate import multi_method_mean, token_importance
-from reportgen.report.model import BlendMethod, BlendView, CategoryRow, LingView, MeanView, Tok
+from reportgen.report.model import BlendMethod, BlendView, CategoryRow, Intensities, LingView, MeanView, Tok
 
 #: Paul Tol's "bright" scheme: red, blue, green, yellow, cyan, purple, grey (cycled beyond seven).
 PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -34,6 +35,7 @@ PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
 #: The eq. 10 view's single hue (Tol "muted" teal, apart from the bright scheme's hues).
 MEAN_COLOUR = ("teal", (0x44, 0xAA, 0x99))
 MAX_ALPHA = 0.85
+INITIALLY_ON = 2  # the first two methods are toggled on when the page opens
 DIGITS = 4  # intensities embedded in the page (and used for the blend) are rounded to this
 
 
@@ -101,7 +103,7 @@ def build(
         signed = mm.signed and not absolute
         ix, iy = token_importance(mm.matrix, absolute=absolute)
         s_in, s_out = view_intensities(ix, mm.in_special, signed), view_intensities(iy, mm.out_special, signed)
-        methods.append(BlendMethod(mm.key, mm.label, name, _hex(rgb), rgb, signed, tuple(s_in), tuple(s_out)))
+        methods.append(BlendMethod(mm.key, mm.label, name, _hex(rgb), rgb, signed, i < INITIALLY_ON, tuple(s_in), tuple(s_out)))
     cx, cy = token_importance(multi_method_mean([m.matrix for m in mats]))
     mean = MeanView(
         MEAN_COLOUR[1],
@@ -114,7 +116,24 @@ def build(
     per_in = [list(m.input_s) for m in methods] + [list(mean.input_s)]
     per_out = [list(m.output_s) for m in methods] + [list(mean.output_s)]
     cats = categories(labels, per_in, per_out) if labels else ()
-    return BlendView(tuple(methods), input_toks, output_toks, mean, cats)
+    on = [m.on for m in methods]
+    ins = painted(input_toks, [m.input_s for m in methods], [m.rgb for m in methods], on)
+    outs = painted(output_toks, [m.output_s for m in methods], [m.rgb for m in methods], on)
+    return BlendView(tuple(methods), ins, outs, mean, cats)
+
+
+def css(rgba: tuple[int, int, int, float] | None) -> str:
+    """As report.js writes it (``rgba(r,g,b,a)``); empty for no colour."""
+    return "" if rgba is None else f"rgba({rgba[0]},{rgba[1]},{rgba[2]},{rgba[3]:g})"
+
+
+def painted(toks: tuple[Tok, ...], per_method: list[Intensities], colours: list[tuple[int, int, int]], on: list[bool]) -> tuple[Tok, ...]:
+    """The tokens coloured by the blend of the methods that are ``on`` (the page's state at load)."""
+    out = []
+    for t in toks:
+        ss = [s[t.index] if active and t.index < len(s) else None for s, active in zip(per_method, on, strict=True)]
+        out.append(dataclasses.replace(t, css=css(blend_rgba(ss, colours))))
+    return tuple(out)
 
 
 def ling_view(labels: dict[str, list[str | None]]) -> LingView:

@@ -436,6 +436,7 @@ class BlendMethod:
     hex: str
     rgb: tuple[int, int, int]
     signed: bool
+    on: bool  # toggled on when the page opens (the tokens' colours at load are this blend)
     input_s: Intensities  # per input token (or unit): the intensity the method's own view shows
     output_s: Intensities
 
