@@ -447,13 +447,14 @@
     var box = panel.querySelector(".ling-filter");
     var holder = box && box.querySelector("script.ling-data");
     if (!holder) { return; }
-    var labels = JSON.parse(holder.textContent);
+    var labels = null;  // read on the first change
     var table = panel.querySelector("table.ling-compare");
     function chosen(cls) {
       var sel = box.querySelector("select." + cls);
       return sel ? Array.prototype.filter.call(sel.options, function (o) { return o.selected; }).map(function (o) { return o.value; }) : [];
     }
     function apply() {
+      if (labels === null) { labels = JSON.parse(holder.textContent); }
       var pos = chosen("ling-pos"), ent = chosen("ling-ent"), any = pos.length + ent.length > 0;
       var modeInput = box.querySelector(".ling-modes input:checked");
       var mode = modeInput ? modeInput.value : "highlight";
