@@ -107,16 +107,16 @@ class PackedScript(NamedTuple):
 
 
 @functools.lru_cache(maxsize=2)
-def plotly_js_packed(version: str | None = None) -> PackedScript:
-    """plotly.js gzip-compressed and packed as text, for the report's loader (``report.js``).
+def plotly_js_packed(bundle: str = "full") -> PackedScript:
+    """plotly.js (``bundle``: see :func:`plotly_bundle`) gzip-compressed and packed as text, for
+    the report's loader (``report.js``).
 
-    Cached per plotly version (the argument; the installed one when None). The compressed bytes
-    are read as 7-bit values, one character each (:func:`pack7`), so the text costs 8/7 of the
-    compressed size instead of base64's 4/3; the page decodes it and decompresses it with the
-    browser's ``DecompressionStream("gzip")``. ``mtime=0`` keeps the same plotly.js the same bytes.
+    Cached per bundle. The compressed bytes are read as 7-bit values, one character each
+    (:func:`pack7`), so the text costs 8/7 of the compressed size instead of base64's 4/3; the
+    page decodes it and decompresses it with the browser's ``DecompressionStream("gzip")``.
+    ``mtime=0`` keeps the same plotly.js the same bytes.
     """
-    del version  # the cache key only
-    packed = gzip.compress(plotly_js().encode("utf-8"), compresslevel=9, mtime=0)
+    packed = gzip.compress(plotly_js(bundle).encode("utf-8"), compresslevel=9, mtime=0)
     return PackedScript(Markup(pack7(packed)), len(packed))
 
 
@@ -148,21 +148,42 @@ def pack7(data: bytes) -> str:
     return codes.astype("<u4").tobytes().decode("utf-32-le")
 
 
-@functools.lru_cache(maxsize=1)
-def plotly_js() -> str:
-    """The full plotly.js bundle (inlined once per report, compressed; never fetched from a CDN)."""
+#: The vendored partial bundle (``templates/vendor/README.md``) and the trace types it holds.
+CARTESIAN_BUNDLE = "vendor/plotly-cartesian.min.js"
+CARTESIAN_TRACES = frozenset(
+    {"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour"}
+    | {"image", "pie", "scatter", "scatterternary", "violin"}
+)
+_BUNDLE_VERSION = re.compile(r"plotly\.js (?:\([^)]*\) )?v(\d+\.\d+\.\d+)")
+
+
+@functools.lru_cache(maxsize=2)
+def plotly_js(bundle: str = "full") -> str:
+    """A plotly.js bundle, inlined once per report (never fetched from a CDN): ``full``, the one
+    the ``plotly`` package embeds, or ``cartesian``, the vendored partial bundle."""
+    if bundle == "cartesian":
+        return read_asset(CARTESIAN_BUNDLE)
     from plotly.offline import get_plotlyjs
 
     return str(get_plotlyjs())
 
 
-def plotly_version() -> str:
-    import plotly
+def bundle_version(js: str) -> str | None:
+    """The plotly.js version a bundle's header names."""
+    m = _BUNDLE_VERSION.search(js[:400])
+    return m.group(1) if m else None
 
-    return str(plotly.__version__)
+
+def plotly_bundle(trace_types: set[str]) -> str:
+    """``cartesian`` when every trace type is in the partial bundle and that bundle is the same
+    plotly.js version as the ``plotly`` package's (figure JSON is written for that version);
+    ``full`` otherwise, e.g. for a visualization plugin's table or 3-D figure."""
+    if trace_types <= CARTESIAN_TRACES and bundle_version(plotly_js("cartesian")) == bundle_version(plotly_js()):
+        return "cartesian"
+    return "full"
 
 
-def plotly_div(fig: Any, div_id: str, templates: dict[str, str] | None = None) -> Markup:
+def plotly_div(fig: Any, div_id: str, templates: dict[str, str] | None = None, trace_types: set[str] | None = None) -> Markup:
     """One figure: an empty ``<div>`` and its data in a script element the page does not run.
 
     ``report.js`` creates the figure when its ``<div>`` scrolls into view (after plotly.js is
@@ -173,7 +194,8 @@ def plotly_div(fig: Any, div_id: str, templates: dict[str, str] | None = None) -
 
     With ``templates`` (layout template JSON → name, filled as figures are drawn) the figure's
     layout names its template instead of repeating it; the page holds each template once
-    (:func:`plotly_templates_json`).
+    (:func:`plotly_templates_json`). ``trace_types`` collects the figure's trace types (for
+    :func:`plotly_bundle`).
     """
     import plotly.graph_objects as go
     from plotly.io.json import to_json_plotly
@@ -183,6 +205,8 @@ def plotly_div(fig: Any, div_id: str, templates: dict[str, str] | None = None) -
     if templates is not None and "template" in layout:
         tpl = to_json_plotly(layout.pop("template"))
         layout["template"] = templates.setdefault(tpl, f"t{len(templates)}")
+    if trace_types is not None:
+        trace_types.update(str(trace.get("type", "scatter")) for trace in fig_dict.get("data", []))
     data = to_json_plotly(fig_dict.get("data", []))
     call = f'Plotly.newPlot("{div_id}", {data}, {to_json_plotly(layout)}, {json.dumps(PLOTLY_CONFIG, sort_keys=True)})'
     height = layout.get("height")

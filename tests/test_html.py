@@ -19,7 +19,7 @@ from reportgen import hookimpl
 from reportgen.aggregate import intensity, token_importance
 from reportgen.data import FigureSpec
 from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
-from reportgen.render import PACK_ESCAPED, make_jinja_env, markdown_html, pack7, plotly_div, script_json
+from reportgen.render import PACK_ESCAPED, make_jinja_env, markdown_html, pack7, plotly_div, plotly_js, script_json
 from reportgen.report import build_context
 from reportgen.results import dumps, run_to_json
 from reportgen_plugins.renderers.html import HtmlRenderer, PlotlyDrawer
@@ -132,18 +132,47 @@ def test_pack7_random_bytes() -> None:
         assert unpack7(pack7(data), size) == data
 
 
-def test_plotly_js_inlined_once_compressed(html: str, page: Page) -> None:
-    from plotly.offline import get_plotlyjs
-
-    assert get_plotlyjs()[:60] not in html  # not as plain text
+def packed_plotly(page: Page) -> str:
+    """The plotly.js bundle a page inlines, unpacked and decompressed (exactly one)."""
     packed = [(a, s) for a, s in page.scripts if a.get("id") == "plotly-packed"]
     assert len(packed) == 1
     attrs, text = packed[0]
     assert attrs.get("type") == "text/plain"  # data, not run by the browser as it is
-    raw = unpack7(text, int(attrs["data-bytes"]))
-    assert gzip.decompress(raw).decode("utf-8") == get_plotlyjs()
-    assert len(text.encode("utf-8")) < 0.42 * len(get_plotlyjs())
+    return gzip.decompress(unpack7(text, int(attrs["data-bytes"]))).decode("utf-8")
+
+
+def test_plotly_js_inlined_once_compressed(html: str, page: Page) -> None:
+    cartesian = plotly_js("cartesian")
+    assert cartesian[:60] not in html  # not as plain text
+    # heatmaps, bars and lines only: the partial bundle, at under a tenth of the full bundle's size
+    assert packed_plotly(page) == cartesian
+    assert len(cartesian) < 0.32 * len(plotly_js("full")) and len(html.encode("utf-8")) < 1_000_000
     assert html.index('id="plotly-packed"') < html.index('class="plotly-graph-div')
+
+
+def test_vendored_bundle_is_the_plotly_packages_version() -> None:
+    from reportgen.render import CARTESIAN_BUNDLE, bundle_version, read_asset
+
+    js = plotly_js("cartesian")
+    assert hashlib.sha256(js.encode("utf-8")).hexdigest() in read_asset("vendor/README.md")
+    assert CARTESIAN_BUNDLE.split("/")[-1] in read_asset("vendor/README.md")
+    assert bundle_version(js) == bundle_version(plotly_js("full")) == "4.1.1"
+
+
+def test_a_figure_outside_the_partial_bundle_gets_the_full_bundle() -> None:
+    import plotly.graph_objects as go
+
+    from reportgen.render import plotly_bundle
+
+    assert plotly_bundle({"heatmap", "bar", "scatter"}) == "cartesian" and plotly_bundle(set()) == "cartesian"
+    assert plotly_bundle({"heatmap", "table"}) == "full"
+    seen: set[str] = set()
+    plotly_div(go.Figure(go.Table(cells={"values": [["a"]]})), "t", trace_types=seen)
+    plotly_div(go.Figure(go.Heatmap(z=[[1]])), "h", trace_types=seen)
+    assert seen == {"table", "heatmap"}
+    run = make_run(models=1)
+    table = FigureSpec(id="tbl", title="A table", caption="", figure=go.Figure(go.Table(cells={"values": [["a"]]})), section="summary")
+    assert packed_plotly(parse(html_of(run, [*make_figures(), table]))) == plotly_js("full")
 
 
 def test_no_external_src_or_href(page: Page) -> None:

@@ -3,7 +3,8 @@
 The report model comes from the host (:func:`reportgen.report.build_context`); this renderer
 only draws figures as Plotly ``<div>`` elements (:class:`PlotlyDrawer`) and prints the model
 with ``templates/report.html``. The output is one file: CSS, the small ``report.js`` and
-plotly.js (once, gzip-compressed: :func:`reportgen.render.plotly_js_packed`) are inlined, nothing
+plotly.js (once, gzip-compressed: :func:`reportgen.render.plotly_js_packed`; the partial
+cartesian bundle when the figures need nothing else) are inlined, nothing
 is fetched from any host, and the same run renders byte-identical HTML (no clock reads, stable
 ids, fixed order). Figures are created when they scroll into view; prompt sections after the
 first :data:`OPEN_SECTIONS` start collapsed, and an index table (``html_index``) leads to each.
@@ -23,7 +24,7 @@ from markupsafe import Markup
 from reportgen import __version__
 from reportgen.manifest import evidence, evidence_json
 from reportgen.plugin_api import RenderContext, Renderer
-from reportgen.render import plotly_div, plotly_js_packed, plotly_templates_json, plotly_version, read_asset
+from reportgen.render import plotly_bundle, plotly_div, plotly_js_packed, plotly_templates_json, read_asset
 from reportgen.report import FigureBlock, build_context
 from reportgen.report.provenance import run_reference
 from reportgen.results import dumps_data, run_to_json
@@ -37,19 +38,21 @@ class PlotlyDrawer:
     """Figures as interactive Plotly ``<div>`` elements (plotly.js is inlined once per page).
 
     ``templates``: each distinct layout template of the figures drawn (JSON → name); the page
-    holds each once and the figures name theirs.
+    holds each once and the figures name theirs. ``trace_types``: what the figures need of
+    plotly.js (the page inlines the partial bundle when it has them all).
     """
 
     interactive = True
 
     def __init__(self) -> None:
         self.templates: dict[str, str] = {}
+        self.trace_types: set[str] = set()
 
     def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
         return spec_limit, f"report.max_heatmap_cells={spec_limit}"
 
     def draw(self, fig: Any, fid: str, title: str, caption: str) -> FigureBlock:
-        return FigureBlock(fid, title, caption, plotly_div(fig, fid, self.templates))
+        return FigureBlock(fid, title, caption, plotly_div(fig, fid, self.templates, self.trace_types))
 
 
 def render_html(ctx: RenderContext) -> str:
@@ -67,7 +70,7 @@ def render_html(ctx: RenderContext) -> str:
         open_sections=OPEN_SECTIONS,
         css=Markup(read_asset("report.css")),
         js=Markup(read_asset("report.js")),
-        plotly=plotly_js_packed(plotly_version()),
+        plotly=plotly_js_packed(plotly_bundle(drawer.trace_types)),
         plotly_templates=plotly_templates_json(drawer.templates),
         version=__version__,
     )
