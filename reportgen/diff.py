@@ -30,9 +30,9 @@ from reportgen.data import Finding, Generation, RunResult, jsonable_dict
 from reportgen.errors import RenderError, SpecError
 from reportgen.figures import rnd_matrix, slug
 from reportgen.granularity import Granularity, Units
-from reportgen.report.builder import ReportBuilder, uid
+from reportgen.report.builder import FigureDrawer, ReportBuilder, uid
 from reportgen.report.comparison import align, compare_method, inputs_note, method_delta, note_for, why_not
-from reportgen.report.model import CompareMethod, Comparison, FigureBlock, Tok
+from reportgen.report.model import CompareMethod, Comparison, Tok
 from reportgen.report.text import token_views
 
 #: Formats ``reportgen diff`` writes.
@@ -216,20 +216,6 @@ def diff_json(d: RunDiff) -> dict[str, Any]:
     )
 
 
-class _Drawer:
-    """Figures as Plotly ``<div>`` elements, as in the HTML report."""
-
-    interactive = True
-
-    def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
-        return spec_limit, f"report.max_heatmap_cells={spec_limit}"
-
-    def draw(self, fig: Any, fid: str, title: str, caption: str) -> FigureBlock:
-        from reportgen.render import plotly_div
-
-        return FigureBlock(fid, title, caption, plotly_div(fig, fid))
-
-
 @dataclass(frozen=True)
 class PairSection:
     """One (prompt, model) of both runs: a comparison with one view per method."""
@@ -238,10 +224,10 @@ class PairSection:
     comparison: Comparison
 
 
-def _sections(d: RunDiff) -> list[PairSection]:
+def _sections(d: RunDiff, drawer: FigureDrawer) -> list[PairSection]:
     aggregations = d.new.spec.aggregations.model_copy(update={"granularity": d.granularity})
     spec = d.new.spec.model_copy(update={"aggregations": aggregations})
-    b = ReportBuilder(replace(d.new, spec=spec), [], {}, _Drawer(), {})
+    b = ReportBuilder(replace(d.new, spec=spec), [], {}, drawer, {})
     ro, rn = _results(d.old), _results(d.new)
     groups: dict[tuple[str, str], list[PairDiff]] = defaultdict(list)
     for p in d.pairs:
@@ -293,16 +279,22 @@ def _plain(p: PairDiff, pair: tuple[Generation, Generation], granularity: Granul
 
 def diff_html(d: RunDiff) -> str:
     """The comparison report: one section per (prompt, model), the findings' changes, what one run lacks."""
-    from reportgen.render import make_jinja_env, plotly_js, read_asset
+    from reportgen.render import PlotlyDrawer, make_jinja_env, plotly_bundle, plotly_js_packed, plotly_templates_json, read_asset
 
-    env = make_jinja_env()
-    return env.get_template("diff.html").render(
-        d=d,
-        sections=_sections(d),
-        css=Markup(read_asset("report.css")),
-        js=Markup(read_asset("report.js")),
-        plotly_js=Markup(plotly_js()),
-        version=__version__,
+    drawer = PlotlyDrawer()
+    sections = _sections(d, drawer)
+    return (
+        make_jinja_env()
+        .get_template("diff.html")
+        .render(
+            d=d,
+            sections=sections,
+            css=Markup(read_asset("report.css")),
+            js=Markup(read_asset("report.js")),
+            plotly=plotly_js_packed(plotly_bundle(drawer.trace_types)),
+            plotly_templates=plotly_templates_json(drawer.templates),
+            version=__version__,
+        )
     )
 
 

@@ -18,12 +18,15 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jinja2
 from markupsafe import Markup
 
 from reportgen.unicode import neutralise
+
+if TYPE_CHECKING:
+    from reportgen.report import FigureBlock
 
 #: Plotly ``config`` used for every figure in a report: every feature that can reach a network
 #: (the logo link, sending the figure to Plotly's cloud) is off; plotly.js has no server URL by default.
@@ -215,6 +218,29 @@ def plotly_div(fig: Any, div_id: str, templates: dict[str, str] | None = None, t
         f'<div id="{div_id}" class="plotly-graph-div lazy-figure" style="{style}"></div>'
         f'<script type="text/plain" class="figure-data" data-for="{div_id}">{_script_safe(call)}</script>'
     )
+
+
+class PlotlyDrawer:
+    """Figures as interactive Plotly ``<div>`` elements (plotly.js is inlined once per page).
+
+    ``templates``: each distinct layout template of the figures drawn (JSON → name); the page
+    holds each once and the figures name theirs. ``trace_types``: what the figures need of
+    plotly.js (the page inlines the partial bundle when it has them all).
+    """
+
+    interactive = True
+
+    def __init__(self) -> None:
+        self.templates: dict[str, str] = {}
+        self.trace_types: set[str] = set()
+
+    def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
+        return spec_limit, f"report.max_heatmap_cells={spec_limit}"
+
+    def draw(self, fig: Any, fid: str, title: str, caption: str) -> FigureBlock:
+        from reportgen.report import FigureBlock  # reportgen.report imports this module
+
+        return FigureBlock(fid, title, caption, plotly_div(fig, fid, self.templates, self.trace_types))
 
 
 def plotly_templates_json(templates: dict[str, str]) -> Markup:

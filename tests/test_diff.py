@@ -20,10 +20,10 @@ from reportgen.cli import main
 from reportgen.data import Finding, Generation
 from reportgen.diff import diff_json, diff_runs
 from reportgen.plugins import Registry, get_plugin_manager
+from reportgen.render import PlotlyDrawer
 from reportgen.report import build_context
 from reportgen.report.comparison import align, delta
 from reportgen.runner import RunOptions, run_audit
-from reportgen_plugins.renderers.html import PlotlyDrawer
 from tests.conftest import REPO, TinyLoader
 from tests.report_fixtures import make_run, render_context
 

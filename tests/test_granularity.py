@@ -164,8 +164,8 @@ def test_shape_mismatch_and_unknown_granularity() -> None:
 def test_method_views_per_word_when_the_spec_asks() -> None:
     import dataclasses
 
+    from reportgen.render import PlotlyDrawer
     from reportgen.report import build_context
-    from reportgen_plugins.renderers.html import PlotlyDrawer
     from tests.report_fixtures import make_run, render_context
 
     run = make_run(models=1)

@@ -19,10 +19,10 @@ from reportgen import hookimpl
 from reportgen.aggregate import intensity, token_importance
 from reportgen.data import FigureSpec
 from reportgen.figures import block_factors, block_mean, downsample, heatmap, slug, token_colours
-from reportgen.render import PACK_ESCAPED, make_jinja_env, markdown_html, pack7, plotly_div, plotly_js, script_json
+from reportgen.render import PACK_ESCAPED, PlotlyDrawer, make_jinja_env, markdown_html, pack7, plotly_div, plotly_js, script_json
 from reportgen.report import build_context
 from reportgen.results import dumps, run_to_json
-from reportgen_plugins.renderers.html import HtmlRenderer, PlotlyDrawer
+from reportgen_plugins.renderers.html import HtmlRenderer
 
 
 class Page(HTMLParser):

@@ -12,9 +12,9 @@ import pytest
 from report_fixtures import DETECTORS, html_of, make_figures, make_run, render_context
 
 from reportgen.plugins import get_registry
+from reportgen.render import PlotlyDrawer
 from reportgen.report import build_context
 from reportgen.runner import render
-from reportgen_plugins.renderers.html import PlotlyDrawer
 from reportgen_plugins.renderers.pdf import KaleidoExporter, SvgDrawer
 
 pypdf = pytest.importorskip("pypdf")

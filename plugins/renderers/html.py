@@ -1,7 +1,7 @@
 """The self-contained interactive HTML report (renderer format ``html``).
 
 The report model comes from the host (:func:`reportgen.report.build_context`); this renderer
-only draws figures as Plotly ``<div>`` elements (:class:`PlotlyDrawer`) and prints the model
+only draws figures as Plotly ``<div>`` elements (:class:`reportgen.render.PlotlyDrawer`) and prints the model
 with ``templates/report.html``. The output is one file: CSS, the small ``report.js`` and
 plotly.js (once, gzip-compressed: :func:`reportgen.render.plotly_js_packed`; the partial
 cartesian bundle when the figures need nothing else) are inlined, nothing
@@ -17,42 +17,21 @@ against those results and the page against a fresh rendering of them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from markupsafe import Markup
 
 from reportgen import __version__
 from reportgen.manifest import evidence, evidence_json
 from reportgen.plugin_api import RenderContext, Renderer
-from reportgen.render import plotly_bundle, plotly_div, plotly_js_packed, plotly_templates_json, read_asset
-from reportgen.report import FigureBlock, build_context
+from reportgen.render import PlotlyDrawer, plotly_bundle, plotly_js_packed, plotly_templates_json, read_asset
+from reportgen.report import build_context
 from reportgen.report.provenance import run_reference
 from reportgen.results import dumps_data, run_to_json
 from reportgen_plugins.renderers.html_index import SEVERITIES, index_rows
 
 #: Prompt sections shown open when the page loads; the others start collapsed.
 OPEN_SECTIONS = 3
-
-
-class PlotlyDrawer:
-    """Figures as interactive Plotly ``<div>`` elements (plotly.js is inlined once per page).
-
-    ``templates``: each distinct layout template of the figures drawn (JSON → name); the page
-    holds each once and the figures name theirs. ``trace_types``: what the figures need of
-    plotly.js (the page inlines the partial bundle when it has them all).
-    """
-
-    interactive = True
-
-    def __init__(self) -> None:
-        self.templates: dict[str, str] = {}
-        self.trace_types: set[str] = set()
-
-    def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
-        return spec_limit, f"report.max_heatmap_cells={spec_limit}"
-
-    def draw(self, fig: Any, fid: str, title: str, caption: str) -> FigureBlock:
-        return FigureBlock(fid, title, caption, plotly_div(fig, fid, self.templates, self.trace_types))
 
 
 def render_html(ctx: RenderContext) -> str:
