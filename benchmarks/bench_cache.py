@@ -35,7 +35,7 @@ def run(out: Path, cache: Path) -> tuple[float, float, dict[str, Any], str]:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
     if done.returncode != 0:
-        sys.exit(f"reportgen run failed (exit {done.returncode}):\n{done.stderr}")
+        sys.exit(f"reportgen run failed (exit {done.returncode}) after {seconds:.1f} s wall, {cpu:.1f} s CPU:\n{done.stderr}")
     jobs = json.loads((out / "results.json").read_text("utf-8"))["provenance"]["jobs"]
     return seconds, cpu, jobs, done.stderr
 
