@@ -276,6 +276,18 @@ def test_html_timeline_shows_each_turns_share(conversation_run: Any) -> None:
     assert "Roles: a line under every token" in html
 
 
+def test_pdf_prints_the_timeline_and_temporal_tables(conversation_run: Any) -> None:
+    from reportgen_plugins.renderers.pdf import KaleidoExporter, SvgDrawer, render_html_for_pdf
+    from tests.report_fixtures import render_context
+
+    run, _written, _tmp = conversation_run
+    html = render_html_for_pdf(render_context(run), SvgDrawer(KaleidoExporter(False)))
+    assert '<div class="conversation"' in html and '<details class="conversation"' not in html  # print: no collapsing
+    # system, user 1, the generated reply 1, user 2, the template opening reply 2, and reply 2 (the attributed output)
+    assert html.count('<tr class="timeline-row') == 6
+    assert "Temporal aggregation (eq. 11)" in html and '<td class="num alpha">0.5</td>' in html
+
+
 browser = test_browser.browser  # the headless Chromium fixture (tests/test_browser.py)
 
 
