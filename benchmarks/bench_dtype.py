@@ -10,9 +10,11 @@ explained by the model loaded in each dtype (the loader's ``dtype``). Per method
 Token importance: PAS's attribution score; for matrix methods the sum of the input token's row
 of the attribution matrix over the response tokens. DBSA is not compared: its scores come from
 sampled responses, and a half-precision model samples other responses, so differences measure
-sampling noise, not precision. Run::
+sampling noise, not precision. Run (``OMP_NUM_THREADS=1`` on a shared, oversubscribed machine: with
+two threads per process there, every parallel region waits for the other thread's timeslice, and
+saliency took 405 s instead of 16 s)::
 
-    .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16]
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from reportgen_plugins.jacobian.scopes import FisherScope, SemanticScope
 from reportgen_plugins.models.loaders import EmbeddedLoader
 from reportgen_plugins.pas.method import ProbabilisticMethod
 
-CASES: list[tuple[str, Any, dict[str, Any]]] = [
-    ("inseq.saliency", lambda: InseqMethod("saliency"), {}),
-    ("inseq.input_x_gradient", lambda: InseqMethod("input_x_gradient"), {}),
-    ("probabilistic fast", ProbabilisticMethod, {"mode": "fast", "max_candidates": 32, "tail_samples": 0, "neighbours": 8}),
+CASES: list[tuple[str, Any, dict[str, Any]]] = [  # cheapest first: each row is printed as soon as it is measured
     ("jacobian.semantic", SemanticScope, {}),
     ("jacobian.fisher low_rank", FisherScope, {"fisher_mode": "low_rank", "rank": 4}),
+    ("probabilistic fast", ProbabilisticMethod, {"mode": "fast", "max_candidates": 32, "tail_samples": 0, "neighbours": 8}),
+    ("inseq.input_x_gradient", lambda: InseqMethod("input_x_gradient"), {}),
+    ("inseq.saliency", lambda: InseqMethod("saliency"), {}),
 ]
 
 
@@ -58,15 +60,26 @@ def importance(r: AttributionResult, gen: Generation) -> np.ndarray:
     return np.nansum(np.asarray(r.matrix, dtype=np.float64)[user], axis=1)
 
 
-def run(loaded: LoadedModel, gen: Generation) -> dict[str, tuple[np.ndarray, float]]:
+def run(
+    loaded: LoadedModel, gen: Generation, ref: dict[str, tuple[np.ndarray, float]] | None = None
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Every case on ``gen``; with ``ref`` (the float32 run), print each one's error row as soon as it is done."""
     out: dict[str, tuple[np.ndarray, float]] = {}
+    dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
     for label, make, opts in CASES:
         m = make()
         ctx = AttributionContext(model=loaded, generation=gen, options=m.options_model(**opts), seed=0, cache=Cache(None))
         t0 = time.perf_counter()
         res = m.attribute(ctx)
         out[label] = (importance(res, gen), time.perf_counter() - t0)
-        print(f"  {label} ({next(loaded.model.parameters()).dtype}): {out[label][1]:.1f} s", flush=True)
+        if ref is not None:
+            a, s = out[label]
+            r, s_ref = ref[label]
+            ok = np.isfinite(a) & np.isfinite(r)
+            d = float(np.max(np.abs(a[ok] - r[ok])))
+            rel = d / max(float(np.max(np.abs(r[ok]))), 1e-300)
+            rho = float(spearmanr(a[ok], r[ok]).statistic)
+            print(f"{label:26s} {dtype:9s} {d:10.3g} {rel:8.2%} {rho:9.3f} {s_ref:9.1f} {s:7.1f}", flush=True)
     return out
 
 
@@ -87,18 +100,9 @@ def main() -> None:
     print(f"{'method':26s} {'dtype':9s} {'max |Δ|':>10s} {'rel':>8s} {'Spearman':>9s} {'s (fp32)':>9s} {'s':>7s}")
     for dtype in args.dtypes:
         try:
-            got = run(load(dtype), gen)
+            run(load(dtype), gen, ref)
         except RuntimeError as exc:  # a CPU kernel missing for this dtype
             print(f"{dtype}: not run on this CPU ({str(exc).splitlines()[0]})")
-            continue
-        for label, _, _ in CASES:
-            a, s = got[label]
-            r, s_ref = ref[label]
-            ok = np.isfinite(a) & np.isfinite(r)
-            d = float(np.max(np.abs(a[ok] - r[ok])))
-            rel = d / max(float(np.max(np.abs(r[ok]))), 1e-300)
-            rho = float(spearmanr(a[ok], r[ok]).statistic)
-            print(f"{label:26s} {dtype:9s} {d:10.3g} {rel:8.2%} {rho:9.3f} {s_ref:9.1f} {s:7.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ a question; the model answers greedily with ``--response`` tokens (default 50). 
 made once; then every method runs in a fresh subprocess (so one that runs out of memory does not
 stop the others), which loads the model, runs the method and reports its wall time and the
 process's peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), once after the
-model load and once at the end: "peak" is the whole process, "Δ" what the method added.
+model load and once at the end: "peak" is the whole process, "Δ" what the method added. A method
+still running after ``--timeout`` seconds reports the peak so far and "timed out".
 
 PAS and DBSA are measured at sentence units (token-level PAS needs a forward per candidate per
-position: about n × 64 × (n + t) token-forwards, hours at 1,000 tokens on a CPU). Run::
+position: about n × 64 × (n + t) token-forwards, hours at 1,000 tokens on a CPU). Run
+(``OMP_NUM_THREADS=1`` on a shared machine, see bench_dtype.py)::
 
-    .venv/bin/python benchmarks/bench_long_prompt.py [--tokens 1000] [--response 50] [--only NAME ...]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_prompt.py [--tokens 1000] [--response 50] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -111,8 +113,12 @@ def make_generation(tokens: int, response: int, path: Path) -> None:
     print(f"prompt n={gen.n} tokens ({len(context)} paragraphs), response t={gen.t}: {gen.response_text[:80]!r}…", flush=True)
 
 
-def child(label: str, gen_path: str) -> None:
-    """Runs in the subprocess: load, run one method, print one JSON line."""
+def child(label: str, gen_path: str, budget: float) -> None:
+    """Runs in the subprocess: load, run one method, print one JSON line (after ``budget`` seconds of the
+    method at the latest: then with the peak memory so far and ``timed out``)."""
+    import os
+    import threading
+
     from reportgen.cache import Cache
     from reportgen.data import Generation
     from reportgen.plugin_api import AttributionContext
@@ -127,6 +133,12 @@ def child(label: str, gen_path: str) -> None:
     make = {"jacobian.semantic": SemanticScope, "jacobian.fisher": FisherScope, "probabilistic": ProbabilisticMethod, "dbsa": DBSA}
     method = InseqMethod(name.split(".", 1)[1]) if name.startswith("inseq.") else make[name]()
     base = rss_mib()
+
+    def give_up() -> None:
+        print(json.dumps({"seconds": budget, "base_mib": base, "peak_mib": rss_mib(), "status": "timed out"}), flush=True)
+        os._exit(0)
+
+    threading.Timer(budget, give_up).start()
     ctx = AttributionContext(
         model=loaded,
         generation=gen,
@@ -139,6 +151,7 @@ def child(label: str, gen_path: str) -> None:
     res = method.attribute(ctx)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "base_mib": base, "peak_mib": rss_mib(), "status": res.status}), flush=True)
+    os._exit(0)
 
 
 def main() -> None:
@@ -146,11 +159,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1000)
     ap.add_argument("--response", type=int, default=50)
     ap.add_argument("--only", nargs="*", default=[], help="substrings of the method labels to run")
-    ap.add_argument("--timeout", type=int, default=900, help="seconds per method")
-    ap.add_argument("--child", nargs=2, metavar=("LABEL", "GENERATION"), help=argparse.SUPPRESS)
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per method (model load not counted)")
+    ap.add_argument("--child", nargs=3, metavar=("LABEL", "GENERATION", "BUDGET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(args.child[0], args.child[1], float(args.child[2]))
         return
     with tempfile.TemporaryDirectory() as tmp:
         gen_path = Path(tmp) / "generation.json"
@@ -159,9 +172,9 @@ def main() -> None:
         for label in METHODS:
             if args.only and not any(o in label for o in args.only):
                 continue
-            cmd = [sys.executable, __file__, "--child", label, str(gen_path)]
+            cmd = [sys.executable, __file__, "--child", label, str(gen_path), str(args.timeout)]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout + 300, check=False)
             except subprocess.TimeoutExpired:
                 print(f"{label:26s} {'>' + str(args.timeout):>8s} {'':>9s} {'':>7s}  timed out", flush=True)
                 continue
@@ -171,7 +184,8 @@ def main() -> None:
                 print(f"{label:26s} {'':>8s} {'':>9s} {'':>7s}  failed, exit {proc.returncode}: {why}", flush=True)
                 continue
             r = json.loads(lines[-1])
-            print(f"{label:26s} {r['seconds']:8.1f} {r['peak_mib']:9.0f} {r['peak_mib'] - r['base_mib']:7.0f}  {r['status']}", flush=True)
+            secs = f"{r['seconds']:8.1f}" if r["status"] != "timed out" else f"{'>' + str(args.timeout):>8s}"
+            print(f"{label:26s} {secs} {r['peak_mib']:9.0f} {r['peak_mib'] - r['base_mib']:7.0f}  {r['status']}", flush=True)
 
 
 if __name__ == "__main__":
