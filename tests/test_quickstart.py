@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from markupsafe import escape
 from plotly.offline import get_plotlyjs
 from test_browser import DRAWN, browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
@@ -73,6 +74,32 @@ def test_quickstart_results(quickstart: Path) -> None:
     assert user.strip() == "What is the capital of France?"
 
 
+def _section(html: str, start: str) -> str:
+    """The report's HTML from ``start`` to the end of that section."""
+    i = html.index(start)
+    return html[i : html.index("</section>", i)]
+
+
+def test_quickstart_has_the_faithfulness_scorecard(quickstart: Path) -> None:
+    data = json.loads((quickstart / "results.json").read_text("utf-8"))
+    (ev,) = data["evaluations"]
+    assert ev["evaluator"] == "faithfulness" and ev["status"] == "ok", ev.get("reason")
+    rec = ev["recommendation"]
+    assert rec["verdict"] in ("recommend", "no_clear_winner", "too_thin") and rec["headline"]
+    methods = {r["label"] or r["method"] for r in data["results"] if r["status"] == "ok"}
+    scored = {s["method"]: s for s in ev["scores"] if not s["reference"]}
+    assert methods <= set(scored)  # every method that ran is on the scorecard
+    core = {"naopc", "aopc", "insertion_norm", "infidelity", "comprehensiveness", "sufficiency"}
+    assert core <= {m["name"] for m in ev["metrics"]}
+    for s in scored.values():  # results.json holds the metrics of every method
+        assert core <= set(s["values"]), (s["method"], core - set(s["values"]))
+    assert {p["prompt"] for p in ev["prompts"]} == {g["prompt_id"] for g in data["generations"]}
+    html = (quickstart / "report.html").read_text("utf-8")
+    card = _section(html, 'class="section evaluation"')
+    assert "Which attributions can you trust?" in card and "Scorecard" in card
+    assert str(escape(rec["headline"])) in card  # as Jinja escapes it
+
+
 def test_quickstart_html_is_self_contained(quickstart: Path) -> None:
     html = (quickstart / "report.html").read_text("utf-8")
     parser = _Refs()
@@ -103,6 +130,8 @@ def test_quickstart_pdf_reads_back(quickstart: Path) -> None:
     reader = pypdf.PdfReader(str(quickstart / "report.pdf"))
     text = "".join(page.extract_text() or "" for page in reader.pages[:3])
     assert "Quickstart audit" in text
+    everything = "".join(page.extract_text() or "" for page in reader.pages)
+    assert "Which attributions can you trust?" in everything and "Scorecard" in everything
     attached = reader.attachments
     assert "results.json" in attached
     data = json.loads(attached["results.json"][0])
