@@ -46,6 +46,17 @@ def turn_messages(prompt: Any, outputs: Sequence[str | None], k: int) -> list[di
     return msgs
 
 
+def spec_messages(prompt: Any) -> list[tuple[str, str]]:
+    """(role, text) of a prompt's messages as the spec gives them; a ``turns`` prompt's replies
+    that the model writes itself are named, not quoted (they differ from model to model)."""
+    if prompt.text is not None:
+        return [("user", prompt.text)]
+    if prompt.turns is None:
+        return [(m.role, m.content) for m in prompt.messages or []]
+    outputs = [f"(the model's own reply to turn {i})" for i in range(1, len(prompt.turns) + 1)]
+    return [(m["role"], m["content"]) for m in turn_messages(prompt, outputs, len(prompt.turns))]
+
+
 def message_turns(roles: Sequence[str]) -> list[int]:
     """Turn index (1-based) of each message: an assistant message closes its turn."""
     turn, out = 1, []

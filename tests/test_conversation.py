@@ -44,6 +44,22 @@ def test_eq8_turn_inputs_hold_earlier_inputs_and_the_models_own_replies() -> Non
         turn_messages(p, [None, None], 2)
 
 
+def test_spec_messages_name_the_replies_the_model_writes() -> None:
+    from reportgen.conversation import spec_messages
+
+    p = _prompt(system="S", turns=[{"user": "U1"}, {"user": "U2", "assistant": "P"}, {"tool": "T", "user": "U3"}])
+    assert spec_messages(p) == [
+        ("system", "S"),
+        ("user", "U1"),
+        ("assistant", "(the model's own reply to turn 1)"),
+        ("user", "U2"),
+        ("assistant", "P"),
+        ("tool", "T"),
+        ("user", "U3"),
+    ]
+    assert spec_messages(_prompt(text="hi")) == [("user", "hi")]
+
+
 def test_message_turns_and_token_roles_on_a_hand_built_template() -> None:
     roles = ["system", "user", "assistant", "tool", "user"]
     assert message_turns(roles) == [1, 1, 1, 2, 2]
@@ -274,6 +290,11 @@ def test_html_timeline_shows_each_turns_share(conversation_run: Any) -> None:
     # every input token of the panels carries its role
     assert html.count('data-role="system"') >= g.input_roles.count("system")
     assert "Roles: a line under every token" in html
+    # …in every view of the input and the response (method views, the blend, the plain tokens)
+    views = re.findall(r'<div class="tokens" data-side="(\w+)">(.*?)</div>', html, re.S)
+    assert views and all(body.count('<span class="tok') == body.count("data-role=") for _side, body in views)
+    # the prompt's messages as the spec gives them, the model's own reply named, not quoted
+    assert "(the model&#39;s own reply to turn 1)" in html
 
 
 def test_pdf_prints_the_timeline_and_temporal_tables(conversation_run: Any) -> None:

@@ -57,11 +57,15 @@ def _mark_panel(panel: Panel, g: Generation) -> Panel:
     def method(v: MethodView) -> MethodView:
         return replace(v, input_toks=_mark(v.input_toks, roles, turns), output_toks=_mark(v.output_toks, out_roles, out_turns))
 
+    blend = panel.blend
+    if blend is not None:
+        blend = replace(blend, input_toks=_mark(blend.input_toks, roles, turns), output_toks=_mark(blend.output_toks, out_roles, out_turns))
     return replace(
         panel,
         plain_input=_mark(panel.plain_input, roles, turns),
         plain_output=_mark(panel.plain_output, out_roles, out_turns),
         methods=tuple(method(v) for v in panel.methods),
+        blend=blend,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from reportgen.conversation import spec_messages
 from reportgen.data import AttributionResult
 from reportgen.report.findings import TOP_FINDINGS
 from reportgen.report.model import (
@@ -87,7 +88,7 @@ PREVIEW = 280
 
 def message_rows(p: PromptSpec) -> tuple[MessageRow, ...]:
     """Every message of a prompt with its role (a plain-text prompt is one user message)."""
-    msgs = [("user", p.text)] if p.text is not None else [(m.role, m.content) for m in p.messages or []]
+    msgs = spec_messages(p)
     return tuple(MessageRow(role, text, text[:PREVIEW].rstrip() + "…" if len(text) > LONG_MESSAGE else "") for role, text in msgs)
 
 
