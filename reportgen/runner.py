@@ -57,6 +57,7 @@ from reportgen.plugin_api import (
 )
 from reportgen.plugins import Registry, get_registry
 from reportgen.render import make_jinja_env
+from reportgen.signing_dsse import SUFFIX as ENVELOPE_SUFFIX
 from reportgen.spec import (
     AuditSpec,
     ModelSpec,
@@ -545,9 +546,11 @@ def own_report_files(registry: Registry) -> set[str]:
 def remove_stale_reports(registry: Registry, out_dir: Path, written: Iterable[str], log: Callable[[str], None]) -> list[str]:
     """Remove report files an earlier run left in ``out_dir`` that this run did not write.
 
-    Only reportgen's own names are candidates (:func:`own_report_files`, and the ``.partial``
-    and atomic-write ``.tmp`` leftovers of those names); anything else is never touched.
-    Returns the names removed, each also passed to ``log``.
+    Only reportgen's own names are candidates (:func:`own_report_files`, the ``.partial`` and
+    atomic-write ``.tmp`` leftovers of those names, and their signature envelopes
+    ``NAME.dsse.json``, which sign content this run replaced: ``run --sign`` writes new ones
+    afterwards); anything else is never touched. Returns the names removed, each also passed
+    to ``log``.
     """
     own = own_report_files(registry)
     keep = {Path(p).name for p in written}
@@ -563,6 +566,8 @@ def remove_stale_reports(registry: Registry, out_dir: Path, written: Iterable[st
             why = f"left by an earlier run; this run wrote {', '.join(sorted(keep)) or 'no report'}"
         elif m is not None and m.group("name") in own:
             why = "an unfinished write of an earlier run"
+        elif path.name.endswith(ENVELOPE_SUFFIX) and path.name.removesuffix(ENVELOPE_SUFFIX) in own:
+            why = "the signature of an earlier run's file"
         else:
             continue
         try:

@@ -318,7 +318,9 @@ def test_reports_an_earlier_run_left_are_removed_and_nothing_else(tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     stale = {"report.pdf": b"%PDF old", ".report.pdf.partial": b"%PDF half", ".results.json.ab12cd_9.tmp": b"{"}
+    stale |= {"results.json.dsse.json": b"{}", "report.pdf.dsse.json": b"{}"}  # signatures of the earlier files
     kept = {"notes.txt": b"mine", "report.pdf.bak": b"mine", "report.md": b"mine", ".partial": b"mine", "results.json.old": b"{}"}
+    kept |= {"notes.txt.dsse.json": b"{}"}
     for name, data in {**stale, **kept}.items():
         (out / name).write_bytes(data)
     (out / "sub").mkdir()
@@ -332,7 +334,8 @@ def test_reports_an_earlier_run_left_are_removed_and_nothing_else(tmp_path: Path
     assert all((out / n).read_bytes() == d for n, d in kept.items())
     assert (out / "sub" / "report.pdf").exists()  # only the output folder itself, never below it
     removed = sorted(line for line in logs if line.startswith("removed "))
-    assert len(removed) == 3
+    assert len(removed) == 5
+    assert f"removed {out / 'results.json.dsse.json'}: the signature of an earlier run's file" in removed
     assert (
         f"removed {out / 'report.pdf'}: left by an earlier run; this run wrote provenance.intoto.json, report.html, results.json" in removed
     )
