@@ -5,9 +5,9 @@ their display forms spell (byte marks left out): a token belongs to the unit hol
 non-whitespace character; a token of white space only joins the unit of the next token (the
 previous one at the end of a run). Units never cross a template/special token.
 
-* ``word``: :data:`reportgen.generate.WORD_RE` matches (a word, a number, or one punctuation mark);
-* ``sentence``: split after ``. ! ? …`` (and closing quotes or brackets right after them) followed
-  by white space, and at line breaks;
+* ``word`` and ``sentence``: the words and sentences of :mod:`reportgen.granularity`
+  (:func:`~reportgen.granularity.word_spans`, :func:`~reportgen.granularity.sentence_spans`),
+  the same units the report aggregates attributions to;
 * ``spans``: the spec's spans, each a substring (every occurrence in user content) or a
   ``[start, end)`` character range of the prompt text; tokens outside every span form no unit.
 """
@@ -20,13 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from reportgen.generate import WORD_RE
+from reportgen.granularity import char_spans, plain_text, sentence_spans, word_spans
 
 UnitsKind = Literal["token", "word", "sentence", "spans"]
 #: A spec span: a substring of the prompt, or a [start, end) character range of the prompt text.
 SpanSpec = str | tuple[int, int]
-
-SENTENCE_END_RE = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|\n")
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,6 @@ def check_spans(units: str, spans: Sequence[SpanSpec], option: str = "units") ->
             raise ValueError(f"span {list(s)} is not a character range [start, end) with 0 <= start < end")
 
 
-def token_texts(tokens: Sequence[str]) -> list[str]:
-    """Each display token's characters without its byte marks (see :class:`reportgen.data.TokenText`)."""
-    out = []
-    for tok in tokens:
-        text, at = "", 0
-        for a, b in getattr(tok, "byte_spans", ()):
-            text += tok[at:a]
-            at = b
-        out.append(text + tok[at:])
-    return out
-
-
-def _sentence_cores(text: str) -> list[tuple[int, int]]:
-    cores, at = [], 0
-    for m in SENTENCE_END_RE.finditer(text):
-        cores.append((at, m.end()))
-        at = m.end()
-    return [*cores, (at, len(text))]
-
-
 def _span_cores(text: str, user: list[bool], spans: Sequence[SpanSpec]) -> list[tuple[int, int]]:
     cores: list[tuple[int, int]] = []
     for s in spans:
@@ -93,12 +71,7 @@ def _span_cores(text: str, user: list[bool], spans: Sequence[SpanSpec]) -> list[
 
 def prompt_units(tokens: Sequence[str], special: Sequence[bool], kind: UnitsKind, spans: Sequence[SpanSpec] = ()) -> list[PromptUnit]:
     """The units of kind ``kind`` over the user-content display tokens (``token``: one unit per token)."""
-    pieces = token_texts(tokens)
-    offsets, at = [], 0
-    for p in pieces:
-        offsets.append((at, at + len(p)))
-        at += len(p)
-    return text_units("".join(pieces), offsets, special, kind, spans)
+    return text_units(plain_text(tokens), char_spans(tokens), special, kind, spans)
 
 
 def text_units(
@@ -113,9 +86,9 @@ def text_units(
     if kind == "token":
         return [PromptUnit(text[a:b], (i,), a, b) for i, (a, b) in enumerate(offsets) if not special[i]]
     if kind == "word":
-        cores = [m.span() for m in WORD_RE.finditer(text)]
+        cores = word_spans(text)
     elif kind == "sentence":
-        cores = _sentence_cores(text)
+        cores = sentence_spans(text)
     else:
         cores = _span_cores(text, user, spans)
     # each token → the core holding its first non-whitespace character (None: white space only, or no core)
