@@ -480,6 +480,66 @@
     box.addEventListener("change", apply);
   }
 
+  // ---- synchronised hover in the model comparison (reportgen.report.comparison.sync_hover) ----
+  // Each unit's value and its aligned partner come from the view's script.sync-data (read on the first
+  // hover or focus); hovering or focusing a unit outlines it and its partner and writes both values and
+  // Δ = left − right under the view. Units are focusable for keyboard users.
+  function setupSyncHover(view) {
+    var grid = view.querySelector(".side-by-side[data-sync]");
+    var holder = view.querySelector("script.sync-data");
+    var readout = view.querySelector(".sync-readout");
+    if (!grid || !holder || !readout) { return; }
+    var data = null, lit = [], hint = readout.textContent;
+    var names = { left: readout.getAttribute("data-left"), right: readout.getAttribute("data-right") };
+    var other = { left: "right", right: "left" };
+    grid.querySelectorAll(".tok").forEach(function (sp) { sp.setAttribute("tabindex", "0"); });
+    function unitOf(el) {
+      var sp = el && el.closest ? el.closest(".tok") : null;
+      var box = sp && sp.closest(".tokens");
+      var block = box && box.closest(".tokens-block[data-model]");
+      if (!block || !grid.contains(block)) { return null; }
+      return { span: sp, model: block.getAttribute("data-model"), kind: box.getAttribute("data-side"), i: parseInt(sp.getAttribute("data-i"), 10) };
+    }
+    function spanAt(model, kind, i) {
+      return grid.querySelector('.tokens-block[data-model="' + model + '"] .tokens[data-side="' + kind + '"] .tok[data-i="' + i + '"]');
+    }
+    function clear() {
+      lit.forEach(function (sp) { sp.classList.remove("sync-hovered"); sp.classList.remove("sync-partner"); });
+      lit = [];
+      readout.textContent = hint;
+      ["data-unit", "data-left-value", "data-right-value", "data-delta"].forEach(function (a) { readout.removeAttribute(a); });
+    }
+    function show(u) {
+      if (data === null) { data = JSON.parse(holder.textContent); }
+      var mine = data[u.model][u.kind];
+      if (!mine || !(u.i >= 0 && u.i < mine.v.length)) { return; }
+      clear();
+      u.span.classList.add("sync-hovered"); lit.push(u.span);
+      var word = "\u2018" + u.span.textContent.trim() + "\u2019", j = mine.p[u.i];
+      readout.setAttribute("data-unit", u.model + ":" + u.kind + ":" + u.i);
+      if (j === null || j === undefined) {
+        readout.textContent = word + " \u00b7 " + names[u.model] + " " + fmt(mine.v[u.i]) + " \u00b7 no counterpart in " + names[other[u.model]];
+        return;
+      }
+      var partner = spanAt(other[u.model], u.kind, j);
+      if (partner) { partner.classList.add("sync-partner"); lit.push(partner); }
+      var vs = {};
+      vs[u.model] = mine.v[u.i];
+      vs[other[u.model]] = data[other[u.model]][u.kind].v[j];
+      var l = vs.left, r = vs.right, d = l === null || r === null ? null : l - r;
+      readout.setAttribute("data-left-value", String(l));
+      readout.setAttribute("data-right-value", String(r));
+      readout.setAttribute("data-delta", String(d));
+      readout.textContent = word + " \u00b7 " + names.left + " " + fmt(l) + " \u00b7 " + names.right + " " + fmt(r) + " \u00b7 \u0394 " + fmt(d);
+    }
+    function on(ev) { var u = unitOf(ev.target); if (u) { show(u); } }
+    grid.addEventListener("mouseover", on);
+    grid.addEventListener("focusin", on);
+    grid.addEventListener("mouseleave", clear);
+    grid.addEventListener("focusout", function (ev) { if (!unitOf(ev.relatedTarget)) { clear(); } });
+  }
+  // ---- end of the synchronised hover ----
+
   // On paper every method view is shown (report.css); open the collapsed score tables too.
   window.addEventListener("beforeprint", function () {
     document.querySelectorAll("details").forEach(function (d) { d.setAttribute("open", ""); });
@@ -491,6 +551,7 @@
     window.addEventListener("hashchange", openTarget);
     if (location.hash) { openTarget(); }
     document.querySelectorAll(".switchable").forEach(setupSwitch);
+    document.querySelectorAll("article.comparison .view").forEach(setupSyncHover);
     document.querySelectorAll("article.panel").forEach(function (panel) {
       setupWindow(panel);
       own(panel, ".method-view").forEach(function (v) { setupHover(v, panel); });

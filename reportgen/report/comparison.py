@@ -13,6 +13,7 @@ compared, never positions. :func:`align` and :func:`delta` are the pure part tha
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from reportgen.aggregate import token_importance
 from reportgen.data import AttributionResult, Generation
 from reportgen.figures import heatmap, slug
 from reportgen.granularity import Granularity, Units, aggregate_matrix, aggregate_vector, units
-from reportgen.report.model import CompareMethod, Comparison, Tok
+from reportgen.report.model import CompareMethod, Comparison, SyncHover, SyncUnits, Tok
 from reportgen.report.panels import matrix_or_none, primary_score
 from reportgen.report.text import output_special, token_views
 
@@ -183,22 +184,48 @@ def note_for(al: Alignment, what: str, names: tuple[str, str]) -> str:
     return text
 
 
-def _views(b: ReportBuilder, al_in: Units, al_out: Units, m: np.ndarray, signed: bool) -> tuple[tuple[Tok, ...], ...]:
+Values = tuple[list[float | None], list[float | None]]  # per input unit, per response unit
+
+
+def _matrix_values(b: ReportBuilder, al_in: Units, al_out: Units, m: np.ndarray) -> Values:
+    """I(x) and I(y) (eq. 6) of each unit: the tokens' totals split over the units they cover."""
     ix, iy = token_importance(m, absolute=b.absolute)
-    ux, uy = aggregate_vector(ix, al_in), aggregate_vector(iy, al_out)
+    return aggregate_vector(ix, al_in), aggregate_vector(iy, al_out)
+
+
+def _score_values(al_in: Units, al_out: Units, r: AttributionResult, name: str) -> Values:
+    """The per-token score ``name`` of each input unit; response units have none."""
+    return aggregate_vector(r.scores[name], al_in), [None] * len(al_out.units)
+
+
+def _views(al_in: Units, al_out: Units, vals: Values, signed: bool) -> tuple[tuple[Tok, ...], ...]:
     u = al_in.granularity
     what = "I(x)" if u == "token" else f"I(x) per {u}"
     return (
-        token_views(al_in.texts, al_in.special, ux, signed, what, "input"),
-        token_views(al_out.texts, al_out.special, uy, signed, what.replace("x", "y"), "output"),
+        token_views(al_in.texts, al_in.special, vals[0], signed, what, "input"),
+        token_views(al_out.texts, al_out.special, vals[1], signed, what.replace("x", "y"), "output"),
     )
 
 
-def _score_views(al_in: Units, al_out: Units, r: AttributionResult, name: str) -> tuple[tuple[Tok, ...], ...]:
-    v = aggregate_vector(r.scores[name], al_in)
+def _score_views(al_in: Units, al_out: Units, vals: Values, signed: bool, name: str) -> tuple[tuple[Tok, ...], ...]:
     return (
-        token_views(al_in.texts, al_in.special, v, bool(r.signed), name, "input"),
+        token_views(al_in.texts, al_in.special, vals[0], signed, name, "input"),
         token_views(al_out.texts, al_out.special, None, False, "", "output"),
+    )
+
+
+def _sync_units(values: list[float | None], pairs: dict[int, int]) -> SyncUnits:
+    finite = tuple(v if v is not None and math.isfinite(v) else None for v in values)
+    return SyncUnits(finite, tuple(pairs.get(i) for i in range(len(values))))
+
+
+def sync_hover(al: Alignment, left: Values, right: Values) -> SyncHover:
+    """Each unit's value and its aligned partner on the other side (``al.rows`` / ``al.cols``)."""
+    return SyncHover(
+        left_in=_sync_units(left[0], dict(al.rows)),
+        left_out=_sync_units(left[1], dict(al.cols)),
+        right_in=_sync_units(right[0], {j: i for i, j in al.rows}),
+        right_out=_sync_units(right[1], {j: i for i, j in al.cols}),
     )
 
 
@@ -219,11 +246,13 @@ def compare_method(
     found = method_delta(al, pair, results)
     if ma is not None and mb is not None:
         signed = (bool(ra.signed) or bool(rb.signed)) and not b.absolute
-        left_in, left_out = _views(b, al.left_in, al.left_out, ma, signed)
-        right_in, right_out = _views(b, al.right_in, al.right_out, mb, signed)
+        va, vb = _matrix_values(b, al.left_in, al.left_out, ma), _matrix_values(b, al.right_in, al.right_out, mb)
+        left_in, left_out = _views(al.left_in, al.left_out, va, signed)
+        right_in, right_out = _views(al.right_in, al.right_out, vb, signed)
     elif found is not None:
-        left_in, left_out = _score_views(al.left_in, al.left_out, ra, found[0])
-        right_in, right_out = _score_views(al.right_in, al.right_out, rb, found[0])
+        va, vb = _score_values(al.left_in, al.left_out, ra, found[0]), _score_values(al.right_in, al.right_out, rb, found[0])
+        left_in, left_out = _score_views(al.left_in, al.left_out, va, bool(ra.signed), found[0])
+        right_in, right_out = _score_views(al.right_in, al.right_out, vb, bool(rb.signed), found[0])
     else:
         return None
     diff = None
@@ -249,6 +278,7 @@ def compare_method(
         right_output=right_out,
         diff=diff,
         note=why_not(al, results, names) if found is None else note_for(al, found[0], names),
+        sync=sync_hover(al, va, vb),
     )
 
 

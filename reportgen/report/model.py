@@ -118,6 +118,34 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class SyncUnits:
+    """One side's units of one kind (input or response) in a comparison: each unit's value and the
+    index of its aligned partner among the other side's units of that kind (None: unaligned)."""
+
+    values: tuple[float | None, ...]
+    partners: tuple[int | None, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"v": list(self.values), "p": list(self.partners)}
+
+
+@dataclass(frozen=True)
+class SyncHover:
+    """What the comparison view's synchronised hover reads (report.js ``setupSyncHover``)."""
+
+    left_in: SyncUnits
+    left_out: SyncUnits
+    right_in: SyncUnits
+    right_out: SyncUnits
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "left": {"in": self.left_in.to_json(), "out": self.left_out.to_json()},
+            "right": {"in": self.right_in.to_json(), "out": self.right_out.to_json()},
+        }
+
+
+@dataclass(frozen=True)
 class CompareMethod:
     key: str
     label: str
@@ -127,6 +155,7 @@ class CompareMethod:
     right_output: tuple[Tok, ...]
     diff: FigureBlock | None
     note: str
+    sync: SyncHover | None = None  # aligned partners and values for the synchronised hover
 
 
 @dataclass(frozen=True)
