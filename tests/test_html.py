@@ -560,6 +560,9 @@ def test_flatten_formats_numbers() -> None:
 
     rows = flatten({"b": {"iv": [-6.29427433013916, 40.321630646239655, None]}, "a": 1, "c": ["x", 2], "d": 0.1234567})
     assert rows == [("a", "1"), ("b.iv", "[-6.29427, 40.3216, —]"), ("c", '["x", 2]'), ("d", "0.123457")]
+    # records (a detector's candidate tokens): readable fields, token spaces shown, not raw JSON
+    top = [{"id": 4649, "p": 0.998745278, "token": " France"}, {"id": 3, "p": 0.25, "token": "\n"}]
+    assert flatten({"top": top}) == [("top", "id 4649, p 0.998745, token “␣France”; id 3, p 0.25, token “⏎”")]
 
 
 def test_info_findings_collapsed(html: str) -> None:

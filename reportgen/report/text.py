@@ -112,12 +112,24 @@ def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
         return [(prefix, fmt_number(d, 6))]
     if isinstance(d, (list, tuple)) and all((isinstance(x, (int, float)) and not isinstance(x, bool)) or x is None for x in d):
         return [(prefix, "[" + ", ".join(fmt_number(x, 6) for x in d) + "]")]
+    if isinstance(d, (list, tuple)) and d and all(isinstance(x, dict) for x in d):  # e.g. candidate tokens with p
+        return [(prefix, "; ".join(", ".join(f"{k} {_item(x[k])}" for k in sorted(x, key=str)) for x in d))]
     if isinstance(d, (list, tuple)):
         try:
             return [(prefix, json.dumps(d, ensure_ascii=False, sort_keys=True, default=str))]
         except (TypeError, ValueError):
             return [(prefix, str(d))]
     return [(prefix, "" if d is None else str(d))]
+
+
+def _item(v: Any) -> str:
+    """One field of a record in an evidence list: numbers to 6 significant digits, text quoted
+    with its spaces shown (``“␣France”``)."""
+    if isinstance(v, float):
+        return fmt_number(v, 6)
+    if isinstance(v, str):
+        return f"“{one_line(v).replace(' ', SPACE_MARK)}”"
+    return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def fmt_seconds(s: Any) -> str:
