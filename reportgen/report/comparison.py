@@ -278,7 +278,7 @@ def compare_method(
         right_output=right_out,
         diff=diff,
         note=why_not(al, results, names) if found is None else note_for(al, found[0], names),
-        sync=sync_hover(al, va, vb),
+        sync=sync_hover(al, va, vb) if b.drawer.interactive else None,  # hover: the HTML page only
     )
 
 

@@ -136,7 +136,10 @@ def unit_matrix(
 def _blend(
     b: ReportBuilder, g: Generation, results: list[AttributionResult], labels: dict[str, list[str | None]] | None
 ) -> BlendView | None:
-    """Methods toggled together and their eq. 10 mean, when two or more have same-shaped matrices."""
+    """Methods toggled together and their eq. 10 mean, when two or more have same-shaped matrices
+    (an interactive view: none on paper, where each method has its own view)."""
+    if not b.drawer.interactive:
+        return None
     mats, toks = [], None
     for r in results:
         u = unit_matrix(b, g, r)
