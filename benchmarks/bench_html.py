@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from report_fixtures import html_of
 from scale_fixtures import METHODS, synthetic_run
 from test_browser import CDP, CHROMIUM, FLAGS
+from test_browser_scale import FIGURES_IN_VIEW
 
 from reportgen.render import plotly_js
 
@@ -100,17 +101,22 @@ def poll(cdp: CDP, expr: str, timeout: float = 120) -> Any:
 
 
 #: In the page: ms since navigation once plotly.js runs and every figure in view is drawn, else 0.
-IN_VIEW_DRAWN = """(() => {
+IN_VIEW_DRAWN = f"""(() => {{
   if (document.documentElement.dataset.figures !== 'ready') return 0;
-  const inView = Array.from(document.querySelectorAll('div.lazy-figure')).filter(d => {
-    const r = d.getBoundingClientRect(); return r.height > 0 && r.bottom > 0 && r.top < innerHeight; });
-  return inView.every(d => d.dataset.drawn === 'yes') ? performance.now() : 0;
-})()"""
+  return {FIGURES_IN_VIEW}.every(d => d.dataset.drawn === 'yes') ? performance.now() : 0;
+}})()"""
+
+#: In the page: scroll the first figure to the top of the viewport at once (the page scrolls smoothly
+#: otherwise); performance.now() just before.
+SCROLL_TO_FIRST = """(() => { const t = performance.now();
+  document.querySelector('div.lazy-figure').scrollIntoView({block: 'start', behavior: 'instant'}); return t; })()"""
 
 
-def open_times(base: str, path: Path, repeat: int = 3) -> tuple[float, float, float]:
-    """Best of ``repeat`` (ms since navigation): the load event, plotly.js running, every figure in view drawn."""
-    best = [float("inf")] * 3
+def open_times(base: str, path: Path, repeat: int = 3) -> tuple[float, float, float, float]:
+    """Best of ``repeat`` (ms): since navigation, the load event, plotly.js running and every figure in
+    view drawn (at 200 prompts the first viewport holds the summary and index, no figure); then, from
+    scrolling the first figure into view, until every figure in view is drawn."""
+    best = [float("inf")] * 4
     for _ in range(repeat):
         cdp = new_page(base)
         try:
@@ -119,15 +125,17 @@ def open_times(base: str, path: Path, repeat: int = 3) -> tuple[float, float, fl
             drawn = float(poll(cdp, IN_VIEW_DRAWN))
             load = float(cdp.eval("performance.getEntriesByType('navigation')[0].loadEventEnd"))
             ready = float(cdp.eval("performance.getEntriesByName('reportgen:plotly-ready')[0].startTime"))
-            best = [min(b, v) for b, v in zip(best, (load, ready, drawn), strict=True)]
+            t0 = float(cdp.eval(SCROLL_TO_FIRST))
+            scrolled = float(poll(cdp, f"{FIGURES_IN_VIEW}.length > 0 && {IN_VIEW_DRAWN}")) - t0
+            best = [min(b, v) for b, v in zip(best, (load, ready, drawn, scrolled), strict=True)]
         finally:
             cdp.close()
-    return best[0], best[1], best[2]
+    return best[0], best[1], best[2], best[3]
 
 
 def bench_prompts(base: str, folder: Path) -> None:
     print("\n## Reports with many prompts (1 model × 3 methods, 24 × 12 matrices per prompt × method)\n")
-    head = ("prompts", "size MB", "plotly.js", "results", "figures", "rest", "load ms", "plotly ms", "drawn ms")
+    head = ("prompts", "size MB", "plotly.js", "results", "figures", "rest", "load ms", "plotly ms", "drawn ms", "scroll ms")
     print(" ".join(f"{h:>9}" for h in head))
     sizes = {}
     for k in (1, 50, 200):
@@ -136,24 +144,54 @@ def bench_prompts(base: str, folder: Path) -> None:
         path.write_text(html, "utf-8")
         p = parts(html)
         sizes[k] = len(html.encode("utf-8"))
-        load, ready, drawn = open_times(base, path)
+        load, ready, drawn, scrolled = open_times(base, path)
         print(
             f"{k:>9} {sizes[k] / MB:>9.2f} {p['plotly.js'] / MB:>9.2f} {p['results'] / MB:>9.2f} {p['figures'] / MB:>9.2f} "
-            f"{p['rest'] / MB:>9.2f} {load:>9.0f} {ready:>9.0f} {drawn:>9.0f}"
+            f"{p['rest'] / MB:>9.2f} {load:>9.0f} {ready:>9.0f} {drawn:>9.0f} {scrolled:>9.0f}"
         )
     per = (sizes[200] - sizes[50]) / (150 * len(METHODS))
     print(f"\ngrowth: {per / 1e3:.1f} KB per prompt × method (50 → 200 prompts); 200 prompts / 1 prompt = {sizes[200] / sizes[1]:.1f}×")
 
 
-#: In the page: record when the exact-value label and Plotly's hover layer change (performance.now()).
+#: In the page: for each mouse move, the first time (performance.now()) the exact-value label and
+#: Plotly's hover label change. Both are watched through the figure's container, not through a node
+#: Plotly may replace (its hover layer is rebuilt when the figure is redrawn), and a move only counts
+#: changes after it was sent (``__hover.since``).
 WATCH = """(() => {
   const fig = document.getElementById('%s'), label = fig.parentNode.querySelector('.exact-hover');
-  window.__exact = 0; window.__plotly = 0;
-  new MutationObserver(() => { window.__exact = performance.now(); }).observe(label, {childList: true, characterData: true, subtree: true});
-  const layer = fig.querySelector('.hoverlayer');
-  new MutationObserver(() => { window.__plotly = performance.now(); }).observe(layer, {childList: true, subtree: true});
+  window.__hover = {since: Infinity, exact: 0, plotly: 0};
+  const seen = (key) => { const h = window.__hover, t = performance.now(); if (t >= h.since && !h[key]) h[key] = t; };
+  new MutationObserver(() => seen('exact')).observe(label, {childList: true, characterData: true, subtree: true});
+  new MutationObserver((records) => {
+    if (records.some(r => { const n = r.target.nodeType === 1 ? r.target : r.target.parentNode; return n && n.closest('.hoverlayer'); }))
+      seen('plotly');
+  }).observe(fig, {childList: true, characterData: true, subtree: true});
   return true;
 })()"""
+
+#: Seconds a move waits for Plotly's label before it counts as not shown (the exact label always changes).
+PLOTLY_WAIT_S = 3.0
+
+
+def hover_latencies(cdp: CDP, box: list[float], moves: int = 30) -> tuple[list[float], list[float], int]:
+    """ms from each mouse move until the exact-value label and Plotly's label change, over ``moves``
+    moves to different cells (x and y each step by at least a sixth of the plot, far wider than a block);
+    also how many moves Plotly's label did not change within :data:`PLOTLY_WAIT_S`."""
+    exact: list[float] = []
+    plotly_ms: list[float] = []
+    missed = 0
+    for k in range(moves):
+        x = box[0] + box[2] * (0.1 + 0.8 * ((k * 7) % moves) / moves)
+        y = box[1] + box[3] * (0.1 + 0.8 * ((k * 11) % moves) / moves)
+        t0 = float(cdp.eval("(h => (h.exact = 0, h.plotly = 0, h.since = performance.now()))(window.__hover)"))
+        cdp.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        exact.append(float(poll(cdp, "window.__hover.exact", 10)) - t0)
+        try:
+            plotly_ms.append(float(poll(cdp, "window.__hover.plotly", PLOTLY_WAIT_S)) - t0)
+        except TimeoutError:
+            missed += 1
+        time.sleep(0.06)  # past Plotly's hover throttle (50 ms), so no move waits on the one before
+    return exact, plotly_ms, missed
 
 
 def bench_matrix(base: str, folder: Path, n: int = 1000, t: int = 500) -> None:
@@ -162,7 +200,7 @@ def bench_matrix(base: str, folder: Path, n: int = 1000, t: int = 500) -> None:
     path = folder / "matrix.html"
     path.write_text(html, "utf-8")
     p = parts(html)
-    load, ready, drawn = open_times(base, path, repeat=1)
+    load, ready, drawn, _ = open_times(base, path, repeat=1)
     size = len(html.encode()) / MB
     print(f"size {size:.2f} MB (plotly.js {p['plotly.js'] / MB:.2f}, results {p['results'] / MB:.2f}, figures {p['figures'] / MB:.2f})")
     print(f"open: load {load:.0f} ms, plotly.js running {ready:.0f} ms, figures in view drawn {drawn:.0f} ms")
@@ -180,19 +218,14 @@ def bench_matrix(base: str, folder: Path, n: int = 1000, t: int = 500) -> None:
         t_exact = float(poll(cdp, f"document.querySelector('#fig-{fid} .exact-hover').dataset.cell && performance.now()"))
         print(f"exact values ready {t_exact - t_drawn:.0f} ms after the heatmap is drawn (the embedded results decoded once)")
         cdp.eval(WATCH % fid)
-        exact, plotly_ms = [], []
-        for k in range(30):
-            x = box[0] + box[2] * (0.1 + 0.8 * ((k * 7) % 30) / 30)
-            y = box[1] + box[3] * (0.1 + 0.8 * ((k * 11) % 30) / 30)
-            t0 = float(cdp.eval("window.__exact = 0, window.__plotly = 0, performance.now()"))
-            cdp.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
-            got = poll(cdp, "window.__exact && window.__plotly && [window.__exact, window.__plotly]", 10)
-            exact.append(got[0] - t0)
-            plotly_ms.append(got[1] - t0)
-        print(
-            f"hover latency over {len(exact)} moves: exact-value label median {statistics.median(exact):.1f} ms, max {max(exact):.1f} ms; "
-            f"Plotly's label median {statistics.median(plotly_ms):.1f} ms, max {max(plotly_ms):.1f} ms"
-        )
+        exact, plotly_ms, missed = hover_latencies(cdp, box)
+        line = f"hover latency over {len(exact)} moves: exact-value label median {statistics.median(exact):.1f} ms, max {max(exact):.1f} ms"
+        if plotly_ms:
+            line += f"; Plotly's label median {statistics.median(plotly_ms):.1f} ms, max {max(plotly_ms):.1f} ms"
+        if missed:
+            line += f" (Plotly's label unchanged after {missed} moves)"
+        verdict = "met" if max(exact) < 100 else "NOT met"
+        print(f"{line}; target < 100 ms for the exact value: {verdict}")
     finally:
         cdp.close()
 
