@@ -408,6 +408,36 @@
     return "rgba(" + rgb.map(function (c) { return Math.round(c / tot); }).join(",") + "," + a + ")";
   }
 
+  // Eq. 10 over the methods on (reportgen.report.blend.mean_of): in each part (cells where the same
+  // methods are finite), the mean of the row / column sums of those of its methods that are on, summed.
+  function meanOf(parts, on, side, length) {
+    var out = [];
+    for (var i = 0; i < length; i++) { out.push(null); }
+    parts.forEach(function (q) {
+      var active = [];
+      q.m.forEach(function (f, k) { if (on[f]) { active.push(k); } });
+      if (!active.length) { return; }
+      for (var i = 0; i < length; i++) {
+        if (q[side][active[0]][i] === null) { continue; }
+        var s = 0;
+        active.forEach(function (k) { s += q[side][k][i]; });
+        out[i] = (out[i] || 0) + s / active.length;
+      }
+    });
+    return out;
+  }
+
+  // Eq. 7 over the user's tokens, as reportgen.report.blend.view_intensities (4 decimals).
+  function intensities(values, spans) {
+    var ref = [];
+    spans.forEach(function (sp, i) { if (values[i] !== null && !sp.classList.contains("special")) { ref.push(values[i]); } });
+    var lo = Math.min.apply(null, ref), hi = Math.max.apply(null, ref);
+    return values.map(function (v, i) {
+      if (v === null || !ref.length || spans[i].classList.contains("special")) { return null; }
+      return hi > lo ? Math.round((v - lo) / (hi - lo) * 1e4) / 1e4 : 0;
+    });
+  }
+
   // The colours at load are rendered in Python (the first two methods on); the data is read on the first change.
   function setupBlend(panel) {
     var box = panel.querySelector("details.blend");
@@ -416,28 +446,36 @@
     var data = null;
     var toggles = Array.prototype.slice.call(box.querySelectorAll("input.blend-method"));
     var mean = box.querySelector("input.blend-mean");
+    var legend = box.querySelector(".blend-mean-of");
     var sides = { "in": box.querySelectorAll('.tokens[data-side="in"] .tok'), "out": box.querySelectorAll('.tokens[data-side="out"] .tok') };
     function paintBlend() {
       if (data === null) { data = JSON.parse(holder.textContent); }
       var useMean = mean.checked;
-      toggles.forEach(function (t) { t.disabled = useMean; });
       var on = toggles.map(function (t) { return t.checked; });
+      var names = toggles.filter(function (t) { return t.checked; }).map(function (t) { return t.getAttribute("data-label"); });
       Object.keys(sides).forEach(function (side) {
-        sides[side].forEach(function (sp, i) {
+        var spans = Array.prototype.slice.call(sides[side]);
+        var values = useMean ? meanOf(data.mean.parts, on, side, spans.length) : null;
+        var ss = useMean ? intensities(values, spans) : null;
+        spans.forEach(function (sp, i) {
           var base = sp.getAttribute("data-title") || sp.title;
           sp.setAttribute("data-title", base);
           if (useMean) {
-            var s = data.mean[side][i], v = data.mean[side + "_values"][i];
-            sp.style.backgroundColor = s === null ? "" : blendRgba([s], [data.mean.colour]);
-            sp.title = base + " · mean of methods I = " + fmt(v);
+            sp.style.backgroundColor = ss[i] === null ? "" : blendRgba([ss[i]], [data.mean.colour]);
+            sp.title = base + " · mean of methods I = " + fmt(values[i]);
             return;
           }
-          var ss = data[side][i].map(function (s, m) { return on[m] ? s : null; });
-          sp.style.backgroundColor = blendRgba(ss, data.colours);
+          var sm = data[side][i].map(function (s, m) { return on[m] ? s : null; });
+          sp.style.backgroundColor = blendRgba(sm, data.colours);
           sp.title = base + " · intensities " + data[side][i].map(function (s, m) { return data.keys[m] + " " + (s === null ? "n/a" : s); }).join(", ");
         });
       });
-      box.setAttribute("data-blend", useMean ? "mean" : on.map(function (x, m) { return x ? data.keys[m] : ""; }).filter(Boolean).join("+"));
+      if (legend) {
+        legend.hidden = !useMean;
+        legend.textContent = names.length ? "Mean of methods (eq. 10) over F\u2032 = {" + names.join(", ") + "}: toggle methods to change it." :
+          "Mean of methods (eq. 10): no method is toggled on; toggle one or more to average them.";
+      }
+      box.setAttribute("data-blend", (useMean ? "mean:" : "") + data.keys.filter(function (k, m) { return on[m]; }).join("+"));
     }
     toggles.concat([mean]).forEach(function (t) { t.addEventListener("change", paintBlend); });
   }

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from report_fixtures import html_of, make_run
+from test_browser import browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
+from reportgen.aggregate import multi_method_mean, token_importance
 from reportgen.data import Generation, RunResult
 from reportgen.report.blend import PALETTE, blend_rgba
-from tests.test_browser import browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
 pytestmark = pytest.mark.browser
 PANEL = "#panel-smol-capital"
@@ -78,6 +79,21 @@ def _same(got: list[tuple[int, int, int, float] | None], want: list[tuple[int, i
             assert g[:3] == w[:3] and g[3] == pytest.approx(w[3], abs=1 / 255 + 1e-3), (i, g, w)
 
 
+def _mean_is(cdp: object, mats: dict[str, np.ndarray], on: list[str], special_out: list[bool]) -> None:
+    """The eq. 10 view shows I(y) of Python's eq. 10 over exactly the methods ``on``, colours and legend too."""
+    ev = cdp.eval  # type: ignore[attr-defined]
+    assert ev(f"document.querySelector('{PANEL} details.blend').dataset.blend") == "mean:" + "+".join(on)
+    legend = ev(f"(p => p.hidden ? '' : p.textContent)(document.querySelector('{PANEL} .blend-mean-of'))")
+    assert "{" + ", ".join(on) + "}" in legend
+    _, want_out = token_importance(multi_method_mean([mats[k] for k in on]))
+    titles = ev(f"Array.from(document.querySelectorAll('{PANEL} details.blend .tokens[data-side=out] .tok')).map(s => s.title)")
+    shown = [float(t.rsplit("mean of methods I = ", 1)[1]) for t in titles]
+    assert shown == pytest.approx(want_out, rel=1e-3)
+    teal = tuple(json.loads(ev(f"document.querySelector('{PANEL} script.blend-data').textContent"))["mean"]["colour"])
+    want = _intensity(np.asarray(want_out), special_out, False)
+    _same(_colours(cdp, "out"), [blend_rgba([s], [teal]) for s in want])  # type: ignore[list-item]
+
+
 def test_blend_and_mean_of_methods(browser: str, page: Path, run: RunResult) -> None:  # noqa: F811
     g = run.generation("smol", "capital")
     assert g is not None
@@ -110,22 +126,21 @@ def test_blend_and_mean_of_methods(browser: str, page: Path, run: RunResult) -> 
         _same(_colours(cdp, "in"), [blend_rgba([a, b], [red, blue]) for a, b in zip(*s_in, strict=True)])
         _same(_colours(cdp, "out"), [blend_rgba([a, b], [red, blue]) for a, b in zip(*s_out, strict=True)])
 
-        # eq. 10: the mean of the methods' min–max-scaled matrices (attention too when it has one)
-        mats = [sal, ig] + ([np.asarray(res["attention"].matrix)] if res["attention"].matrix is not None else [])
-        scaled = [(m - np.nanmin(m)) / (np.nanmax(m) - np.nanmin(m)) for m in mats]
-        combined = np.nanmean(np.stack(scaled), axis=0)
-        want_in, want_out = np.nansum(combined, 1), np.nansum(combined, 0)
+        # eq. 10: the mean of the min–max-scaled matrices of the methods toggled on, as Python computes it
+        mats = {"saliency": sal, "integrated_gradients": ig, "attention": np.asarray(res["attention"].matrix)}
         cdp.eval(f"document.querySelector('{PANEL} input.blend-mean').click()")
-        assert cdp.eval(f"document.querySelector('{PANEL} details.blend').dataset.blend") == "mean"
-        data = json.loads(cdp.eval(f"document.querySelector('{PANEL} script.blend-data').textContent"))
-        assert data["mean"]["in_values"] == pytest.approx(list(want_in), rel=1e-5)
-        assert data["mean"]["out_values"] == pytest.approx(list(want_out), rel=1e-5)
-        titles = cdp.eval(f"Array.from(document.querySelectorAll('{PANEL} details.blend .tokens[data-side=out] .tok')).map(s => s.title)")
-        shown = [float(t.rsplit("mean of methods I = ", 1)[1]) for t in titles]
-        assert shown == pytest.approx(list(want_out), rel=1e-3)
-        teal = tuple(data["mean"]["colour"])
-        want = _intensity(want_out, special_out, False)
-        _same(_colours(cdp, "out"), [blend_rgba([s], [teal]) for s in want])  # type: ignore[list-item]
+        _mean_is(cdp, mats, ["saliency", "integrated_gradients"], special_out)
+        cdp.eval(f"document.querySelector('{PANEL} input.blend-method[data-m=\"0\"]').click()")  # saliency off
+        _mean_is(cdp, mats, ["integrated_gradients"], special_out)
+        cdp.eval(f"document.querySelector('{PANEL} input.blend-method[data-m=\"2\"]').click()")  # attention on
+        _mean_is(cdp, mats, ["integrated_gradients", "attention"], special_out)
+        cdp.eval(f"document.querySelector('{PANEL} input.blend-method[data-m=\"0\"]').click()")  # all three
+        _mean_is(cdp, mats, ["saliency", "integrated_gradients", "attention"], special_out)
+        for m in range(3):  # none on: nothing to average, nothing coloured
+            cdp.eval(f"document.querySelector('{PANEL} input.blend-method[data-m=\"{m}\"]').click()")
+        assert cdp.eval(f"document.querySelector('{PANEL} details.blend').dataset.blend") == "mean:"
+        assert all(c is None for c in _colours(cdp, "out"))
+        assert "no method is toggled on" in cdp.eval(f"document.querySelector('{PANEL} .blend-mean-of').textContent")
         assert problems(cdp) == []
         assert [u for u in requests(cdp) if not u.startswith(("file:", "data:", "about:"))] == []
     finally:

@@ -8,6 +8,12 @@ token's colour is the intensity-weighted mean of the active methods' colours, so
 agree give the mixed hue (red + blue → purple) and one that dominates keeps its own; its opacity is
 ``MAX_ALPHA`` × the largest active intensity. The browser computes the same blend (report.js,
 ``blendRgba``); :func:`blend_rgba` is the reference.
+
+The eq. 10 view is the mean of the methods toggled on (F′), whichever they are: eq. 10 averages the
+min–max-scaled matrices cell by cell over the methods with a finite value there, so the page gets,
+for each set of methods that are finite together somewhere, their row and column sums over those
+cells (:func:`mean_parts`; one part when no cell is NaN) and sums the parts for F′ (report.js
+``meanOf``; :func:`mean_of` is the reference, equal to eq. 10 computed directly).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reportgen.aggregate import multi_method_mean, token_importance
-from reportgen.report.model import BlendMethod, BlendView, CategoryRow, Intensities, LingView, MeanView, Tok
+from reportgen.aggregate import intensity, token_importance
+from reportgen.report.model import BlendMethod, BlendView, CategoryRow, Intensities, LingView, MeanPart, MeanView, Tok
 
 #: Paul Tol's "bright" scheme: red, blue, green, yellow, cyan, purple, grey (cycled beyond seven).
 PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -37,6 +43,7 @@ MEAN_COLOUR = ("teal", (0x44, 0xAA, 0x99))
 MAX_ALPHA = 0.85
 INITIALLY_ON = 2  # the first two methods are toggled on when the page opens
 DIGITS = 4  # intensities embedded in the page (and used for the blend) are rounded to this
+SUM_DIGITS = 6  # the eq. 10 parts' row and column sums are embedded to this many decimals
 
 
 def _half_up(x: float) -> int:
@@ -104,22 +111,60 @@ def build(
         ix, iy = token_importance(mm.matrix, absolute=absolute)
         s_in, s_out = view_intensities(ix, mm.in_special, signed), view_intensities(iy, mm.out_special, signed)
         methods.append(BlendMethod(mm.key, mm.label, name, _hex(rgb), rgb, signed, i < INITIALLY_ON, tuple(s_in), tuple(s_out)))
-    cx, cy = token_importance(multi_method_mean([m.matrix for m in mats]))
-    mean = MeanView(
-        MEAN_COLOUR[1],
-        _hex(MEAN_COLOUR[1]),
-        tuple(None if v is None else round(v, 6) for v in cx),
-        tuple(None if v is None else round(v, 6) for v in cy),
-        tuple(view_intensities(cx, mats[0].in_special, False)),
-        tuple(view_intensities(cy, mats[0].out_special, False)),
-    )
-    per_in = [list(m.input_s) for m in methods] + [list(mean.input_s)]
-    per_out = [list(m.output_s) for m in methods] + [list(mean.output_s)]
+    parts = mean_parts([m.matrix for m in mats])
+    cx, cy = mean_of(parts, [True] * len(mats), mats[0].matrix.shape)  # every method: the linguistic categories' mean column
+    mean = MeanView(MEAN_COLOUR[1], _hex(MEAN_COLOUR[1]), parts)
+    mean_in, mean_out = view_intensities(cx, mats[0].in_special, False), view_intensities(cy, mats[0].out_special, False)
+    per_in = [list(m.input_s) for m in methods] + [mean_in]
+    per_out = [list(m.output_s) for m in methods] + [mean_out]
     cats = categories(labels, per_in, per_out) if labels else ()
     on = [m.on for m in methods]
     ins = painted(input_toks, [m.input_s for m in methods], [m.rgb for m in methods], on)
     outs = painted(output_toks, [m.output_s for m in methods], [m.rgb for m in methods], on)
     return BlendView(tuple(methods), ins, outs, mean, cats)
+
+
+def mean_parts(mats: Sequence[np.ndarray]) -> tuple[MeanPart, ...]:
+    """Eq. 10's parts: cells grouped by which methods are finite there, each method's row and column
+    sums of its min–max-scaled matrix over a group (rounded to :data:`SUM_DIGITS`)."""
+    scaled = np.stack([intensity(m) for m in mats])
+    code = np.tensordot(1 << np.arange(len(mats)), np.isfinite(scaled), axes=1)  # bit f: method f finite there
+    parts = []
+    for c in sorted({int(x) for x in np.unique(code)} - {0}):
+        cells = code == c
+        members = tuple(f for f in range(len(mats)) if c >> f & 1)
+        masked = [np.where(cells, scaled[f], 0.0) for f in members]
+        parts.append(
+            MeanPart(
+                members,
+                tuple(_sums(a.sum(axis=1), cells.any(axis=1)) for a in masked),
+                tuple(_sums(a.sum(axis=0), cells.any(axis=0)) for a in masked),
+            )
+        )
+    return tuple(parts)
+
+
+def _sums(total: np.ndarray, has: np.ndarray) -> Intensities:
+    return tuple(round(float(v), SUM_DIGITS) if h else None for v, h in zip(total, has, strict=True))
+
+
+def mean_of(parts: Sequence[MeanPart], on: Sequence[bool], shape: tuple[int, int]) -> tuple[list[float | None], list[float | None]]:
+    """I(x), I(y) (eq. 6) of eq. 10 over the methods ``on`` for an n × t ``shape``: in each part, the
+    mean over those of its methods that are on (all finite on its cells), summed over the parts;
+    None for a token with no cell where a method that is on is finite."""
+
+    def side(length: int, get: str) -> list[float | None]:
+        out: list[float | None] = [None] * length
+        for q in parts:
+            active = [k for k, f in enumerate(q.methods) if on[f]]
+            vectors = getattr(q, get)
+            for i in range(length) if active else ():
+                vals = [vectors[k][i] for k in active]
+                if vals[0] is not None:
+                    out[i] = (out[i] or 0.0) + sum(v for v in vals if v is not None) / len(active)
+        return out
+
+    return side(shape[0], "input_sums"), side(shape[1], "output_sums")
 
 
 def css(rgba: tuple[int, int, int, float] | None) -> str:

@@ -481,15 +481,24 @@ class CategoryRow:
 
 
 @dataclass(frozen=True)
+class MeanPart:
+    """The cells where exactly the methods ``methods`` (indices into the blend's) have finite values:
+    each one's row and column sums of its min–max-scaled matrix over those cells (None: the row or
+    column has no such cell). Eq. 10 over any subset of methods is a sum over parts
+    (reportgen.report.blend.mean_of)."""
+
+    methods: tuple[int, ...]
+    input_sums: tuple[Intensities, ...]  # one per method in ``methods``
+    output_sums: tuple[Intensities, ...]
+
+
+@dataclass(frozen=True)
 class MeanView:
-    """Eq. 10: I(x), I(y) of the mean of the methods' min–max-scaled matrices, and their intensities."""
+    """Eq. 10 over the methods toggled on, in one hue: the page sums its parts for the toggled subset."""
 
     rgb: tuple[int, int, int]
     hex: str
-    input_values: Intensities
-    output_values: Intensities
-    input_s: Intensities
-    output_s: Intensities
+    parts: tuple[MeanPart, ...]
 
 
 @dataclass(frozen=True)
@@ -501,7 +510,7 @@ class BlendView:
     categories: tuple[CategoryRow, ...]  # empty without linguistic labels
 
     def to_json(self) -> object:
-        """What report.js needs: colours, per token the methods' intensities, the eq. 10 view."""
+        """What report.js needs: colours, per token the methods' intensities, the eq. 10 parts."""
         m = self.mean
         return {
             "keys": [x.key for x in self.methods],
@@ -510,10 +519,7 @@ class BlendView:
             "out": [list(col) for col in zip(*(x.output_s for x in self.methods), strict=True)],
             "mean": {
                 "colour": list(m.rgb),
-                "in": list(m.input_s),
-                "out": list(m.output_s),
-                "in_values": list(m.input_values),
-                "out_values": list(m.output_values),
+                "parts": [{"m": list(q.methods), "in": [list(v) for v in q.input_sums], "out": [list(v) for v in q.output_sums]} for q in m.parts],
             },
         }
 
