@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from report_fixtures import html_of, make_run, render_context
+from test_browser import CDP, browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
 from reportgen.data import RunResult
 from reportgen.granularity import aggregate_matrix
 from reportgen.render import PlotlyDrawer
 from reportgen.report import build_context
 from reportgen.report.comparison import Alignment, align
-from tests.test_browser import CDP, browser, open_page, problems, requests  # noqa: F401  (browser is a fixture)
 
 LEFT, RIGHT = "smol", "tiny"
 LABELS = {"left": "SmolLM2-135M", "right": "tiny"}

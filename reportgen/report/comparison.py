@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -229,6 +229,39 @@ def sync_hover(al: Alignment, left: Values, right: Values) -> SyncHover:
     )
 
 
+RoleMarks = tuple[list[str], list[int]]  # chat role and turn per token
+
+
+def role_marks(g: Generation) -> tuple[RoleMarks, RoleMarks] | None:
+    """Each input and response token's chat role and turn, as the prompt's panels mark them (the
+    response is the assistant's, in the last turn); None when the generation does not know them."""
+    if len(g.input_roles) != g.n or len(g.input_turns) != g.n:
+        return None
+    last = max(g.input_turns, default=1)
+    return (list(g.input_roles), list(g.input_turns)), (["assistant"] * g.t, [last] * g.t)
+
+
+def mark_roles(toks: tuple[Tok, ...], us: Units, marks: RoleMarks) -> tuple[Tok, ...]:
+    """Each token or unit with the chat role (and turn) of the tokens it covers, named on hover as in
+    the panels; a unit whose tokens belong to different messages is left unmarked."""
+    roles, turns = marks
+    out = []
+    for t, u in zip(toks, us.units, strict=True):
+        found = {(roles[i], turns[i]) for i in u.tokens}
+        if len(found) == 1:
+            ((role, turn),) = found
+            t = replace(t, role=role, title=f"{t.title} · {role}, turn {turn}")
+        out.append(t)
+    return tuple(out)
+
+
+def _with_roles(g: Generation, ins: Units, outs: Units, views: tuple[tuple[Tok, ...], ...]) -> tuple[tuple[Tok, ...], ...]:
+    marks = role_marks(g)
+    if marks is None:
+        return views
+    return mark_roles(views[0], ins, marks[0]), mark_roles(views[1], outs, marks[1])
+
+
 def compare_method(
     b: ReportBuilder,
     label: str,
@@ -255,6 +288,8 @@ def compare_method(
         right_in, right_out = _score_views(al.right_in, al.right_out, vb, bool(rb.signed), found[0])
     else:
         return None
+    left_in, left_out = _with_roles(ga, al.left_in, al.left_out, (left_in, left_out))
+    right_in, right_out = _with_roles(gb, al.right_in, al.right_out, (right_in, right_out))
     diff = None
     if found is not None:
         what, d = found
