@@ -10,11 +10,17 @@ Eq. 11: A^temporal_{i,j} = Σ_t α_t A^t_{i,j}. The runner attributes the last t
 its matrix A restricted to the input tokens of turn t (the rows i with turn(i) = t), so the
 temporal matrix scales each row by its turn's α (:func:`temporal_matrix`). :func:`turn_shares`
 gives how much of Σ|A| each earlier turn's tokens carry, before and after the α weighting.
+
+Token roles come from where the chat template put each message (:func:`chat_roles`). A template
+that writes a system turn of its own when the messages have none (SmolLM2's "You are a helpful AI
+assistant named SmolLM…", Qwen2.5's "You are Qwen…") is found by rendering the messages once more
+with a probe system message (:func:`template_system`): its tokens are ``system`` — the model reads
+them as a system turn — in turn 1, though no message of the spec holds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +28,9 @@ import numpy as np
 
 #: Roles a token can carry; ``assistant`` also marks the generation prompt of the reply being generated.
 ROLES = ("system", "user", "assistant", "tool")
+
+#: The content of the system message :func:`template_system` renders in place of the template's own.
+SYSTEM_PROBE = "reportgen-system-probe"
 
 
 def turn_messages(prompt: Any, outputs: Sequence[str | None], k: int) -> list[dict[str, str]]:
@@ -110,6 +119,48 @@ def token_roles(
             out_roles.append(roles[m])
             out_turns.append(turns[m])
     return out_roles, out_turns
+
+
+def template_system(render: Callable[[list[dict[str, str]]], str], messages: Sequence[dict[str, str]], text: str) -> tuple[int, int] | None:
+    """Span in ``text`` (``render(messages)``) of the system prompt the chat template writes itself.
+
+    None when the messages open with a system message, or when the template writes none: rendered
+    with a probe system message first, the text reads ``head + probe + tail``; the template wrote a
+    system prompt of its own when ``text`` reads ``head + D + tail`` with D not blank, and D is it.
+    """
+    if not messages or messages[0]["role"] == "system":
+        return None
+    try:
+        probed = render([{"role": "system", "content": SYSTEM_PROBE}, *messages])
+    except Exception:  # noqa: BLE001 - a template that refuses a system message writes none of its own here
+        return None
+    at = probed.find(SYSTEM_PROBE)
+    if at < 0:
+        return None
+    head, tail = probed[:at], probed[at + len(SYSTEM_PROBE) :]
+    end = len(text) - len(tail)
+    if end <= len(head) or not text.startswith(head) or not text.endswith(tail) or not text[len(head) : end].strip():
+        return None
+    return len(head), end
+
+
+def chat_roles(
+    offsets: Sequence[tuple[int, int]],
+    text: str,
+    messages: Sequence[dict[str, str]],
+    render: Callable[[list[dict[str, str]]], str] | None,
+) -> tuple[list[str], list[int]]:
+    """(role, turn) of every token of ``text``, the ``messages`` as the model sees them.
+
+    ``render`` is the chat template (None: the contents joined without one). A system prompt the
+    template writes itself (:func:`template_system`) counts as a system message before the others.
+    """
+    spans = content_spans(text, [m["content"] for m in messages])
+    roles = [m["role"] for m in messages]
+    injected = template_system(render, messages, text) if render is not None else None
+    if injected is not None:
+        spans, roles = [injected, *spans], ["system", *roles]
+    return token_roles(offsets, spans, roles)
 
 
 def alphas(prompt: Any, k: int) -> list[float]:

@@ -24,15 +24,15 @@ from typing import Any
 import torch
 
 from reportgen.cache import content_key
-from reportgen.conversation import content_spans, message_turns, token_roles
+from reportgen.conversation import chat_roles, message_turns
 from reportgen.data import Generation, TokenText
 from reportgen.errors import SamplerError, SpecError
 from reportgen.plugin_api import LoadedModel, Sampler
 
 #: Version of the token display forms (:func:`display_pieces`, the token fields of a Generation).
 #: It is part of every cached generation's key: raise it when they change, so no old display is reused.
-#: 3: tokens carry their chat role and conversation turn.
-TOKEN_DISPLAY_VERSION = 3
+#: 3: tokens carry their chat role and conversation turn. 4: a system prompt the chat template writes is ``system``.
+TOKEN_DISPLAY_VERSION = 4
 
 
 def _messages(prompt: Any) -> list[dict[str, str]]:
@@ -50,11 +50,15 @@ def message_records(messages: list[dict[str, str]]) -> tuple[dict[str, Any], ...
     return tuple({"role": m["role"], "content": m["content"], "turn": t, "generated": False} for m, t in zip(messages, turns, strict=True))
 
 
-def input_roles(tokenizer: Any, text: str, messages: list[dict[str, str]], add_special_tokens: bool) -> tuple[list[str], list[int]]:
-    """(role, turn) of every token of ``text``, the rendered ``messages`` (:func:`reportgen.conversation.token_roles`)."""
-    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+def input_roles(tokenizer: Any, text: str, messages: list[dict[str, str]], chat_template: bool) -> tuple[list[str], list[int]]:
+    """(role, turn) of every token of ``text``, the rendered ``messages`` (:func:`reportgen.conversation.chat_roles`)."""
+    enc = tokenizer(text, add_special_tokens=not chat_template, return_offsets_mapping=True)
     offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"]]
-    return token_roles(offsets, content_spans(text, [m["content"] for m in messages]), [m["role"] for m in messages])
+
+    def render(msgs: list[dict[str, str]]) -> str:
+        return str(tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+
+    return chat_roles(offsets, text, messages, render if chat_template else None)
 
 
 def render_prompt(tokenizer: Any, prompt: Any, use_chat_template: bool) -> tuple[str, list[tuple[int, int]]]:
@@ -370,7 +374,7 @@ def generate(
     # A chat template already writes its special tokens; plain text gets the tokenizer's BOS.
     ids, tokens, special = tokenize_with_roles(tok, text, spans, add_special_tokens=not loaded.chat_template)
     messages = _messages(prompt)
-    roles, turns = input_roles(tok, text, messages, add_special_tokens=not loaded.chat_template)
+    roles, turns = input_roles(tok, text, messages, chat_template=loaded.chat_template)
     inp = torch.tensor([ids], device=model.device)
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens,

@@ -4,7 +4,9 @@ For every model whose generation spans more than one turn (seed 001 §4.5): one 
 role) of the attributed input — its text, its tokens and, per method, the share of Σ_ij |A_ij|
 its tokens carry (:func:`reportgen.conversation.turn_shares`) — then the attributed reply; and per
 turn the eq. 11 α_t with the shares before and after weighting. Every token of the panels' token
-views is given its role (a stripe in the page, named in the legend and on hover).
+views is given its role (a stripe in the page, named in the legend and on hover); the tokens of a
+system prompt the chat template wrote itself (:func:`reportgen.conversation.template_system`) are
+``system`` and say so on hover, in the legend and in the timeline.
 """
 
 from __future__ import annotations
@@ -31,39 +33,58 @@ def attach(b: ReportBuilder, sections: tuple[PromptSection, ...]) -> tuple[Promp
     for s in sections:
         panels: list[Panel] = []
         views: list[ConversationView] = []
+        injected = False
         for panel in s.panels:
             g = b.run.generation(panel.model_id, s.prompt_id)
             if g is None or len(g.input_roles) != g.n or len(g.input_turns) != g.n:
                 panels.append(panel)
                 continue
             panels.append(_mark_panel(panel, g))
+            injected = injected or _template_system(g)
             if len(set(g.input_turns)) > 1:
                 views.append(_view(b, g, prompts.get(s.prompt_id)))
         marked = any(p is not q for p, q in zip(panels, s.panels, strict=True))
-        out.append(replace(s, panels=tuple(panels), conversations=tuple(views), roles_marked=marked))
+        out.append(replace(s, panels=tuple(panels), conversations=tuple(views), roles_marked=marked, template_system=injected))
     return tuple(out)
 
 
-def _mark(toks: tuple[Tok, ...], roles: list[str], turns: list[int]) -> tuple[Tok, ...]:
+def _template_system(g: Generation) -> bool:
+    """Whether the input's system tokens are the chat template's own system prompt (no system message)."""
+    return bool(g.messages) and "system" in g.input_roles and all(m["role"] != "system" for m in g.messages)
+
+
+Marks = tuple[list[str], list[str], list[int]]  # role, the role as the hover names it, turn per token
+
+
+def _mark(toks: tuple[Tok, ...], marks: Marks) -> tuple[Tok, ...]:
+    roles, names, turns = marks
     if len(toks) != len(roles):  # a coarser view (words, sentences) or a method's own tokens
         return toks
-    return tuple(replace(t, role=r, title=f"{t.title} · {r}, turn {k}") for t, r, k in zip(toks, roles, turns, strict=True))
+    return tuple(replace(t, role=r, title=f"{t.title} · {n}, turn {k}") for t, r, n, k in zip(toks, roles, names, turns, strict=True))
+
+
+def _input_marks(g: Generation) -> Marks:
+    """Each input token's role, name and turn: the chat template's own system prompt says so on hover."""
+    roles = list(g.input_roles)
+    own = _template_system(g)
+    return roles, [f"{r} (the chat template's own)" if own and r == "system" else r for r in roles], list(g.input_turns)
 
 
 def _mark_panel(panel: Panel, g: Generation) -> Panel:
-    roles, turns = list(g.input_roles), list(g.input_turns)
-    out_roles, out_turns = ["assistant"] * g.t, [max(turns, default=1)] * g.t
+    inp = _input_marks(g)
+    out_roles = ["assistant"] * g.t
+    out: Marks = (out_roles, out_roles, [max(g.input_turns, default=1)] * g.t)
 
     def method(v: MethodView) -> MethodView:
-        return replace(v, input_toks=_mark(v.input_toks, roles, turns), output_toks=_mark(v.output_toks, out_roles, out_turns))
+        return replace(v, input_toks=_mark(v.input_toks, inp), output_toks=_mark(v.output_toks, out))
 
     blend = panel.blend
     if blend is not None:
-        blend = replace(blend, input_toks=_mark(blend.input_toks, roles, turns), output_toks=_mark(blend.output_toks, out_roles, out_turns))
+        blend = replace(blend, input_toks=_mark(blend.input_toks, inp), output_toks=_mark(blend.output_toks, out))
     return replace(
         panel,
-        plain_input=_mark(panel.plain_input, roles, turns),
-        plain_output=_mark(panel.plain_output, out_roles, out_turns),
+        plain_input=_mark(panel.plain_input, inp),
+        plain_output=_mark(panel.plain_output, out),
         methods=tuple(method(v) for v in panel.methods),
         blend=blend,
     )
@@ -136,8 +157,11 @@ def _row(g: Generation, key: tuple[int, str], turns: list[int], roles: list[str]
     turn, role = key
     msgs = [m for m in g.messages if int(m["turn"]) == turn and m["role"] == role]
     text = "\n\n".join(str(m["content"]) for m in msgs)
+    rows = [i for i, k in enumerate(zip(turns, roles, strict=True)) if k == key]
+    own = not msgs and role == "system" and _template_system(g)
     if not msgs and role == "assistant":
         text = "(chat-template tokens that open the reply being generated)"
-    tokens = sum(1 for t, r in zip(turns, roles, strict=True) if (t, r) == key)
+    elif own:
+        text = "".join(g.input_tokens[i] for i in rows)
     generated = any(bool(m.get("generated")) for m in msgs)
-    return TimelineRow(turn, role, text, _preview(text), generated, tokens, tuple(shares))
+    return TimelineRow(turn, role, text, _preview(text), generated, len(rows), tuple(shares), template=own)

@@ -183,6 +183,7 @@ class TimelineRow:
     tokens: int
     shares: tuple[str, ...]  # per method: share of Σ|A| its tokens carry ("" for the output row)
     output: bool = False  # the reply every method attributes
+    template: bool = False  # written by the chat template, not a message of the spec (its own system prompt)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ class PromptSection:
     comparisons: tuple[Comparison, ...]
     conversations: tuple[ConversationView, ...] = ()  # one per model, for a multi-turn prompt
     roles_marked: bool = False  # tokens carry a role stripe (the legend is shown)
+    template_system: bool = False  # a chat template wrote its own system prompt (the legend says so)
 
 
 @dataclass(frozen=True)
