@@ -13,14 +13,15 @@ from reportgen.granularity import GRANULARITIES
 @click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("-f", "--format", "formats", multiple=True, default=("html", "json"), help="html, json (repeat or a comma list).")
+@click.option("-f", "--format", "formats", multiple=True, default=("html", "json"), help="html, json, pdf (repeat or a comma list).")
 @click.option("--granularity", type=click.Choice(GRANULARITIES), help="Units of the differential matrices (default: NEW spec's).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def diff(old: Path, new: Path, output: Path, formats: tuple[str, ...], granularity: str | None, debug: bool) -> None:
     """Compare two runs (OLD/results.json, NEW/results.json): per prompt, model and method the
     difference A[OLD] − A[NEW] (per word when the runs tokenised differently, aligned by a word
     diff when the responses differ), the findings that appeared, disappeared or changed severity,
-    and what only one run has. Writes diff.html and diff.json into OUTPUT."""
+    and what only one run has. Writes diff.html and diff.json into OUTPUT, and with -f pdf
+    diff.pdf (PDF/A-3b, diff.json and both results.json attached)."""
     from reportgen.cli import _guard
     from reportgen.diff import check_formats, diff_runs, write_diff
     from reportgen.results import load_run

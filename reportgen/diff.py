@@ -10,7 +10,8 @@ in NEW appeared, those only in OLD disappeared, those in both with another sever
 Prompts, models and methods of one run only are listed.
 
 :func:`diff_runs` computes it, :func:`diff_json` is diff.json, :func:`write_diff` writes
-``diff.html`` and/or ``diff.json``.
+``diff.html``, ``diff.json`` and/or ``diff.pdf`` (:mod:`reportgen.diff_pdf`: PDF/A-3b with
+diff.json and both results.json attached).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from reportgen.report.model import CompareMethod, Comparison, Tok
 from reportgen.report.text import token_views
 
 #: Formats ``reportgen diff`` writes.
-FORMATS = ("html", "json")
+FORMATS = ("html", "json", "pdf")
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ class PairSection:
     comparison: Comparison
 
 
-def _sections(d: RunDiff, drawer: FigureDrawer) -> list[PairSection]:
+def diff_sections(d: RunDiff, drawer: FigureDrawer) -> list[PairSection]:
+    """One comparison per (prompt, model) of both runs, its figures drawn by ``drawer``."""
     aggregations = d.new.spec.aggregations.model_copy(update={"granularity": d.granularity})
     spec = d.new.spec.model_copy(update={"aggregations": aggregations})
     b = ReportBuilder(replace(d.new, spec=spec), [], {}, drawer, {})
@@ -282,7 +284,7 @@ def diff_html(d: RunDiff) -> str:
     from reportgen.render import PlotlyDrawer, make_jinja_env, plotly_bundle, plotly_js_packed, plotly_templates_json, read_asset
 
     drawer = PlotlyDrawer()
-    sections = _sections(d, drawer)
+    sections = diff_sections(d, drawer)
     return (
         make_jinja_env()
         .get_template("diff.html")
@@ -307,15 +309,27 @@ def check_formats(formats: list[str]) -> list[str]:
 
 
 def write_diff(d: RunDiff, out_dir: Path, formats: list[str]) -> dict[str, str]:
-    """Write ``diff.html`` / ``diff.json`` into ``out_dir`` (created), each file atomically; returns format → path."""
-    from reportgen.cache import atomic_write_text
+    """Write ``diff.html`` / ``diff.json`` / ``diff.pdf`` into ``out_dir`` (created), each file
+    atomically; returns format → path."""
+    from reportgen.cache import atomic_write_bytes, atomic_write_text
 
+    data = json.dumps(diff_json(d), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
     written = {}
     for fmt in check_formats(formats):
         path = out_dir / f"diff.{fmt}"
-        text = diff_html(d) if fmt == "html" else json.dumps(diff_json(d), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
         try:
-            atomic_write_text(path, text)
+            if fmt == "pdf":
+                from reportgen.diff_pdf import write_diff_pdf
+
+                out_dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.partial")
+                try:
+                    write_diff_pdf(d, tmp, data)
+                    atomic_write_bytes(path, tmp.read_bytes())
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                atomic_write_text(path, diff_html(d) if fmt == "html" else data)
         except OSError as exc:
             raise RenderError(f"--output: cannot write {path} ({exc.strerror or exc})") from None
         written[fmt] = str(path)

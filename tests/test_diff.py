@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -291,3 +292,66 @@ def test_cli_diff_another_model_seed_is_compared_per_word(runs: tuple[Path, Path
         assert "responses differ" in pair["note"]
     else:  # two random models rarely share a response word: each input word's I(x) is compared
         assert pair["compared"] == "I(x)" and pair["cols"] == ["Δ I(x)"] and "share no word" in pair["note"]
+
+
+def _pdf_text(reader: Any) -> str:
+    return re.sub(r"\s+", " ", " ".join(p.extract_text() for p in reader.pages))
+
+
+def test_diff_pdf_is_pdfa3b_with_the_changed_findings_figures_and_attachments(tmp_path: Path) -> None:
+    import pypdf
+
+    from reportgen.diff import write_diff
+    from reportgen.results import dumps
+    from reportgen_plugins.renderers.pdfa_check import pdfa_problems
+
+    old = dataclasses.replace(make_run(seed=0), findings=[finding("medium", " France"), finding("low", " the"), finding("info", " of")])
+    new = dataclasses.replace(make_run(seed=1), findings=[finding("high", " France"), finding("info", " of"), finding("low", " is")])
+    d = diff_runs(old, new)
+    written = write_diff(d, tmp_path / "cmp", ["json", "pdf"])
+    assert pdfa_problems(written["pdf"]) == []
+    reader = pypdf.PdfReader(written["pdf"])
+    # diff.json as written beside it; the runs as reportgen writes them (no files were given)
+    assert sorted(reader.attachments) == ["diff.json", "new-results.json", "old-results.json"]
+    assert reader.attachments["diff.json"] == [Path(written["json"]).read_bytes()]
+    assert reader.attachments["old-results.json"] == [dumps(old).encode("utf-8")]
+    text = _pdf_text(reader)
+    for digest in (hashlib.sha256(b).hexdigest() for (b,) in reader.attachments.values()):
+        assert digest in text.replace(" ", "")  # the cover prints each attachment's SHA-256 (wrapped)
+    # the findings' changes: appeared " is", disappeared " the", " France" medium → high
+    assert "Appeared (1)" in text and "Disappeared (1)" in text and "Changed severity (1)" in text
+    found = text[text.index("Appeared (1)") : text.index("Per prompt and method")]
+    assert re.search(r"Appeared \(1\).*LOW smol capital probabilistic kl_outlier ␣?is", found)
+    assert re.search(r"Disappeared \(1\).*LOW smol capital probabilistic kl_outlier ␣?the", found)
+    assert re.search(r"Changed severity \(1\).*MEDIUM HIGH smol capital probabilistic kl_outlier ␣?France", found)
+    # one vector Δ figure per pair with a difference, titled as in diff.html
+    drawn = [p for p in d.pairs if p.delta is not None]
+    assert drawn and text.count("A[OLD] − A[NEW]") >= len(drawn)
+    for p in drawn:
+        what = "A[OLD] − A[NEW]" if p.what == "A" else f"{p.what}[OLD] − {p.what}[NEW]"
+        assert f"{p.method}: {what}" in text, p
+    assert not any("/JavaScript" in str(page.get("/AA", "")) for page in reader.pages)
+
+
+def test_cli_diff_pdf_attaches_both_results_files(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    import pypdf
+
+    old, new, _ = runs
+    out = tmp_path / "cmp"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_MODELS, "diff", str(old), str(new), "-o", str(out), "--format", "pdf"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"pdf: {out / 'diff.pdf'}" and not (out / "diff.html").exists()
+    reader = pypdf.PdfReader(out / "diff.pdf")
+    assert reader.attachments["old-results.json"] == [old.read_bytes()]  # the files given, byte for byte
+    assert reader.attachments["new-results.json"] == [new.read_bytes()]
+    (data,) = reader.attachments["diff.json"]
+    assert json.loads(data)["only_new"]["prompts"] == ["p2"]
+    text = _pdf_text(reader)
+    assert "Only in NEW (prompts): p2" in text and "inseq.saliency: A[OLD] − A[NEW]" in text

@@ -429,6 +429,24 @@ def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None
     return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason)
 
 
+def write_print_html(html: str, out_path: str, files: list[tuple[str, bytes, str, str]], when: str) -> int:
+    """Lay out print HTML (no scripts, ``data:`` URLs only) and write it as PDF/A-3b with ``files``
+    — (name, bytes, description, AFRelationship) — attached; ``when`` (ISO 8601) dates them and the
+    re-saved fonts, and the document ID comes from the attached bytes. Returns the page count.
+    ``reportgen diff -f pdf`` writes its PDF with it."""
+    import weasyprint
+
+    stamp = _datetime(when)
+    attachments = [
+        weasyprint.Attachment(file_obj=io.BytesIO(body), name=name, description=what, relationship=rel, created=stamp, modified=stamp)
+        for name, body, what, rel in files
+    ]
+    doc = weasyprint.HTML(string=html, url_fetcher=data_only_fetcher(), base_url=".").render()
+    ident = hashlib.sha256(b"".join(body for _n, body, _w, _r in files) + __version__.encode("utf-8")).hexdigest()[:32]
+    write_pdfa3b(doc, out_path, attachments, ident.encode("ascii"), stamp)
+    return len(doc.pages)
+
+
 class PdfRenderer(Renderer):
     """Archival PDF/A-3b report: static vector figures, results.json embedded."""
 
