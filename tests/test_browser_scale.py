@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 
 LOCAL = ("file:", "data:", "about:")
 #: Seconds the 200-prompt report may take to open (load, plotly.js started, figures in view drawn).
-OPEN_BOUND_S = 20
+OPEN_BOUND_S = 10
 
 #: In the page: the figure <div>s in the viewport. Figures in a collapsed prompt are left out before
 #: anything is measured: getBoundingClientRect on one lays out its hidden <details> content on the spot
@@ -172,7 +172,7 @@ def test_two_hundred_prompts_open_quickly(browser: str, tmp_path_factory: pytest
         wait_for(cdp, f"{FIGURES_IN_VIEW}.every(d => d.dataset.drawn === 'yes')")
         elapsed = time.perf_counter() - t0
         # generous: benchmarks/bench_html.py measures the time; on a shared 2-core machine under a
-        # load of 16 this took 11 s, on an idle one under 3 s
+        # load of 10-15 the page took 2.4 s (11 s before the probe skipped collapsed prompts)
         assert elapsed < OPEN_BOUND_S, f"the 200-prompt report took {elapsed:.1f} s to open"
         assert cdp.eval("document.querySelectorAll('#results-index tbody tr').length") == 600
         assert cdp.eval("document.querySelectorAll('details.prompt-body[open]').length") == 3
