@@ -5,7 +5,9 @@ Run: ``.venv/bin/python benchmarks/bench_html.py [--quickstart reports/quickstar
 1. **Prompts**: synthetic runs (no model; ``tests/scale_fixtures.py``: one model, three methods,
    24 × 12 matrices) with 1, 50 and 200 prompts: file size, its parts (packed plotly.js, embedded
    results, figure data, the rest), growth per prompt × method, and the time headless Chromium takes
-   to open the page: the ``load`` event and the moment every figure in view is drawn.
+   to open the page: the ``load`` event, plotly.js running, the moment every figure in view is drawn
+   (at 200 prompts the first screen is the summary and index, no figure), and how long a figure
+   scrolled into view then takes to be drawn.
 2. **A 1,000 × 500 matrix** (one prompt, one method; drawn as block means): size, open time, how long
    until the exact values behind the heatmap are decoded, and hover latency: a mousemove dispatched
    over the DevTools protocol until the exact-value label (and Plotly's own hover label) changes,
