@@ -26,8 +26,13 @@ def _roles(g: Generation) -> Generation:
 
 
 def _run() -> RunResult:
+    """Both models with roles; tiny's capital prompt as a chat of one user message, so its 'system'
+    token is a system prompt the chat template wrote itself (named so on hover)."""
     run = _two_tokenizers()
-    return dataclasses.replace(run, generations=[_roles(g) for g in run.generations])
+    gens = [_roles(g) for g in run.generations]
+    user = ({"role": "user", "content": "What is the capital of France?", "turn": 1},)
+    gens = [dataclasses.replace(g, messages=user) if (g.model_id, g.prompt_id) == (RIGHT, "capital") else g for g in gens]
+    return dataclasses.replace(run, generations=gens)
 
 
 def _spans(html: str, article: str, model: str, side: str) -> list[tuple[int, str | None, str]]:
@@ -64,6 +69,10 @@ def test_words_take_the_role_of_their_tokens() -> None:
     right = _spans(html, "compare-capital-smol-vs-tiny", "right", "in")
     # tiny's units: '<s>', the user message's markup and words ('What is' is one token, two words), the reply's prompt
     assert [r for _, r, _ in right] == ["system"] + ["user"] * 12 + ["assistant"] * 3
+    own = " · system (the chat template's own), turn 1".replace("'", "&#39;")
+    assert right[0][2].endswith(own)  # as the panel names it
+    panel = html.split(f'id="panel-{RIGHT}-capital"', 1)[1].split("</article>", 1)[0]
+    assert re.search(r'<span class="tok special" data-i="0" title="[^"]*' + re.escape(own) + '" data-role="system"', panel)
     left = _spans(html, "compare-capital-smol-vs-tiny", "left", "in")
     assert [r for _, r, _ in left] == ["user"] * 12 + ["assistant"] * 3
     assert {r for _, r, _ in _spans(html, "compare-capital-smol-vs-tiny", "left", "out")} == {"assistant"}
@@ -73,6 +82,6 @@ def test_a_word_across_two_messages_is_left_unmarked() -> None:
     tokens, special = ["Summ", "arise", " now"], [False] * 3
     us = units(tokens, special, "word")
     toks = token_views(us.texts, us.special, None, False, "", "input")
-    marked = mark_roles(toks, us, (["system", "user", "user"], [1, 1, 2]))
+    marked = mark_roles(toks, us, (["system", "user", "user"], ["system", "user", "user"], [1, 1, 2]))
     assert [(t.text, t.role) for t in marked] == [("Summarise", ""), (" now", "user")]
     assert marked[1].title.endswith(" · user, turn 2") and marked[0].title == toks[0].title

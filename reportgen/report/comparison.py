@@ -23,6 +23,7 @@ from reportgen.aggregate import token_importance
 from reportgen.data import AttributionResult, Generation
 from reportgen.figures import heatmap, slug
 from reportgen.granularity import Granularity, Units, aggregate_matrix, aggregate_vector, units
+from reportgen.report.conversation import Marks, _input_marks
 from reportgen.report.model import CompareMethod, Comparison, SyncHover, SyncUnits, Tok
 from reportgen.report.panels import matrix_or_none, primary_score
 from reportgen.report.text import output_special, token_views
@@ -229,28 +230,26 @@ def sync_hover(al: Alignment, left: Values, right: Values) -> SyncHover:
     )
 
 
-RoleMarks = tuple[list[str], list[int]]  # chat role and turn per token
-
-
-def role_marks(g: Generation) -> tuple[RoleMarks, RoleMarks] | None:
-    """Each input and response token's chat role and turn, as the prompt's panels mark them (the
-    response is the assistant's, in the last turn); None when the generation does not know them."""
+def role_marks(g: Generation) -> tuple[Marks, Marks] | None:
+    """Each input and response token's chat role, its name on hover and its turn, as the prompt's
+    panels mark them (the response is the assistant's, in the last turn); None when the generation
+    does not know them."""
     if len(g.input_roles) != g.n or len(g.input_turns) != g.n:
         return None
-    last = max(g.input_turns, default=1)
-    return (list(g.input_roles), list(g.input_turns)), (["assistant"] * g.t, [last] * g.t)
+    out = ["assistant"] * g.t
+    return _input_marks(g), (out, out, [max(g.input_turns, default=1)] * g.t)
 
 
-def mark_roles(toks: tuple[Tok, ...], us: Units, marks: RoleMarks) -> tuple[Tok, ...]:
+def mark_roles(toks: tuple[Tok, ...], us: Units, marks: Marks) -> tuple[Tok, ...]:
     """Each token or unit with the chat role (and turn) of the tokens it covers, named on hover as in
     the panels; a unit whose tokens belong to different messages is left unmarked."""
-    roles, turns = marks
+    roles, names, turns = marks
     out = []
     for t, u in zip(toks, us.units, strict=True):
-        found = {(roles[i], turns[i]) for i in u.tokens}
+        found = {(roles[i], names[i], turns[i]) for i in u.tokens}
         if len(found) == 1:
-            ((role, turn),) = found
-            t = replace(t, role=role, title=f"{t.title} · {role}, turn {turn}")
+            ((role, name, turn),) = found
+            t = replace(t, role=role, title=f"{t.title} · {name}, turn {turn}")
         out.append(t)
     return tuple(out)
 
