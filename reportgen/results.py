@@ -44,7 +44,8 @@ from reportgen.spec import validate_text
 #: ``run_id`` and ``manifest``. 1.2 added token roles and turns (``input_roles``, ``input_turns``)
 #: and the messages a conversation's input was built from (``messages``). 1.3 added part-of-speech
 #: and entity labels of the tokens (``generations[].linguistics``, :mod:`reportgen.linguistics`).
-SCHEMA_VERSION = "1.3"
+#: 1.4 added the executor that computed the shards (``provenance.executor``).
+SCHEMA_VERSION = "1.4"
 
 #: Fields that differ between two runs of the same spec and seed (JSON paths; ``[]`` is every
 #: element of a list, ``*`` every member of an object). Everything else in results.json is the
@@ -61,6 +62,7 @@ RUN_DEPENDENT: tuple[str, ...] = (
     "evaluations[].details.from_cache",
     "provenance.cache",
     "provenance.jobs",
+    "provenance.executor",
     "provenance.models.*.loaded",
     "provenance.models.*.load_seconds",
     "provenance.rebuilt",
@@ -268,6 +270,20 @@ class JobsRecord(_Loose):
     models_loaded: list[StrictStr] = Field(default_factory=list)
 
 
+class ExecutorRecord(_Loose):
+    """Where the shards ran (1.4): ``local``, or ``ray`` with its settings and cluster size."""
+
+    kind: Literal["local", "ray"]
+    address: StrictStr | None = Field(None, description="ray: the spec's address as given (None: a private local cluster).")
+    cluster: StrictStr | None = Field(None, description="ray: how the cluster was reached.")
+    workers: StrictInt | None = Field(None, description="ray: CPUs of the cluster at the start (one-CPU tasks run at once).")
+    gpus: float | None = Field(None, description="ray: GPUs of the cluster at the start.")
+    gpus_per_worker: float | None = None
+    prompts_per_task: StrictInt | None = None
+    max_retries: StrictInt | None = None
+    tasks: StrictInt | None = Field(None, description="ray: (model, chunk of prompts) tasks submitted.")
+
+
 class RebuiltRecord(_Loose):
     at: StrictStr = Field(description="When `reportgen render` rebuilt the report (UTC, ISO 8601).")
     from_: StrictStr = Field(alias="from", description="The results file's name (never its path).")
@@ -294,6 +310,7 @@ class ProvenanceRecord(_Loose):
     failed_plugins: list[StrictStr] = Field(default_factory=list)
     cache: dict[str, Any] | None = Field(None, description="Cache root, hits and misses (run-dependent).")
     jobs: JobsRecord | None = Field(None, description="Jobs reused from the cache and computed (1.1, run-dependent).")
+    executor: ExecutorRecord | None = Field(None, description="Where the shards ran (1.4, run-dependent).")
     rebuilt: RebuiltRecord | None = Field(None, description="Set by `reportgen render` (1.1).")
 
 

@@ -709,6 +709,7 @@ def run_audit(
         **({"failed": outcomes["failed"]} if outcomes["failed"] else {}),
         "models_loaded": sorted(loaded_ids),
     }
+    run.provenance["executor"] = executor.describe()
     options.progress.log(
         f"jobs: {outcomes['reused']} of {len(jobs)} reused from the cache, {outcomes['computed']} computed"
         + (f", {outcomes['unavailable']} unavailable" if outcomes["unavailable"] else "")

@@ -7,6 +7,8 @@ name its own digest, so the attached copy's subject is the results.json attached
 - ``buildDefinition.externalParameters``: the spec (its file name), the seed, the formats and,
   when run from the command line, the command (paths as :func:`reportgen.provenance.portable_path`
   shows them: relative to the spec's folder, never absolute);
+- ``buildDefinition.internalParameters``: the device, Python, platform and the executor that
+  computed the shards (``local``, or ``ray`` with its settings);
 - ``buildDefinition.resolvedDependencies``: the spec and every model's weights and tokenizer
   files with their sha256 (from the run's manifest), and every package version as a purl;
 - ``runDetails.builder``: ``pkg:pypi/reportgen@VERSION``, the plugins as builder dependencies;
@@ -153,7 +155,7 @@ def statement_for(data: Mapping[str, Any], subjects: Mapping[str, bytes], comman
     cmd = current_command() if command is None else tuple(command)
     if cmd:
         external["command"] = list(cmd)
-    internal = {k: prov[k] for k in ("device", "python", "platform") if k in prov}
+    internal = {k: prov[k] for k in ("device", "python", "platform", "executor") if k in prov}
     plugins = prov.get("plugins") if isinstance(prov.get("plugins"), Mapping) else {}
     assert isinstance(plugins, Mapping)
     builder_deps = []

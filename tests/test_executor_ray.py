@@ -166,6 +166,19 @@ def test_ray_gives_the_local_results(tmp_path: Path, cluster: None, registry: Re
         f"{m} · {p} · {j}" for m in "ab" for p in ("p1", "p2", "p3") for j in ("generation", "inseq.saliency", "inseq.input_x_gradient")
     )
     assert remote.provenance["jobs"]["computed"] == 18 and remote.provenance["jobs"]["models_loaded"] == ["a", "b"]
+    # how the shards ran: local here, ray with its settings and the module's 2-CPU cluster there (run-dependent)
+    assert json.loads((tmp_path / "local" / "results.json").read_text("utf-8"))["provenance"]["executor"] == {"kind": "local"}
+    assert json.loads((tmp_path / "ray" / "results.json").read_text("utf-8"))["provenance"]["executor"] == {
+        "kind": "ray",
+        "address": None,
+        "cluster": "the Ray session already open in this process",
+        "workers": 2,
+        "gpus": 0,
+        "gpus_per_worker": 0,
+        "prompts_per_task": 2,
+        "max_retries": 1,
+        "tasks": 4,
+    }
 
 
 def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_recomputed(tmp_path: Path, cluster: None, registry: Registry) -> None:

@@ -6,6 +6,7 @@ The executors themselves: tests/test_runner.py (local, the default) and tests/te
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from reportgen.cli import main
 from reportgen.errors import SpecError
 from reportgen.plugins import get_registry
 from reportgen.spec import RunTarget, validate_text
+from tests.conftest import write_spec
 
 CLI_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
 
@@ -107,3 +109,20 @@ def test_no_cluster_at_the_address_exits_2_before_any_model_loads(tmp_path: Path
     assert result.exit_code == 2
     assert "error: executor.address: cannot join the Ray cluster at auto: Could not find any running Ray instance" in result.stderr
     assert "loading" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_local_executor_is_in_the_provenance_of_every_report(tmp_path: Path, tiny_registry: Any) -> None:
+    """results.json (which the schema check validates), the HTML and PDF provenance table and the in-toto statement."""
+    from reportgen.runner import RunOptions, run_audit
+    from reportgen_plugins.renderers.pdf import KaleidoExporter, SvgDrawer, render_html_for_pdf
+    from tests.report_fixtures import render_context
+
+    text = SPEC.replace("embedded:smollm2-135m-instruct", '"tiny:1"').replace("  output: out\n", "  formats: [json, html]\n")
+    text += "generation: {max_new_tokens: 2}\n"
+    run, written = run_audit(write_spec(tmp_path, text), RunOptions(output=str(tmp_path / "out"), use_cache=False), tiny_registry)
+    assert json.loads(Path(written["json"]).read_text("utf-8"))["provenance"]["executor"] == {"kind": "local"}
+    statement = json.loads(Path(written["provenance"]).read_text("utf-8"))
+    assert statement["predicate"]["buildDefinition"]["internalParameters"]["executor"] == {"kind": "local"}
+    row = '<tr><th scope="row">executor.kind</th><td><code>local</code></td></tr>'
+    assert row in Path(written["html"]).read_text("utf-8")
+    assert row in render_html_for_pdf(render_context(run), SvgDrawer(KaleidoExporter(False)))

@@ -95,7 +95,7 @@ def test_run_writes_results_and_isolates_failures(tmp_path: Path, registry: Regi
     run, written = run_audit(spec, RunOptions(output=str(tmp_path / "out")), registry)
     assert registry.loader.loads == 1  # type: ignore[attr-defined]  # one load per model, not per prompt
     data = json.loads(Path(written["json"]).read_text())
-    assert data["schema_version"] == "1.3"
+    assert data["schema_version"] == "1.4"
     assert len(data["generations"]) == 2 and len(data["results"]) == 6
     by = {(r["prompt"], r["method"]): r for r in data["results"]}
     boom = by[("p1", "test.boom")]

@@ -78,7 +78,7 @@ def test_schema_command_prints_a_valid_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema == json_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["x-schema-version"] == SCHEMA_VERSION == "1.3"
+    assert schema["x-schema-version"] == SCHEMA_VERSION == "1.4"
     assert schema["x-run-dependent"] == list(RUN_DEPENDENT)
     assert {"generations", "results", "spec_text", "schema_version"} <= set(schema["required"])
     # every field this wave added is documented
@@ -97,7 +97,7 @@ def test_schema_version_is_semver_major_minor() -> None:
 
 def test_written_results_validate_and_load(good: dict[str, Any], validator: Any) -> None:
     assert not list(validator.iter_errors(good))
-    assert good["schema_version"] == "1.3" and good["manifest"]["run_id"] == good["run_id"]
+    assert good["schema_version"] == "1.4" and good["manifest"]["run_id"] == good["run_id"]
     parse_run(json.dumps(good).encode(), "results.json")
 
 

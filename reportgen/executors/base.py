@@ -77,3 +77,8 @@ class Executor(Protocol):
     def close(self) -> None:
         """Stop what is still running and free what the executor holds."""
         ...
+
+    def describe(self) -> dict[str, Any]:
+        """How the run's shards were computed, for ``provenance["executor"]``: ``kind`` and the
+        executor's settings (never credentials); called after the last :meth:`collect`."""
+        ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from reportgen.executors.base import ModelWork, Work
 
 
@@ -22,3 +24,6 @@ class LocalExecutor:
 
     def close(self) -> None:
         return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local"}

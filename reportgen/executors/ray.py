@@ -127,6 +127,11 @@ def _join(ray: Any, address: str | None) -> None:
         raise SpecError(f"executor.address: cannot join {where}: {_one_line(str(exc))}") from None
 
 
+def _resources(ray: Any) -> dict[str, float]:
+    """The cluster's resources now (``CPU``, ``GPU``, …)."""
+    return dict(ray.cluster_resources())
+
+
 class RayExecutor:
     """Submits every shard as a Ray task when created; :meth:`collect` waits for one model's."""
 
@@ -141,6 +146,7 @@ class RayExecutor:
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             _join(ray, settings.address)
+        self.resources = _resources(ray)
         task = ray.remote(run_shard_job).options(
             num_gpus=settings.gpus_per_worker, max_retries=settings.max_retries, retry_exceptions=False
         )
@@ -183,6 +189,29 @@ class RayExecutor:
                 loads.append(d["load_seconds"])
         out.load_seconds = sum(loads) if loads else None
         return out
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as given (the address as the spec wrote it: the spec's check admits no
+        credentials there), how the cluster was reached, its size when the run started (each task
+        takes one CPU, so ``workers`` is how many run at once) and the number of tasks."""
+        s = self.settings
+        if not self.owns_ray:
+            cluster = "the Ray session already open in this process"
+        elif s.address is None:
+            cluster = "a private local cluster started for the run"
+        else:
+            cluster = "joined at the address"
+        return {
+            "kind": "ray",
+            "address": s.address,
+            "cluster": cluster,
+            "workers": int(self.resources.get("CPU", 0)),
+            "gpus": self.resources.get("GPU", 0),
+            "gpus_per_worker": s.gpus_per_worker,
+            "prompts_per_task": s.prompts_per_task,
+            "max_retries": s.max_retries,
+            "tasks": len(self.shards),
+        }
 
     def close(self) -> None:
         for ref in self.pending:
