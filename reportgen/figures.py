@@ -73,6 +73,18 @@ def label(i: int, token: str, width: int = 16) -> str:
     return esc(f"{i}: {t}")
 
 
+#: An axis label of :func:`label` or a block label of :func:`downsample`: the index part, then the token.
+_TICK = re.compile(r"(\d+(?:–\d+)?: )(.*)", re.S)
+
+
+def tick_text(text: str) -> str:
+    """An axis label (plain text) as a static figure prints it: the token's spaces shown as ``␣``,
+    as in the report's tables (``"4:  is"`` reads ``"4: ␣is"``; a drawn label's leading space
+    would vanish). Other labels are unchanged."""
+    m = _TICK.fullmatch(text)
+    return text if m is None else m.group(1) + m.group(2).replace(" ", "\u2423")
+
+
 def rnd(x: Any) -> float | None:
     """Round to DIGITS significant digits; None for missing/non-finite."""
     if x is None:

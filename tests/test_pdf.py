@@ -27,12 +27,14 @@ from report_fixtures import (
     DETECTORS,
     INJECT_IMG,
     INJECT_SCRIPT,
+    html_of,
     make_figures,
     make_run,
     render_context,
 )
 
-from reportgen.figures import esc
+from reportgen.figures import esc, tick_text
+from reportgen.figures import label as axis_label
 from reportgen.report import build_context
 from reportgen.results import dumps, run_to_json
 from reportgen_plugins.renderers.pdf import (
@@ -425,7 +427,8 @@ def test_spaces_in_tokens_are_visible_in_score_tables_and_findings(text: str, ru
     for tok in (" is", " the", " capital", " France"):
         assert re.search(rf"\d+ {re.escape(tok.replace(' ', '␣'))} ", text), tok  # "# Token score" rows read back
     assert "smol · capital · ␣France" in text  # the finding's token
-    assert " Paris" in g.output_tokens and "␣Paris" not in text  # running text (the response) keeps its spaces
+    prose = re.sub(r"\d+: ␣\w+", "", text)  # less the figures' axis labels, which show the space too
+    assert " Paris" in g.output_tokens and "␣Paris" not in prose  # running text (the response) keeps its spaces
 
 
 # --------------------------------------------------------------------------- nothing cut, nothing overlapping
@@ -452,6 +455,7 @@ def test_text_width_is_never_below_the_fonts_advance(bold: bool) -> None:
         "saliency (l2 over hidden dims)",
         "Attribution score (AS) per prompt token",
         "#&<>=+~^",
+        "4: ␣is ⏎ ⇥ ∅",
     ]
     for s in samples:
         assert text_width(s, 100, bold) >= font.getlength(s), s
@@ -517,3 +521,50 @@ def test_legend_wraps_into_rows_inside_the_drawing() -> None:
         for b in legend[k + 1 :]:
             assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"{a[0]} overlaps {b[0]}"
     assert len({round(b[2]) for b in legend}) == 2  # two rows
+
+
+# --------------------------------------------------------------------------- readability: token labels, informational notes
+
+
+def test_axis_labels_show_a_tokens_spaces_like_the_tables() -> None:
+    assert tick_text("4:  is") == "4: ␣is" and tick_text("0–3:  the…") == "0–3: ␣the…"
+    assert tick_text("4: What") == "4: What" and tick_text("probability") == "probability"
+    svg = heatmap_svg(
+        np.ones((2, 2)),
+        [axis_label(0, " is"), axis_label(1, "What")],
+        [axis_label(0, " Paris"), axis_label(1, ".")],
+        scale=[[0, "#fff"], [1, "#000"]],
+    )
+    texts = [t.text for t in ET.fromstring(svg).iter(SVG + "text")]
+    assert "0: ␣is" in texts and "1: What" in texts and "0: ␣Paris" in texts
+
+
+def test_pdf_figure_labels_keep_the_leading_space(text: str, run: Any) -> None:
+    g = next(g for g in run.generations if g.prompt_id == "capital")
+    i = g.input_tokens.index(" France")
+    assert f"{i}: ␣France" in text  # a heatmap's row label, read back from the page
+    assert not re.search(rf"\b{i}: France\b", text)
+
+
+def test_info_findings_are_one_compact_table_after_the_others(text: str, run: Any) -> None:
+    info = [f for f in run.findings if f.severity == "info"]
+    others = [f for f in run.findings if f.severity != "info"]
+    assert info and others
+    anomalies = text[text.index("Anomalies 3 finding(s)") :]
+    assert f"Informational notes ({len(info)})" in anomalies
+    table = anomalies[anomalies.index("Informational notes") :]
+    for f in info:  # one row: model · prompt · position, token (␣ for a space), detector, reason
+        row = f"{f.model_id} · {f.prompt_id} · {f.positions[0]} {f.token.replace(' ', '␣')} {f.detector} {f.message}"
+        assert row in table
+    before = anomalies[: anomalies.index("Informational notes")]
+    for f in others:  # the substantive findings come first, expanded, with what to try
+        assert _squash(f.message) in _squash(before) and _squash(f.suggestion) in _squash(before)
+    assert not any(_squash(f.message) in _squash(before) for f in info)
+
+
+def test_html_report_keeps_each_info_finding_collapsed(run: Any) -> None:
+    html = html_of(run, make_figures())
+    assert "info-table" not in html and "Informational notes" not in html
+    n_info = sum(f.severity == "info" for f in run.findings)
+    assert html.count('<details class="finding-body">') == n_info  # collapsed, one each
+    assert html.count('<details class="finding-body" open>') == len(run.findings) - n_info
