@@ -192,6 +192,12 @@ def _signing_key(key: Path, cert: Path | None, pass_env: str, debug: bool) -> An
     return _guard(debug, lambda: load_key(key, cert, pass_env))
 
 
+def _key_id(key: Any) -> str:
+    from reportgen.signing import key_id
+
+    return key_id(key.cert)
+
+
 def _sign_paths(paths: list[Path], key: Any, tsa: str | None, debug: bool) -> None:
     from reportgen.signing import sign_files, timestamper
 
@@ -245,10 +251,11 @@ def run(
     key_pass_env: str,
 ) -> None:
     """Run the audit SPEC and write the reports."""
-    from reportgen.runner import RunOptions, gate, run_audit
+    from reportgen.runner import RunOptions, audit, gate, sign_reports
     from reportgen.statement import reset_command, set_command
 
     key = _signing_key(sign_key, sign_cert, key_pass_env, debug) if sign_key else None  # before anything is written
+    signer = _key_id(key) if key is not None else None
 
     bar, hooks = _progress_bar(quiet)
     base = spec.resolve().parent
@@ -262,18 +269,25 @@ def run(
 
     def go() -> Any:
         opts = RunOptions(
-            output=output, formats=list(formats) or None, device=device, use_cache=not no_cache, progress=hooks, executor=executor
+            output=output,
+            formats=list(formats) or None,
+            device=device,
+            use_cache=not no_cache,
+            progress=hooks,
+            executor=executor,
+            signer=signer,
         )
         token = set_command(argv)  # for the provenance statement
         try:
             if bar is None:
-                return run_audit(spec, opts)
+                return audit(spec, opts)
             with bar:
-                return run_audit(spec, opts)
+                return audit(spec, opts)
         finally:
             reset_command(token)
 
-    run_result, written = _guard(debug, go)
+    done = _guard(debug, go)
+    run_result, written = done.run, done.written
     failed = [r for r in run_result.results if r.status == "failed"]
     for fmt, path in written.items():
         click.echo(f"{fmt}: {path}")
@@ -282,8 +296,8 @@ def run(
     if failed:
         for r in failed:
             click.echo(f"  failed: {r.method} on {r.model_id}/{r.prompt_id}: {r.reason}", err=True)
-    if key is not None:
-        _sign_paths([Path(p) for p in written.values()], key, tsa, debug)
+    if signer is not None and not done.up_to_date:  # an up-to-date folder holds this key's signatures
+        sign_reports(done, signer, lambda paths: _sign_paths(paths, key, tsa, debug))
     why = gate(run_result, (*run_result.spec.fail_on, *fail_on))
     if why:
         _fail(GateFailed(f"gate failed: {why}; the reports are written"), False)

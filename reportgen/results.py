@@ -102,7 +102,15 @@ def _drop(node: Any, parts: list[str]) -> None:
 def run_to_json(run: RunResult) -> dict[str, Any]:
     """The seed-001 A.2 result structure, extended with generations, findings, provenance and
     the manifest (:func:`reportgen.manifest.manifest_for` of everything else)."""
-    body = jsonable_dict(
+    body = results_body(run)
+    out = {"schema_version": body.pop("schema_version"), "run_id": run_id_for(body), **body}
+    out["manifest"] = manifest_for(out)
+    return out
+
+
+def results_body(run: RunResult) -> dict[str, Any]:
+    """:func:`run_to_json` without the members derived from the rest (``run_id``, ``manifest``)."""
+    return jsonable_dict(
         {
             "schema_version": SCHEMA_VERSION,
             "job_id": run.provenance.get("spec_sha256", "")[:16],
@@ -124,9 +132,6 @@ def run_to_json(run: RunResult) -> dict[str, Any]:
             "timings": run.timings,
         }
     )
-    out = {"schema_version": body.pop("schema_version"), "run_id": run_id_for(body), **body}
-    out["manifest"] = manifest_for(out)
-    return out
 
 
 def dumps(run: RunResult) -> str:

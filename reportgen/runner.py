@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from reportgen import linguistics
 from reportgen import provenance as prov
+from reportgen import stamp as stamps
 from reportgen.cache import Cache, atomic_write_bytes, content_key
 from reportgen.cache_admin import prune_after_run, resolve_settings
 from reportgen.data import (
@@ -48,6 +48,7 @@ from reportgen.data import (
 from reportgen.errors import PluginError, RenderError, ReportgenError
 from reportgen.executors import ShardWork, Work, make_executor
 from reportgen.generate import TOKEN_DISPLAY_VERSION
+from reportgen.manifest import run_id_for
 from reportgen.plugin_api import (
     AttributionContext,
     EvaluationContext,
@@ -57,6 +58,7 @@ from reportgen.plugin_api import (
 )
 from reportgen.plugins import Registry, get_registry
 from reportgen.render import make_jinja_env
+from reportgen.results import results_body
 from reportgen.signing_dsse import SUFFIX as ENVELOPE_SUFFIX
 from reportgen.spec import (
     AuditSpec,
@@ -67,6 +69,7 @@ from reportgen.spec import (
     output_dir,
     report_filename,
 )
+from reportgen.statement import STATEMENT_NAME
 
 RESULTS_VERSION = "1"
 
@@ -92,6 +95,21 @@ class RunOptions:
     #: How a remote worker builds its plugin registry (default: from the installed entry points);
     #: a picklable top-level function, for plugins that are not installed as entry points.
     worker_registry: Callable[[], Registry] | None = None
+    #: The key id of the certificate ``run --sign`` signs with (None: unsigned): a folder signed
+    #: by another key, or not signed, is not up to date (:mod:`reportgen.stamp`).
+    signer: str | None = None
+
+
+@dataclass
+class Audit:
+    """What :func:`audit` did: the run, the report files (name → path) and the folder's stamp."""
+
+    run: RunResult
+    written: dict[str, str]
+    out_dir: Path
+    stamp: stamps.Stamp
+    #: True when the folder already held these reports from identical inputs and nothing was written.
+    up_to_date: bool = False
 
 
 def _now() -> str:
@@ -100,6 +118,8 @@ def _now() -> str:
 
 def _seed_everything(seed: int) -> None:
     import random
+
+    import torch
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -510,7 +530,7 @@ def _write_reports(registry: Registry, run: RunResult, out_dir: Path, formats: l
         written[fmt] = str(final)
     if written:  # the in-toto provenance statement about the files just written (reportgen.statement)
         from reportgen.results import run_to_json
-        from reportgen.statement import STATEMENT_NAME, write_statement
+        from reportgen.statement import write_statement
 
         try:
             written["provenance"] = str(write_statement(run_to_json(run), out_dir, written))
@@ -608,9 +628,18 @@ def gate(run: RunResult, fail_on: Iterable[str] = ()) -> str | None:
 def run_audit(
     spec_path: str | Path, options: RunOptions | None = None, registry: Registry | None = None
 ) -> tuple[RunResult, dict[str, str]]:
+    """:func:`audit`'s run and report files."""
+    done = audit(spec_path, options, registry)
+    return done.run, done.written
+
+
+def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Registry | None = None) -> Audit:
     """Validate the spec and the run's environment (before any model loads), run every job
     (reusing cached ones, loading a model only when one of its jobs is not cached), render the
-    reports and remove the ones an earlier run left that this run did not write."""
+    reports, remove the ones an earlier run left that this run did not write and stamp the folder.
+
+    When every job came from the cache and the folder's stamp says it holds these reports, made
+    from identical inputs and intact (:func:`reportgen.stamp.current`), nothing is written."""
     options = options or RunOptions()
     registry = registry or get_registry()
     target = RunTarget(
@@ -721,10 +750,53 @@ def run_audit(
             + (f", {outcomes['evaluation-unavailable']} unavailable" if outcomes["evaluation-unavailable"] else "")
         )
     run.findings = detect(registry, spec, run)
+    names = {fmt: report_filename(fmt, registry) for fmt in formats}
+    inputs = stamps.inputs_digest(results_body(run), names.values(), stamps.software_digest(p.module for p in registry.plugins()))
+    reused = options.use_cache and outcomes["reused"] == len(jobs) and outcomes["evaluation-reused"] == len(evaluators) * len(models)
+    current = stamps.current(out_dir, inputs, options.signer, names.values()) if reused else None
+    if current is not None:
+        options.progress.log(up_to_date_line(out_dir, current, formats))
+        existing = {fmt: str(out_dir / name) for fmt, name in names.items()}
+        if STATEMENT_NAME in current.files:
+            existing["provenance"] = str(out_dir / STATEMENT_NAME)
+        return Audit(run, existing, out_dir, current, up_to_date=True)
+    stamps.remove(out_dir)
     written, failed = _write_reports(registry, run, out_dir, formats)
     remove_stale_reports(registry, out_dir, written.values(), options.progress.log)
     if cache_settings is not None:
         prune_after_run(cache_settings, options.progress.log)
     if failed:
         raise _render_failed(written, failed)
-    return run, written
+    made = stamps.Stamp(
+        inputs=inputs,
+        signer=None,
+        run_id=run_id_for(results_body(run)),
+        completed_at=run.completed_at,
+        files=stamps.file_digests(out_dir, (Path(p).name for p in written.values())),
+    )
+    stamps.write(out_dir, made)
+    return Audit(run, written, out_dir, made)
+
+
+def up_to_date_line(out_dir: Path, stamp: stamps.Stamp, formats: Iterable[str]) -> str:
+    """What ``run`` says when the folder already holds its reports."""
+    results = out_dir / "results.json"
+    rebuild = " ".join(f"-f {fmt}" for fmt in formats if fmt != "json") or "-f json"
+    how = (
+        f"`reportgen render {results} -o {out_dir} {rebuild}` rebuilds them"
+        if results.name in stamp.files
+        else "delete one of them to have the next run rewrite them all"
+    )
+    return (
+        f"up to date: the reports in {out_dir} are from run {stamp.run_id} at {stamp.completed_at} with the same spec, "
+        f"models and reportgen; nothing rewritten. {how}"
+    )
+
+
+def sign_reports(done: Audit, signer: str, sign: Callable[[list[Path]], None]) -> None:
+    """Sign the reports ``done`` wrote (``sign`` takes their paths) and stamp the folder as
+    signed by ``signer``: the signed files and their envelopes are what a rerun must find."""
+    sign([Path(p) for p in done.written.values()])
+    names = [Path(p).name for p in done.written.values()]
+    names += [n + ENVELOPE_SUFFIX for n in names if (done.out_dir / (n + ENVELOPE_SUFFIX)).is_file()]
+    stamps.write(done.out_dir, replace(done.stamp, signer=signer, files=stamps.file_digests(done.out_dir, names)))

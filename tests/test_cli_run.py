@@ -177,12 +177,12 @@ def test_a_cached_rerun_loads_nothing_and_prints_the_reuse(tmp_path: Path, cli_r
     res = invoke("run", str(spec), "-q")
     assert res.exit_code == 0, res.stderr
     assert "loading tiny (tiny:3)" in res.stderr and "jobs: 0 of 3 reused from the cache, 3 computed" in res.stderr
-    res = invoke("run", str(spec), "-q")
+    res = invoke("run", str(spec), "-q", "-o", str(tmp_path / "again"))  # another folder: the reports are written
     assert res.exit_code == 0, res.stderr
     assert "loading" not in res.stderr
     assert "jobs: 3 of 3 reused from the cache, 0 computed" in res.stderr
     assert cli_registry.loader.loads == 1  # type: ignore[attr-defined]
-    jobs = json.loads((tmp_path / "out" / "results.json").read_text("utf-8"))["provenance"]["jobs"]
+    jobs = json.loads((tmp_path / "again" / "results.json").read_text("utf-8"))["provenance"]["jobs"]
     assert jobs == {"total": 3, "reused": 3, "computed": 0, "unavailable": 0, "models_loaded": []}
 
 
@@ -195,7 +195,8 @@ def test_an_old_report_beside_a_new_one_is_removed_with_a_log_line(tmp_path: Pat
     assert res.exit_code == 0, res.stderr
     wrote = "provenance.intoto.json, results.json"
     assert f"removed {tmp_path / 'out' / 'report.pdf'}: left by an earlier run; this run wrote {wrote}" in res.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my-notes.pdf", "provenance.intoto.json", "results.json"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [".reportgen-stamp.json", "my-notes.pdf", "provenance.intoto.json", "results.json"]
 
 
 # --------------------------------------------------------------------------- model load errors (exit 4)

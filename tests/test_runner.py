@@ -330,7 +330,7 @@ def test_reports_an_earlier_run_left_are_removed_and_nothing_else(tmp_path: Path
     _, written = run_audit(spec, RunOptions(output=str(out), progress=Progress(log=logs.append)), registry)
     assert sorted(Path(p).name for p in written.values()) == ["provenance.intoto.json", "report.html", "results.json"]
     names = {p.name for p in out.iterdir()}
-    assert names == {"provenance.intoto.json", "report.html", "results.json", "sub", *kept}
+    assert names == {".reportgen-stamp.json", "provenance.intoto.json", "report.html", "results.json", "sub", *kept}
     assert all((out / n).read_bytes() == d for n, d in kept.items())
     assert (out / "sub" / "report.pdf").exists()  # only the output folder itself, never below it
     removed = sorted(line for line in logs if line.startswith("removed "))
