@@ -127,7 +127,9 @@ models:
     source: "tiny:2"
 prompts:
   - id: p
-    text: "The capital of France is"
+    turns:
+      - user: "The capital of France is"
+      - user: "And of Italy?"
 generation: {max_new_tokens: 2}
 methods:
   - method: inseq.saliency
@@ -156,4 +158,10 @@ def test_report_legend_names_the_templates_own_system_prompt(tmp_path: Path, smo
     system = re.findall(r'title="([^"]*)" data-role="system"', html)
     assert len(system) >= g.input_roles.count("system") > 0
     assert all("system (the chat template&#39;s own), turn 1" in t for t in system)
-    assert re.search(r'title="[^"]*· user, turn 1" data-role="user"', html)
+    assert re.search(r'title="[^"]*· user, turn 1" data-role="user"', html) and re.search(r'· user, turn 2" data-role="user"', html)
+    # the conversation's timeline: a system row of the template's own, before the spec's turns
+    rows = re.findall(r'<tr class="timeline-row[^"]*" data-turn="(\d+)" data-role="(\w+)">(.*?)</tr>', html, re.S)
+    assert [(int(t), r) for t, r, _ in rows][:2] == [(1, "system"), (1, "user")]
+    body = rows[0][2]
+    assert "<em>chat template's own</em>" in body and "You␣are␣a␣helpful␣AI␣assistant" in body.replace(" ", "␣")
+    assert f'<td class="num">{g.input_roles.count("system")}</td>' in body
