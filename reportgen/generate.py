@@ -455,6 +455,7 @@ class LocalSampler(Sampler):
         out = model.generate(
             ids.repeat(n, 1),
             attention_mask=torch.ones_like(ids).repeat(n, 1),
+            **shared_prefill(model, ids, n),
             do_sample=True,
             temperature=temperature,
             top_k=0,
@@ -486,9 +487,28 @@ class LocalSampler(Sampler):
             attention_mask=torch.ones_like(ids).repeat(n, 1),
             max_new_tokens=max_new_tokens,
             pad_token_id=_pad_id(tok),
+            **shared_prefill(model, ids, n),
             **kwargs,
         )
         return [str(tok.decode(row[ids.shape[1] :], skip_special_tokens=True)) for row in out]
+
+
+def shared_prefill(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
+    """``generate`` keywords that give ``n`` copies of the prompt ``ids`` (1, L) one prefill: the KV
+    cache of ``ids[:, :-1]`` computed once and repeated for the rows (n identical prefills cost n
+    times as much; on a 1,000-token prompt the prefill is most of a short response's cost).
+    Empty (``generate`` prefills each row itself) for one row, a one-token prompt or a cache
+    that cannot be repeated."""
+    if n < 2 or ids.shape[1] < 2:
+        return {}
+    with torch.no_grad():
+        out = model(ids[:, :-1], use_cache=True)
+    name = "cache" if "cache" in out else "past_key_values"  # transformers 5.x renamed it
+    cache = out[name]
+    if not hasattr(cache, "batch_repeat_interleave"):
+        return {}
+    cache.batch_repeat_interleave(n)
+    return {name: cache}
 
 
 # --------------------------------------------------------------------------- API-only models

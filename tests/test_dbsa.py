@@ -248,6 +248,30 @@ def test_open_model_token_units(tiny_open, tmp_path):
     assert payload.draws_total == 4 * (1 + 2 * len(g.user_positions))
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_local_sampler_prefills_the_prompt_once_for_all_samples(tiny_open, temperature):
+    """N draws of one prompt share one prefill (the prompt's KV cache repeated per row) and give
+    exactly the responses of N independent prefills (``generate`` on N copies of the prompt)."""
+    model, tok = tiny_open.model, tiny_open.tokenizer
+    ids = tok("What is the capital of France ?", return_tensors="pt").input_ids
+    calls: list[tuple[int, ...]] = []  # the shape of every forward's input_ids
+
+    def record(_m: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        calls.append(tuple((args or (kw["input_ids"],))[0].shape))
+
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        got = tiny_open.sampler.sample_ids(ids[0].tolist(), 5, seed=3, max_new_tokens=4, temperature=temperature)
+    finally:
+        hook.remove()
+    L = ids.shape[1]
+    assert calls[0] == (1, L - 1) and all(c == (5, 1) for c in calls[1:])  # prompt once; then one token per row and step
+    torch.manual_seed(3)
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {"do_sample": False}
+    ref = model.generate(ids.repeat(5, 1), attention_mask=torch.ones(5, L, dtype=torch.long), max_new_tokens=4, pad_token_id=2, **sampling)
+    assert got == [tok.decode(row[L:], skip_special_tokens=True) for row in ref]
+
+
 def test_open_model_word_units_with_map(tiny_open, tmp_path):
     ctx = open_ctx(tiny_open, tmp_path, unit="word", neighbour_map={"France": ["Italy", "Spain"]}, neighbour_source="map")
     res = DBSA(embed=hash_embed).attribute(ctx)
