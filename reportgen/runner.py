@@ -14,6 +14,10 @@ jobs were reused and computed is logged at the end and recorded in ``provenance[
 Report files a previous run left in the output folder that this run did not rewrite
 (an old ``report.pdf`` beside a new ``report.html``, unfinished ``.partial`` writes) are
 removed, with a log line each; only reportgen's own file names are ever touched.
+
+An unchanged rerun writes nothing: the folder's stamp (:mod:`reportgen.stamp`) records what
+its reports were made from; when every job came from the cache, the inputs are the same and
+every file is intact, the run says the folder is up to date and the gate reads its results.json.
 """
 
 from __future__ import annotations
@@ -708,7 +712,6 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
                     gc.collect()  # free the weights before the next model loads
     finally:
         executor.close()
-    generations = linguistics.annotate_all(spec.linguistics.enabled, generations)
     timings["total"] = time.perf_counter() - t_run
     run = RunResult(
         spec=spec,
@@ -749,9 +752,10 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
             f"evaluations: {outcomes['evaluation-reused']} reused from the cache, {outcomes['evaluation-computed']} computed"
             + (f", {outcomes['evaluation-unavailable']} unavailable" if outcomes["evaluation-unavailable"] else "")
         )
-    run.findings = detect(registry, spec, run)
+    # What the reports are made from, before the labels and findings derived from it (their code
+    # and spaCy's version are in the digest), so an up-to-date folder needs neither spaCy nor detectors.
     names = {fmt: report_filename(fmt, registry) for fmt in formats}
-    inputs = stamps.inputs_digest(results_body(run), names.values(), stamps.software_digest(p.module for p in registry.plugins()))
+    inputs = stamps.inputs_digest(results_body(run), names.values(), _software(registry, spec))
     reused = options.use_cache and outcomes["reused"] == len(jobs) and outcomes["evaluation-reused"] == len(evaluators) * len(models)
     current = stamps.current(out_dir, inputs, options.signer, names.values()) if reused else None
     if current is not None:
@@ -759,7 +763,10 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
         existing = {fmt: str(out_dir / name) for fmt, name in names.items()}
         if STATEMENT_NAME in current.files:
             existing["provenance"] = str(out_dir / STATEMENT_NAME)
-        return Audit(run, existing, out_dir, current, up_to_date=True)
+        return Audit(_reported_run(registry, run, out_dir, current), existing, out_dir, current, up_to_date=True)
+    _complete(registry, run)
+    run.timings["total"] = time.perf_counter() - t_run
+    run.completed_at = _now()
     stamps.remove(out_dir)
     written, failed = _write_reports(registry, run, out_dir, formats)
     remove_stale_reports(registry, out_dir, written.values(), options.progress.log)
@@ -776,6 +783,33 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
     )
     stamps.write(out_dir, made)
     return Audit(run, written, out_dir, made)
+
+
+def _software(registry: Registry, spec: AuditSpec) -> dict[str, Any]:
+    """The code that turns results into reports (:func:`reportgen.stamp.software_digest`) and the
+    spaCy pipeline that labels the tokens (None when the labels are off)."""
+    labels = linguistics.active(spec.linguistics.enabled)
+    return {
+        "code": stamps.software_digest(p.module for p in registry.plugins()),
+        "linguistics": stamps.package_versions(("spacy", linguistics.PIPELINE)) if labels else None,
+    }
+
+
+def _complete(registry: Registry, run: RunResult) -> RunResult:
+    """``run`` with its tokens labelled (:mod:`reportgen.linguistics`) and the detectors' findings."""
+    run.generations = linguistics.annotate_all(run.spec.linguistics.enabled, run.generations)
+    run.findings = detect(registry, run.spec, run)
+    return run
+
+
+def _reported_run(registry: Registry, run: RunResult, out_dir: Path, stamp: stamps.Stamp) -> RunResult:
+    """The run an up-to-date folder's reports show (what the gate reads): its results.json, or
+    without one, ``run`` completed as it was then (the same inputs give the same labels and findings)."""
+    if "results.json" in stamp.files:
+        from reportgen.results import load_run
+
+        return load_run(out_dir / "results.json")
+    return _complete(registry, run)
 
 
 def up_to_date_line(out_dir: Path, stamp: stamps.Stamp, formats: Iterable[str]) -> str:

@@ -86,7 +86,20 @@ def software_digest(plugin_modules: Iterable[str]) -> str:
     return sha256_hex("\n".join(parts).encode("utf-8"))
 
 
-def inputs_digest(results: Mapping[str, Any], names: Iterable[str], software: str) -> str:
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each distribution (None: not installed), read without importing it."""
+    import importlib.metadata
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def inputs_digest(results: Mapping[str, Any], names: Iterable[str], software: Any) -> str:
     """sha256 of what the reports are made from: ``results`` (a results.json object; its
     run-dependent fields are left out here), the report file ``names`` and the ``software``."""
     from reportgen.results import without_run_dependent

@@ -35,7 +35,7 @@ def first_run(tmp_path: Path, text: str = TWO_FORMATS) -> tuple[Path, dict[str, 
     return spec, snapshot(tmp_path / "out")
 
 
-def test_an_unchanged_rerun_rewrites_nothing_and_says_so(tmp_path: Path) -> None:
+def test_an_unchanged_rerun_rewrites_nothing_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec, before = first_run(tmp_path)
     out = tmp_path / "out"
     assert set(before) == {".reportgen-stamp.json", "provenance.intoto.json", "report.html", "results.json"}
@@ -43,6 +43,8 @@ def test_an_unchanged_rerun_rewrites_nothing_and_says_so(tmp_path: Path) -> None
     results = json.loads(before["results.json"][1])
     assert stamp is not None and stamp.run_id == results["run_id"] and stamp.completed_at == results["completed_at"]
     assert stamp.signer is None and set(stamp.files) == {"provenance.intoto.json", "report.html", "results.json"}
+    monkeypatch.setattr("reportgen.runner.linguistics.annotate_all", no_labels)  # nor detectors, nor spaCy
+    monkeypatch.setattr("reportgen.runner.detect", no_labels)
     res = invoke("run", str(spec), "-q")
     assert res.exit_code == 0, res.stderr
     assert snapshot(out) == before  # not one byte, not one mtime
@@ -55,8 +57,13 @@ def test_an_unchanged_rerun_rewrites_nothing_and_says_so(tmp_path: Path) -> None
     assert f"html: {out / 'report.html'}" in res.stdout and f"json: {out / 'results.json'}" in res.stdout
 
 
-def test_the_gate_still_fails_when_up_to_date(tmp_path: Path) -> None:
-    spec, before = first_run(tmp_path)
+def no_labels(*args: Any) -> Any:
+    raise AssertionError("an up-to-date folder needs no token labels and no detector")
+
+
+@pytest.mark.parametrize("formats", ["[json, html]", "[html]"])  # the gate reads results.json, else the run's own findings
+def test_the_gate_still_fails_when_up_to_date(tmp_path: Path, formats: str) -> None:
+    spec, before = first_run(tmp_path, SPEC.replace("[json]", formats))
     res = invoke("run", str(spec), "-q", "--fail-on", "medium")
     assert res.exit_code == 7, res.stderr
     assert "up to date: " in res.stderr
@@ -103,9 +110,14 @@ def _other_software(tmp_path: Path, spec: Path, monkeypatch: pytest.MonkeyPatch)
     return []
 
 
+def _other_spacy(tmp_path: Path, spec: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setattr(stamps, "package_versions", lambda names: dict.fromkeys(names, "9.9"))
+    return []
+
+
 @pytest.mark.parametrize(
     "change",
-    [_edit_report, _delete_report, _delete_statement, _edit_spec, _fewer_formats, _more_formats, _no_cache, _other_software],
+    [_edit_report, _delete_report, _delete_statement, _edit_spec, _fewer_formats, _more_formats, _no_cache, _other_software, _other_spacy],
 )
 def test_any_difference_renders_again(tmp_path: Path, change: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     spec, before = first_run(tmp_path)
@@ -162,3 +174,37 @@ def test_the_software_digest_follows_the_code(tmp_path: Path, monkeypatch: pytes
     assert stamps.software_digest(["someplugin"]) == first != stamps.software_digest([])
     (pkg / "sub.py").write_text("Y = 2\n", encoding="utf-8")
     assert stamps.software_digest(["someplugin"]) != first
+
+
+def test_a_signed_folder_is_up_to_date_only_with_its_signatures(tmp_path: Path) -> None:
+    pytest.importorskip("pyhanko")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.test_signing import _cert, _name, _pem
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (tmp_path / "cert.pem").write_bytes(_pem(_cert("Report Signer", key, _name("Report Signer"), key)))
+    sign = ["--sign", str(tmp_path / "key.pem"), "--cert", str(tmp_path / "cert.pem")]
+    spec, _ = first_run(tmp_path)
+    out = tmp_path / "out"
+    res = invoke("run", str(spec), "-q", *sign)  # unsigned folder: rendered again and signed
+    assert res.exit_code == 0 and "up to date" not in res.stderr, res.stderr
+    envelopes = {"provenance.intoto.json.dsse.json", "report.html.dsse.json", "results.json.dsse.json"}
+    assert envelopes <= set(snapshot(out))
+    stamp = stamps.read(out)
+    assert stamp is not None and stamp.signer is not None and envelopes <= set(stamp.files)
+    signed = snapshot(out)
+    res = invoke("run", str(spec), "-q", *sign)
+    assert res.exit_code == 0 and "up to date: " in res.stderr and "signed: " not in res.stdout, res.stderr
+    assert snapshot(out) == signed
+    (out / "report.html.dsse.json").unlink()  # a signature missing: rendered and signed again
+    res = invoke("run", str(spec), "-q", *sign)
+    assert res.exit_code == 0 and "up to date" not in res.stderr and "signed: " in res.stdout, res.stderr
+    assert envelopes <= set(snapshot(out))
+    res = invoke("run", str(spec), "-q")  # not signed this time: the signatures of the earlier files go
+    assert res.exit_code == 0 and "up to date" not in res.stderr, res.stderr
+    assert not envelopes & set(snapshot(out))
