@@ -781,7 +781,10 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
         completed_at=run.completed_at,
         files=stamps.file_digests(out_dir, (Path(p).name for p in written.values())),
     )
-    stamps.write(out_dir, made)
+    try:
+        stamps.write(out_dir, made)
+    except OSError as exc:  # the reports are written; only the next run's shortcut is lost
+        options.progress.log(f"could not write {out_dir / stamps.STAMP_NAME} ({exc.strerror or exc}): the next run renders again")
     return Audit(run, written, out_dir, made)
 
 

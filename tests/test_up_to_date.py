@@ -208,3 +208,18 @@ def test_a_signed_folder_is_up_to_date_only_with_its_signatures(tmp_path: Path) 
     res = invoke("run", str(spec), "-q")  # not signed this time: the signatures of the earlier files go
     assert res.exit_code == 0 and "up to date" not in res.stderr, res.stderr
     assert not envelopes & set(snapshot(out))
+
+
+def test_a_stamp_that_cannot_be_written_costs_only_the_shortcut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stamps, "write", full)
+    spec = spec_file(tmp_path)
+    res = invoke("run", str(spec), "-q")
+    assert res.exit_code == 0, res.stderr
+    stamp = tmp_path / "out" / ".reportgen-stamp.json"
+    assert f"could not write {stamp} (No space left on device): the next run renders again" in res.stderr
+    assert (tmp_path / "out" / "results.json").is_file()
+    res = invoke("run", str(spec), "-q")
+    assert res.exit_code == 0 and "up to date" not in res.stderr
