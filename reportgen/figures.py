@@ -65,24 +65,13 @@ def esc(token: str) -> str:
 
 
 def label(i: int, token: str, width: int = 16) -> str:
-    """A unique axis label ``"i: token"`` (the index keeps repeated tokens apart)."""
-    t = token.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "⏎")
-    t = t if t.strip(" ") else t.replace(" ", "␣") or "∅"
+    """A unique axis label ``"i: token"`` (the index keeps repeated tokens apart). Spaces show as
+    ``␣``, as in the report's tables: a label's leading space would vanish (``"4: ␣is"``, not
+    ``"4: is"``); line breaks and tabs as ``⏎`` and ``⇥``."""
+    t = token.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "⏎").replace(" ", "\u2423") or "∅"
     if len(t) > width:
         t = t[: width - 1] + "…"
     return esc(f"{i}: {t}")
-
-
-#: An axis label of :func:`label` or a block label of :func:`downsample`: the index part, then the token.
-_TICK = re.compile(r"(\d+(?:–\d+)?: )(.*)", re.S)
-
-
-def tick_text(text: str) -> str:
-    """An axis label (plain text) as a static figure prints it: the token's spaces shown as ``␣``,
-    as in the report's tables (``"4:  is"`` reads ``"4: ␣is"``; a drawn label's leading space
-    would vanish). Other labels are unchanged."""
-    m = _TICK.fullmatch(text)
-    return text if m is None else m.group(1) + m.group(2).replace(" ", "\u2423")
 
 
 def rnd(x: Any) -> float | None:

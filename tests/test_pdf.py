@@ -33,7 +33,7 @@ from report_fixtures import (
     render_context,
 )
 
-from reportgen.figures import esc, tick_text
+from reportgen.figures import esc
 from reportgen.figures import label as axis_label
 from reportgen.report import build_context
 from reportgen.results import dumps, run_to_json
@@ -527,8 +527,12 @@ def test_legend_wraps_into_rows_inside_the_drawing() -> None:
 
 
 def test_axis_labels_show_a_tokens_spaces_like_the_tables() -> None:
-    assert tick_text("4:  is") == "4: ␣is" and tick_text("0–3:  the…") == "0–3: ␣the…"
-    assert tick_text("4: What") == "4: What" and tick_text("probability") == "probability"
+    from reportgen.figures import downsample
+
+    assert axis_label(4, " is") == "4: ␣is" and axis_label(4, "What") == "4: What" and axis_label(0, " <a b>") == "0: ␣&lt;a␣b&gt;"
+    assert axis_label(2, "\n") == "2: ⏎" and axis_label(3, "") == "3: ∅"
+    assert downsample(np.ones((4, 1)), ["a", " b", "c", "d"], ["x"], 2).row_labels == ["0–1: a…", "2–3: c…"]
+    assert downsample(np.ones((4, 1)), [" a", "b", " c", "d"], ["x"], 2).row_labels == ["0–1: ␣a…", "2–3: ␣c…"]
     svg = heatmap_svg(
         np.ones((2, 2)),
         [axis_label(0, " is"), axis_label(1, "What")],

@@ -7,8 +7,7 @@ tables, 3-D ...), which the caller then exports another way or shows as a table.
 
 Text in Plotly figures is HTML-escaped (:func:`reportgen.figures.esc`) and may carry Plotly's
 few markup tags; :func:`plain` turns it back into plain text, and every string that enters the
-SVG is XML-escaped here, so prompt text can never become markup. A token axis label shows its
-spaces as ␣ (:func:`reportgen.figures.tick_text`), as the tables do. Output is deterministic.
+SVG is XML-escaped here, so prompt text can never become markup. Output is deterministic.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from reportgen.figures import tick_text
 
 #: Font stack of figure text in the PDF: DejaVu, then Noto for every other script (Debian
 #: fonts-noto-core, fonts-noto-cjk), so no character is a blank box. Emoji come from
@@ -337,8 +334,8 @@ def heatmap_svg(
     lo = float(zmin) if zmin is not None else (float(fin.min()) if fin.size else 0.0)
     hi = float(zmax) if zmax is not None else (float(fin.max()) if fin.size else 1.0)
     lab = 7.0 if max(n, t) > 40 else 8.0
-    rl = [fit(tick_text(plain(s)), lab, LABEL_MAX) for s in row_labels]
-    cl = [fit(tick_text(plain(s)), lab, LABEL_MAX) for s in col_labels]
+    rl = [fit(plain(s), lab, LABEL_MAX) for s in row_labels]
+    cl = [fit(plain(s), lab, LABEL_MAX) for s in col_labels]
     row_w = max((text_width(s, lab) for s in rl), default=0.0)
     col_w = max((text_width(s, lab) for s in cl), default=0.0)
     # row labels end 3 px left of the plot, right of the rotated y title; the column labels,
@@ -474,7 +471,7 @@ def xy_svg(fig: Any) -> str | None:
     y1 = axis_range("y", layout.yaxis)
     y2 = axis_range("y2", layout.yaxis2) if has_y2 else (0.0, 1.0)
     lab = 7.0 if len(cats) > 30 else 8.0
-    labels = [fit(tick_text(plain(c)), lab, LABEL_MAX) for c in cats]
+    labels = [fit(plain(c), lab, LABEL_MAX) for c in cats]
     label_w = max(text_width(s, lab) for s in labels)
     tick_w = max(text_width(_fmt(v), 8) for v in nice_ticks(*y1, 5))
     right = (12 + max(text_width(_fmt(v), 8) for v in nice_ticks(*y2, 5)) + 16) if has_y2 else 14.0
