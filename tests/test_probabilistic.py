@@ -26,6 +26,7 @@ from reportgen_plugins.pas.estimators import (
     certified_as_interval,
     logsumexp,
     nucleus,
+    pool_growth_pays,
     position_stats,
     response_entropy,
 )
@@ -271,6 +272,18 @@ def test_certified_interval_is_tight_when_extremes():
     assert min(vals) == pytest.approx(lo, abs=1e-12) and max(vals) == pytest.approx(hi, abs=1e-12)
 
 
+def test_pool_growth_pays_closed_form():
+    # D_S = 1: slack log(1 + U), U = B + R; more bounds can remove log(1 + B + R) − log(1 + B) of it
+    assert pool_growth_pays(-1.0, 0.0, -math.inf, 0.0, 0.01)  # all of log 2 is removable, −1 + 0 < 0
+    assert pool_growth_pays(-1.0, 0.0, math.log(0.5), math.log(2.0), 0.01)  # −1 + log 1.5 < 0
+    assert not pool_growth_pays(-0.3, 0.0, math.log(0.5), math.log(2.0), 0.01)  # −0.3 + log 1.5 > 0: never below 0
+    assert not pool_growth_pays(0.2, 0.0, -math.inf, 0.0, 0.01)  # a positive top-set AS stays positive
+    assert not pool_growth_pays(-1.0, 0.0, -math.inf, math.log(0.005), 0.01)  # log 1.005 ≤ tolerance
+    assert not pool_growth_pays(-1.0, 0.0, math.log(0.5), -math.inf, 0.01)  # nothing left unbounded
+    # the slack scales with D_S: the same tail against a 100× larger top set is negligible
+    assert not pool_growth_pays(-1.0, math.log(100.0), -math.inf, 0.0, 0.01)
+
+
 def test_fast_small_tail_is_evaluated_whole(llama16, exact16):
     """A tail no larger than the sampling budget is evaluated, not sampled: AS is exact."""
     r = run(llama16, make_generation(X, Y), mode="fast", max_candidates=4, tail_samples=64, batch_size=4, tolerance=1e-4, neighbours=0)
@@ -458,6 +471,94 @@ def test_estimate_intervals_keep_their_coverage():
         assert min(widths) > 1e-6  # never a zero-width estimate interval
     finally:
         torch.set_num_threads(threads)
+
+
+class CountingScorer(TableScorer):
+    """A :class:`TableScorer` that records which candidates got a one-step bound, per position."""
+
+    def __init__(self, tab: TableScorer) -> None:
+        self.__dict__.update(tab.__dict__)
+        self.bounded: dict[int, list[int]] = {}
+
+    def next_token_logp(self, k: int, cands: Any, bs: int | None = None) -> np.ndarray:
+        self.bounded.setdefault(k, []).extend(int(c) for c in cands)
+        return super().next_token_logp(k, cands, bs)
+
+
+def test_adaptive_pool_narrows_within_the_certified_guarantee(monkeypatch):
+    """``bound_pool: adaptive`` (first pool 2 here, V = 64) picks the same top set as a fixed pool of 2,
+    only ever lowers the tail bound, so its certified interval lies inside that one's and still holds the
+    exact AS (brute force); it grows where that pays and never bounds the last prompt token."""
+    monkeypatch.setattr("reportgen_plugins.pas.method.FIRST_POOL", 2)
+    meth = ProbabilisticMethod()
+    common: dict[str, Any] = {"mode": "fast", "max_candidates": 4, "neighbours": 0, "tail_samples": 0, "tolerance": 1e-3}
+    fixed, adaptive = PASOptions(**common, bound_pool=2), PASOptions(**common, bound_pool="adaptive", bound_pool_max=64)
+    narrower = grew = 0
+    for tab, k, exact in coverage_cases(64, 0.6, prompts=8, n=6, seed=2):
+        a_sc = CountingScorer(tab)
+        f = meth._fast(tab, k, np.arange(64), fixed, np.random.default_rng(0), {})
+        a = meth._fast(a_sc, k, np.arange(64), adaptive, np.random.default_rng(0), {})
+        assert list(a.ids) == list(f.ids) and f.interval is not None and a.interval is not None
+        assert f.interval[0] - 1e-12 <= a.interval[0] <= exact + 1e-9 and exact - 1e-9 <= a.interval[1] <= f.interval[1] + 1e-12
+        pooled = a_sc.bounded.get(k, [])
+        assert len(pooled) == len(set(pooled)) and not set(pooled[2:]) & set(a.ids.tolist())  # none twice, none of S after S
+        if k == tab.n - 1:
+            assert pooled == []
+        grew += len(pooled) > 2
+        narrower += a.interval[1] - a.interval[0] < f.interval[1] - f.interval[0] - 1e-9
+    assert grew >= 1 and narrower >= 1
+
+
+class DesignedScorer:
+    """Position 1 of a made-up model, V = 64: prior 0.1 for candidates 0–3 and 0.01 for the other 60; the
+    next prompt token (the last) follows 0–3 with probability 1/2 and the rest with 10⁻⁴; P(y | x^(v)) is
+    0.1 for the original token 0, 0.9 for 1 and 0.5 otherwise."""
+
+    x, n, device = [7, 0, 5], 3, torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.step = np.log(np.where(np.arange(64) < 4, 0.5, 1e-4))
+        self.resp = np.log(np.where(np.arange(64) == 0, 0.1, np.where(np.arange(64) == 1, 0.9, 0.5)))
+        self.bounded: list[int] = []
+
+    def prior_logp(self, k: int) -> np.ndarray:
+        return np.log(np.where(np.arange(64) < 4, 0.1, 0.01))
+
+    def default_batch_size(self, k: int) -> int:
+        return 64
+
+    def next_token_logp(self, k: int, cands: Any, bs: int | None = None) -> np.ndarray:
+        self.bounded += [int(c) for c in cands]
+        return self.step[np.asarray(cands)]
+
+    def score(self, k: int, cands: Any, bs: int | None = None) -> np.ndarray:
+        den = self.prior_logp(k)[np.asarray(cands)] + self.step[np.asarray(cands)]
+        return np.stack([den, den + self.resp[np.asarray(cands)]], axis=1)
+
+
+def test_adaptive_pool_closed_form(monkeypatch):
+    """The top set {0, 1, 2, 3} has AS_S = log(0.1/2 / ¼) = log 0.2 < 0 and the 60 prior-bounded candidates
+    (U/D_S = 0.6/0.2) make the slack, so the pool doubles 2 → 64 and the interval closes in on the exact AS
+    (from the whole table), while a fixed pool of 2 leaves its upper end at log 0.2 + log 4 ≈ −0.22; a top
+    set with a positive AS never grows the pool."""
+    monkeypatch.setattr("reportgen_plugins.pas.method.FIRST_POOL", 2)
+    meth, sc = ProbabilisticMethod(), DesignedScorer()
+    exact = position_stats(sc.score(1, np.arange(64)), 0).attribution_score
+    common: dict[str, Any] = {"mode": "fast", "max_candidates": 4, "neighbours": 0, "tail_samples": 0, "tolerance": 1e-3}
+    fixed = meth._fast(DesignedScorer(), 1, np.arange(64), PASOptions(**common, bound_pool=2), np.random.default_rng(0), {})
+    grow = PASOptions(**common, bound_pool="adaptive", bound_pool_max=64)
+    adaptive = meth._fast(sc, 1, np.arange(64), grow, np.random.default_rng(0), {})
+    assert sorted(sc.bounded) == [0, 1, *range(4, 64)]  # the first pool, then every tail candidate once
+    assert fixed.interval is not None and adaptive.interval is not None
+    lo, hi = adaptive.interval
+    assert lo <= exact <= hi and hi - exact < 0.01 < fixed.interval[1] - exact
+    assert sorted(adaptive.ids.tolist()) == [0, 1, 2, 3]
+    assert fixed.interval[1] == pytest.approx(math.log(0.2) + math.log(4), abs=1e-3)
+    assert hi < -1.0 < fixed.interval[1]  # certified negative only with the grown pool
+    sc.resp = np.log(np.where(np.arange(64) == 0, 0.9, 0.1))  # the original now explains the response best
+    sc.bounded = []
+    meth._fast(sc, 1, np.arange(64), grow, np.random.default_rng(0), {})
+    assert sorted(sc.bounded) == [0, 1]
 
 
 # ---------------------------------------------------------------- 5: replacement entropy

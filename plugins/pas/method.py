@@ -20,6 +20,10 @@ position on a CPU for a 49k vocabulary, seconds on a GPU.
 
 ``fast`` (default): certified truncation (methods.md §1.5(c)). u(v) = P(v|x_{<k})·P(x_{k+1}|x_{<k},v)
 (for k = n−1, or outside the one-step pool, u(v) = P(v|x_{<k})) bounds exp ℓ_den(v) ≥ exp ℓ_num(v).
+The one-step factor costs a one-token forward per candidate, so it is computed for a pool of the
+top candidates by prior (``bound_pool``); with ``adaptive`` the pool keeps doubling after S is
+evaluated for as long as that can narrow the interval enough to show a negative AS
+(``estimators.pool_growth_pays``).
 The original token, its ``neighbours`` nearest input-embedding neighbours and then the top
 candidates by u form the evaluation order; the set S is evaluated exactly, growing in batches until the den and num tail
 bounds are below ``tolerance`` or ``max_candidates`` is reached; AS then lies in a certified
@@ -90,6 +94,7 @@ from reportgen_plugins.pas.estimators import (
     certified_as_interval,
     logsumexp,
     nucleus,
+    pool_growth_pays,
     position_stats,
     response_entropy,
 )
@@ -110,6 +115,8 @@ MAX_DRAWS_PER_SAMPLE = 64
 FIRST_BLOCK = 8
 #: Fast mode: an estimate is reported only when its interval is at most this share of the certified one.
 HONEST_FRACTION = 0.5
+#: Fast mode, ``bound_pool: adaptive``: the first pool (then doubling up to ``bound_pool_max``).
+FIRST_POOL = 256
 MATRIX_LABEL = "Δ log posterior of the prompt token per response token (nats)"
 #: The scores every scored position gets (from :func:`position_stats`), in results.json order.
 STAT_SCORES = (
@@ -140,11 +147,17 @@ class PASOptions(Options):
     """Fast mode: when the certified interval is loose, at most this many distinct candidates beyond the top
     set are evaluated: the whole rest of the vocabulary when it is that small (AS is then exact), otherwise a
     random sample of it for an estimate with a 95 % confidence interval (0 = never)."""
-    bound_pool: int | Literal["auto", "all"] = "auto"
+    bound_pool: int | Literal["auto", "all", "adaptive"] = "auto"
     """Fast mode: for how many top-prior candidates the one-step bound P(v|x_<k)·P(x_k+1|x_<k,v) is
     computed (the rest use P(v|x_<k)). ``all`` = the whole vocabulary (one batched one-token step,
     as methods.md §1.5c); ``auto`` = ``all`` on a GPU, 0 on a CPU (where a one-token step over 49k
-    candidates takes minutes)."""
+    candidates takes minutes); ``adaptive`` = start with the top 256 and, once the top set is
+    evaluated, keep doubling the pool (up to ``bound_pool_max``) while that narrows the certified
+    interval and its upper end could fall below 0 (``estimators.pool_growth_pays``): the one-step
+    bounds are spent where they can show that the response makes a token less likely (what
+    ``preferred_replacement`` looks for), not on every token."""
+    bound_pool_max: int = Field(4096, ge=1)
+    """Fast mode, ``bound_pool: adaptive``: the largest pool."""
     neighbours: int = Field(16, ge=0)
     """Fast mode: also evaluate this many nearest neighbours of the original token in the model's
     input-embedding space (cosine; within ``max_candidates``). They are the candidates most likely to
@@ -264,15 +277,12 @@ class ProbabilisticMethod(AttributionMethod):
     ) -> Support:
         orig = scorer.x[k]
         logu = scorer.prior_logp(k)[vocab].astype(np.float64)
-        pool = opts.bound_pool
-        if pool == "auto":
-            pool = "all" if scorer.device.type == "cuda" else 0
-        n_pool = len(vocab) if pool == "all" else min(int(pool), len(vocab))
-        if k < scorer.n - 1 and n_pool > 0:
-            t0 = time.perf_counter()
-            top = np.argsort(-logu, kind="stable")[:n_pool]
-            logu[top] += scorer.next_token_logp(k, vocab[top], opts.batch_size)
-            timings["bound"] = timings.get("bound", 0.0) + time.perf_counter() - t0
+        by_prior = np.argsort(-logu, kind="stable")
+        n_pool, pool_max = _pool_sizes(opts.bound_pool, opts.bound_pool_max, scorer.device.type, len(vocab))
+        if k == scorer.n - 1:  # no next prompt token: the prior is the bound
+            n_pool = pool_max = 0
+        bounded = np.zeros(len(vocab), dtype=bool)
+        _add_bounds(scorer, k, vocab, logu, bounded, by_prior[:n_pool], opts.batch_size, timings)
         order = np.argsort(-logu, kind="stable")
         o_idx = int(np.nonzero(vocab == orig)[0][0])
         first = [o_idx]
@@ -304,6 +314,16 @@ class ProbabilisticMethod(AttributionMethod):
                 break
         l_cum = np.concatenate(rows)
         s_idx = order[:done]
+        rest = order[done:]
+        as_top = float(l_cum[0, -1] - l_cum[0, 0]) + d_s - n_s
+        while n_pool < pool_max and pool_growth_pays(
+            as_top, d_s, _lse(logu[rest[bounded[rest]]]), _lse(logu[rest[~bounded[rest]]]), opts.tolerance
+        ):
+            grown = min(2 * n_pool, pool_max)
+            new = by_prior[n_pool:grown]
+            _add_bounds(scorer, k, vocab, logu, bounded, new[~np.isin(new, s_idx)], opts.batch_size, timings)
+            n_pool = grown
+            log_tail = _lse(logu[rest])
         c = float(l_cum[0, -1] - l_cum[0, 0])
         cert = certified_as_interval(c, d_s, n_s, log_tail)
         tail = order[done:]
@@ -606,6 +626,40 @@ class ProbabilisticMethod(AttributionMethod):
             timings=timings,
             label=ctx.label,
         )
+
+
+def _pool_sizes(pool: int | str, pool_max: int, device: str, vocab: int) -> tuple[int, int]:
+    """The first and the largest one-step bound pool of ``bound_pool`` (see :class:`PASOptions`)."""
+    if pool == "adaptive":
+        return min(FIRST_POOL, pool_max, vocab), min(pool_max, vocab)
+    if pool == "auto":
+        pool = "all" if device == "cuda" else 0
+    n = vocab if pool == "all" else min(int(pool), vocab)
+    return n, n
+
+
+def _add_bounds(
+    scorer: PrefixScorer,
+    k: int,
+    vocab: IntArray,
+    logu: FloatArray,
+    bounded: npt.NDArray[np.bool_],
+    idx: IntArray,
+    batch_size: int | None,
+    timings: dict[str, float],
+) -> None:
+    """Tighten u(v) = P(v|x_<k) to P(v|x_<k)·P(x_k+1|x_<k,v) for the candidates ``idx`` (in place)."""
+    if len(idx) == 0:
+        return
+    t0 = time.perf_counter()
+    logu[idx] += scorer.next_token_logp(k, vocab[idx], batch_size)
+    bounded[idx] = True
+    timings["bound"] = timings.get("bound", 0.0) + time.perf_counter() - t0
+
+
+def _lse(a: FloatArray) -> float:
+    """log Σ exp(a); −∞ for an empty array."""
+    return float(logsumexp(a)) if len(a) else -math.inf
 
 
 def _decoder(tokenizer: Any) -> Callable[[Sequence[int]], str]:
