@@ -4,9 +4,10 @@ After a run has written every report, ``.reportgen-stamp.json`` records, beside 
 
 - ``inputs``: the sha256 of everything the reports are a function of: the run's results
   without the run-dependent fields (:data:`reportgen.results.RUN_DEPENDENT`; so the spec text,
-  every generation, matrix, score, finding and evaluation, the model fingerprints, the package
-  and plugin versions), the report file names (the formats) and the software that renders them
-  (:func:`software_digest`: reportgen's code and templates, and each plugin's code);
+  every generation, matrix, score and evaluation, the model fingerprints, the package and plugin
+  versions), taken before the tokens are labelled and the detectors run (labels and findings
+  follow from them), the report file names (the formats) and the software (:func:`software_digest`:
+  reportgen's code and templates and each plugin's code; the spaCy version that labels tokens);
 - ``signer``: the key id of the ``run --sign`` certificate (None: unsigned);
 - ``files``: the sha256 of every file the run left (reports, the provenance statement, the
   signature envelopes), as they are once written and signed;
