@@ -274,14 +274,15 @@ def test_certified_interval_is_tight_when_extremes():
 
 def test_pool_growth_pays_closed_form():
     # D_S = 1: slack log(1 + U), U = B + R; more bounds can remove log(1 + B + R) − log(1 + B) of it
-    assert pool_growth_pays(-1.0, 0.0, -math.inf, 0.0, 0.01)  # all of log 2 is removable, −1 + 0 < 0
-    assert pool_growth_pays(-1.0, 0.0, math.log(0.5), math.log(2.0), 0.01)  # −1 + log 1.5 < 0
-    assert not pool_growth_pays(-0.3, 0.0, math.log(0.5), math.log(2.0), 0.01)  # −0.3 + log 1.5 > 0: never below 0
-    assert not pool_growth_pays(0.2, 0.0, -math.inf, 0.0, 0.01)  # a positive top-set AS stays positive
-    assert not pool_growth_pays(-1.0, 0.0, -math.inf, math.log(0.005), 0.01)  # log 1.005 ≤ tolerance
-    assert not pool_growth_pays(-1.0, 0.0, math.log(0.5), -math.inf, 0.01)  # nothing left unbounded
+    assert pool_growth_pays(-1.0, 0.0, -math.inf, 0.0, 0.01, 0.5)  # all of log 2 is removable, −1 + 0 < −0.5
+    assert pool_growth_pays(-1.0, 0.0, math.log(0.5), math.log(2.0), 0.01, 0.5)  # −1 + log 1.5 < −0.5
+    assert not pool_growth_pays(-1.0, 0.0, math.log(0.5), math.log(2.0), 0.01, 0.7)  # −1 + log 1.5 > −0.7
+    assert not pool_growth_pays(-0.3, 0.0, math.log(0.5), math.log(2.0), 0.01, 0.0)  # −0.3 + log 1.5 > 0
+    assert not pool_growth_pays(0.2, 0.0, -math.inf, 0.0, 0.01, 0.0)  # a positive top-set AS stays positive
+    assert not pool_growth_pays(-1.0, 0.0, -math.inf, math.log(0.005), 0.01, 0.5)  # log 1.005 ≤ tolerance
+    assert not pool_growth_pays(-1.0, 0.0, math.log(0.5), -math.inf, 0.01, 0.5)  # nothing left unbounded
     # the slack scales with D_S: the same tail against a 100× larger top set is negligible
-    assert not pool_growth_pays(-1.0, math.log(100.0), -math.inf, 0.0, 0.01)
+    assert not pool_growth_pays(-1.0, math.log(100.0), -math.inf, 0.0, 0.01, 0.5)
 
 
 def test_fast_small_tail_is_evaluated_whole(llama16, exact16):
@@ -492,7 +493,8 @@ def test_adaptive_pool_narrows_within_the_certified_guarantee(monkeypatch):
     monkeypatch.setattr("reportgen_plugins.pas.method.FIRST_POOL", 2)
     meth = ProbabilisticMethod()
     common: dict[str, Any] = {"mode": "fast", "max_candidates": 4, "neighbours": 0, "tail_samples": 0, "tolerance": 1e-3}
-    fixed, adaptive = PASOptions(**common, bound_pool=2), PASOptions(**common, bound_pool="adaptive", bound_pool_max=64)
+    fixed = PASOptions(**common, bound_pool=2)
+    adaptive = PASOptions(**common, bound_pool="adaptive", bound_pool_max=64, bound_target=0.0)
     narrower = grew = 0
     for tab, k, exact in coverage_cases(64, 0.6, prompts=8, n=6, seed=2):
         a_sc = CountingScorer(tab)

@@ -119,22 +119,23 @@ def certified_as_interval(c: float, d_s: float, n_s: float, log_tail_bound: floa
     return c + den_hi - num_hi, c + den_hi - n_s
 
 
-def pool_growth_pays(as_top: float, d_s: float, log_bounded: float, log_unbounded: float, tolerance: float) -> bool:
+def pool_growth_pays(as_top: float, d_s: float, log_bounded: float, log_unbounded: float, tolerance: float, target: float) -> bool:
     """Whether one-step bounds for more tail candidates can make the certified interval say more.
 
     The upper end of :func:`certified_as_interval` is the top set's own AS, ``as_top`` = c + d_s − n_s,
     plus the slack log(1 + U/D_S), U = B + R the tail bound: B = e^{log_bounded} over tail candidates
     that have a one-step bound, R = e^{log_unbounded} over those bounded by their prior alone. However
     many one-step bounds are added, the slack stays at least log(1 + B/D_S). Growing pays when it can
-    remove more than ``tolerance`` of the slack and the upper end could then fall below 0, i.e. the
-    interval could show that the response makes the token less likely than a typical replacement
-    (the lower end, c + log(D_S + U) − log(N_S + U), barely moves while U ≫ N_S: it stays near c).
+    remove more than ``tolerance`` of the slack and the upper end could then fall below −``target``,
+    i.e. the interval could show that the response makes the token clearly less likely than a typical
+    replacement (the lower end, c + log(D_S + U) − log(N_S + U), barely moves while U ≫ N_S: it stays
+    near c).
     """
     if not math.isfinite(log_unbounded):
         return False
     total = log1pexp(float(np.logaddexp(log_bounded, log_unbounded)) - d_s)
     floor = log1pexp(log_bounded - d_s) if math.isfinite(log_bounded) else 0.0
-    return total - floor > tolerance and as_top + floor < 0
+    return total - floor > tolerance and as_top + floor < -target
 
 
 def betting_as_interval(

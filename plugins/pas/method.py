@@ -22,7 +22,7 @@ position on a CPU for a 49k vocabulary, seconds on a GPU.
 (for k = n−1, or outside the one-step pool, u(v) = P(v|x_{<k})) bounds exp ℓ_den(v) ≥ exp ℓ_num(v).
 The one-step factor costs a one-token forward per candidate, so it is computed for a pool of the
 top candidates by prior (``bound_pool``); with ``adaptive`` the pool keeps doubling after S is
-evaluated for as long as that can narrow the interval enough to show a negative AS
+evaluated for as long as that can narrow the interval enough to show a clearly negative AS
 (``estimators.pool_growth_pays``).
 The original token, its ``neighbours`` nearest input-embedding neighbours and then the top
 candidates by u form the evaluation order; the set S is evaluated exactly, growing in batches until the den and num tail
@@ -153,11 +153,15 @@ class PASOptions(Options):
     as methods.md §1.5c); ``auto`` = ``all`` on a GPU, 0 on a CPU (where a one-token step over 49k
     candidates takes minutes); ``adaptive`` = start with the top 256 and, once the top set is
     evaluated, keep doubling the pool (up to ``bound_pool_max``) while that narrows the certified
-    interval and its upper end could fall below 0 (``estimators.pool_growth_pays``): the one-step
-    bounds are spent where they can show that the response makes a token less likely (what
-    ``preferred_replacement`` looks for), not on every token."""
+    interval and its upper end could fall below −``bound_target`` (``estimators.pool_growth_pays``):
+    the one-step bounds are spent where they can show that the response makes a token clearly less
+    likely, not on every token."""
     bound_pool_max: int = Field(4096, ge=1)
     """Fast mode, ``bound_pool: adaptive``: the largest pool."""
+    bound_target: float = Field(0.5, ge=0)
+    """Fast mode, ``bound_pool: adaptive``: grow the pool only where the AS interval's upper end could
+    still fall below −``bound_target`` nats (default: the ``preferred_replacement`` detector's default
+    threshold, so the bounds go where they can turn its 'uncertain' note into a finding)."""
     neighbours: int = Field(16, ge=0)
     """Fast mode: also evaluate this many nearest neighbours of the original token in the model's
     input-embedding space (cosine; within ``max_candidates``). They are the candidates most likely to
@@ -317,7 +321,7 @@ class ProbabilisticMethod(AttributionMethod):
         rest = order[done:]
         as_top = float(l_cum[0, -1] - l_cum[0, 0]) + d_s - n_s
         while n_pool < pool_max and pool_growth_pays(
-            as_top, d_s, _lse(logu[rest[bounded[rest]]]), _lse(logu[rest[~bounded[rest]]]), opts.tolerance
+            as_top, d_s, _lse(logu[rest[bounded[rest]]]), _lse(logu[rest[~bounded[rest]]]), opts.tolerance, opts.bound_target
         ):
             grown = min(2 * n_pool, pool_max)
             new = by_prior[n_pool:grown]
