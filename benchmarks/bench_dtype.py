@@ -1,14 +1,20 @@
 """Precision and error: every built-in method in bfloat16 / float16 against float32 on SmolLM2-135M-Instruct.
 
 One short chat prompt is generated greedily in float32; the same stored generation is then
-explained by the model loaded in each dtype (the loader's ``dtype``). Per method and dtype:
+explained by the model loaded in each dtype (the loader's ``dtype``). Per method and dtype (the
+time columns are wall seconds of the float32 and the half-precision run):
 
 * max |Δ|: the largest absolute difference of the token importances from the float32 ones;
 * rel: max |Δ| / max |float32 importance|;
 * Spearman ρ of the token importances against float32 (user-content tokens).
 
 Token importance: PAS's attribution score; for matrix methods the sum of the input token's row
-of the attribution matrix over the response tokens. DBSA is not compared: its scores come from
+of the attribution matrix over the response tokens. Methods (``CASES``): the three Jacobian
+scopes, PAS (fast mode) and the gradient and perturbation methods of inseq that run on the
+model's default SDPA attention (integrated gradients with 8 steps); not here: inseq's attention
+and value_zeroing (eager attention), lime, reagent, dummy and discretized IG (see their
+unavailable reasons), and layer IG, layer DeepLIFT, sequential IG and gradient SHAP (CPU time).
+DBSA is not compared: its scores come from
 sampled responses, and a half-precision model samples other responses, so differences measure
 sampling noise, not precision. Run (``OMP_NUM_THREADS=1`` on a shared, oversubscribed machine: with
 two threads per process there, every parallel region waits for the other thread's timeslice, and
@@ -32,16 +38,21 @@ from reportgen.data import AttributionResult, Generation
 from reportgen.generate import generate
 from reportgen.plugin_api import AttributionContext, LoadedModel
 from reportgen_plugins.inseq.methods import InseqMethod
-from reportgen_plugins.jacobian.scopes import FisherScope, SemanticScope
+from reportgen_plugins.jacobian.scopes import FisherScope, SemanticScope, TemperatureScope
 from reportgen_plugins.models.loaders import EmbeddedLoader
 from reportgen_plugins.pas.method import ProbabilisticMethod
 
 CASES: list[tuple[str, Any, dict[str, Any]]] = [  # cheapest first: each row is printed as soon as it is measured
     ("jacobian.semantic", SemanticScope, {}),
+    ("jacobian.temperature", TemperatureScope, {}),
     ("jacobian.fisher low_rank", FisherScope, {"fisher_mode": "low_rank", "rank": 4}),
     ("probabilistic fast", ProbabilisticMethod, {"mode": "fast", "max_candidates": 32, "tail_samples": 0, "neighbours": 8}),
     ("inseq.input_x_gradient", lambda: InseqMethod("input_x_gradient"), {}),
     ("inseq.saliency", lambda: InseqMethod("saliency"), {}),
+    ("inseq.layer_gradient_x_activation", lambda: InseqMethod("layer_gradient_x_activation"), {}),
+    ("inseq.deeplift", lambda: InseqMethod("deeplift"), {}),
+    ("inseq.occlusion", lambda: InseqMethod("occlusion"), {}),
+    ("inseq.integrated_gradients", lambda: InseqMethod("integrated_gradients"), {"n_steps": 8}),
 ]
 
 
@@ -79,7 +90,7 @@ def run(
             d = float(np.max(np.abs(a[ok] - r[ok])))
             rel = d / max(float(np.max(np.abs(r[ok]))), 1e-300)
             rho = float(spearmanr(a[ok], r[ok]).statistic)
-            print(f"{label:26s} {dtype:9s} {d:10.3g} {rel:8.2%} {rho:9.3f} {s_ref:9.1f} {s:7.1f}", flush=True)
+            print(f"{label:34s} {dtype:9s} {d:10.3g} {rel:8.2%} {rho:9.3f} {s_ref:9.1f} {s:7.1f}", flush=True)
     return out
 
 
@@ -97,7 +108,7 @@ def main() -> None:
     print(f"prompt tokens n={gen.n} (user {len(gen.user_positions)}), response t={gen.t}: {gen.response_text!r}", flush=True)
     ref = run(ref_model, gen)
     del ref_model
-    print(f"{'method':26s} {'dtype':9s} {'max |Δ|':>10s} {'rel':>8s} {'Spearman':>9s} {'s (fp32)':>9s} {'s':>7s}")
+    print(f"{'method':34s} {'dtype':9s} {'max |Δ|':>10s} {'rel':>8s} {'Spearman':>9s} {'s (fp32)':>9s} {'s':>7s}")
     for dtype in args.dtypes:
         try:
             run(load(dtype), gen, ref)

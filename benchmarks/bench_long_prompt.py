@@ -1,18 +1,30 @@
-"""Long prompts: wall time and peak memory of each method on a ~1,000-token retrieval prompt (SmolLM2, CPU).
+"""Long prompts: time and peak memory of each method on a ~1,000-token retrieval prompt (SmolLM2, CPU).
 
 The prompt is a retrieval context (the paragraphs below, as many as fit ``--tokens``) followed by
 a question; the model answers greedily with ``--response`` tokens (default 50). The generation is
 made once; then every method runs in a fresh subprocess (so one that runs out of memory does not
-stop the others), which loads the model, runs the method and reports its wall time and the
+stop the others), which loads the model, runs the method and reports its wall time, its CPU time
+(user + system: on a shared machine wall time mostly measures the other processes) and the
 process's peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), once after the
 model load and once at the end: "peak" is the whole process, "Δ" what the method added. A method
-still running after ``--timeout`` seconds reports the peak so far and "timed out".
+that has used ``--timeout`` CPU seconds reports the peak so far and "timed out".
 
-PAS and DBSA are measured at sentence units (token-level PAS needs a forward per candidate per
-position: about n × 64 × (n + t) token-forwards, hours at 1,000 tokens on a CPU). Run
-(``OMP_NUM_THREADS=1`` on a shared machine, see bench_dtype.py)::
+Settings (``METHODS``), chosen for what a long prompt costs:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_prompt.py [--tokens 1000] [--response 50] [--only NAME ...]
+* jacobian.semantic / temperature: defaults (one forward, t VJPs, ``vjp_batch`` 16);
+* jacobian.fisher: ``low_rank`` with rank 4 (4·t VJPs; the default rank 8 doubles it);
+* inseq.saliency / input_x_gradient: defaults (inseq's forced decoding: one forward and one
+  backward over the growing prefix per response token);
+* inseq.integrated_gradients: ``n_steps`` 8 (the default 50 costs 50 backward passes per response
+  token: intrinsic, steps × backwards, about 50/8 times the row shown);
+* PAS at sentence units (``units: sentence``, ``unit_samples`` 16): token-level PAS needs a forward
+  per candidate per position, about n × 64 × (n + t) token-forwards, hours at 1,000 tokens on a CPU;
+* DBSA at sentence units (``unit: sentence``), 3 samples, 1 neighbour, 100 permutations, 8-token
+  responses (every draw prefills the ~1,000-token prompt once for all its samples).
+
+Run (``OMP_NUM_THREADS=1`` on a shared machine, see bench_dtype.py)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_prompt.py [--tokens 1000] [--response 50] [--timeout CPU_S] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -68,21 +80,29 @@ PARAGRAPHS = [
 ]
 QUESTION = "Question: In which year was the east wing of the library destroyed by fire, and who started the fund to rebuild it?"
 
-METHODS: dict[str, tuple[str, dict[str, Any]]] = {
-    "inseq.saliency": ("inseq.saliency", {}),
-    "inseq.input_x_gradient": ("inseq.input_x_gradient", {}),
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # cheapest first; the settings: see the module docstring
     "jacobian.semantic": ("jacobian.semantic", {}),
-    "jacobian.fisher low_rank": ("jacobian.fisher", {"fisher_mode": "low_rank", "rank": 4}),
-    "probabilistic sentence": ("probabilistic", {"units": "sentence", "unit_samples": 16}),
     "dbsa sentence": (
         "dbsa",
         {"unit": "sentence", "samples": 3, "neighbours": 1, "permutations": 100, "max_new_tokens": 8, "neighbour_source": "embedding"},
     ),
+    "jacobian.temperature": ("jacobian.temperature", {}),
+    "inseq.saliency": ("inseq.saliency", {}),
+    "inseq.input_x_gradient": ("inseq.input_x_gradient", {}),
+    "jacobian.fisher low_rank": ("jacobian.fisher", {"fisher_mode": "low_rank", "rank": 4}),
+    "probabilistic sentence": ("probabilistic", {"units": "sentence", "unit_samples": 16}),
+    "inseq.integrated_gradients": ("inseq.integrated_gradients", {"n_steps": 8, "internal_batch_size": 8}),
 }
 
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system): unlike wall time, not inflated by other processes' load."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def load() -> Any:
@@ -114,8 +134,8 @@ def make_generation(tokens: int, response: int, path: Path) -> None:
 
 
 def child(label: str, gen_path: str, budget: float) -> None:
-    """Runs in the subprocess: load, run one method, print one JSON line (after ``budget`` seconds of the
-    method at the latest: then with the peak memory so far and ``timed out``)."""
+    """Runs in the subprocess: load, run one method, print one JSON line (after ``budget`` CPU seconds of
+    the method at the latest: then with the peak memory so far and ``timed out``)."""
     import os
     import threading
 
@@ -124,21 +144,37 @@ def child(label: str, gen_path: str, budget: float) -> None:
     from reportgen.plugin_api import AttributionContext
     from reportgen_plugins.dbsa.method import DBSA
     from reportgen_plugins.inseq.methods import InseqMethod
-    from reportgen_plugins.jacobian.scopes import FisherScope, SemanticScope
+    from reportgen_plugins.jacobian.scopes import FisherScope, SemanticScope, TemperatureScope
     from reportgen_plugins.pas.method import ProbabilisticMethod
 
     name, opts = METHODS[label]
     gen = Generation.from_json(json.loads(Path(gen_path).read_text(encoding="utf-8")))
     loaded = load()
-    make = {"jacobian.semantic": SemanticScope, "jacobian.fisher": FisherScope, "probabilistic": ProbabilisticMethod, "dbsa": DBSA}
+    make = {
+        "jacobian.semantic": SemanticScope,
+        "jacobian.temperature": TemperatureScope,
+        "jacobian.fisher": FisherScope,
+        "probabilistic": ProbabilisticMethod,
+        "dbsa": DBSA,
+    }
     method = InseqMethod(name.split(".", 1)[1]) if name.startswith("inseq.") else make[name]()
     base = rss_mib()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
 
-    def give_up() -> None:
-        print(json.dumps({"seconds": budget, "base_mib": base, "peak_mib": rss_mib(), "status": "timed out"}), flush=True)
+    def watch() -> None:  # the budget is CPU seconds: on a loaded machine wall time says little
+        while cpu_seconds() - cpu0 < budget:
+            time.sleep(1.0)
+        out = {
+            "seconds": time.perf_counter() - t0,
+            "cpu": cpu_seconds() - cpu0,
+            "base_mib": base,
+            "peak_mib": rss_mib(),
+            "status": "timed out",
+        }
+        print(json.dumps(out), flush=True)
         os._exit(0)
 
-    threading.Timer(budget, give_up).start()
+    threading.Thread(target=watch, daemon=True).start()
     ctx = AttributionContext(
         model=loaded,
         generation=gen,
@@ -147,10 +183,9 @@ def child(label: str, gen_path: str, budget: float) -> None:
         cache=Cache(None),
         generation_settings={"max_new_tokens": gen.t},
     )
-    t0 = time.perf_counter()
     res = method.attribute(ctx)
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "base_mib": base, "peak_mib": rss_mib(), "status": res.status}), flush=True)
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "base_mib": base, "peak_mib": rss_mib(), "status": res.status}), flush=True)
     os._exit(0)
 
 
@@ -159,7 +194,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1000)
     ap.add_argument("--response", type=int, default=50)
     ap.add_argument("--only", nargs="*", default=[], help="substrings of the method labels to run")
-    ap.add_argument("--timeout", type=int, default=900, help="seconds per method (model load not counted)")
+    ap.add_argument("--timeout", type=int, default=1800, help="CPU seconds per method (model load not counted)")
     ap.add_argument("--child", nargs=3, metavar=("LABEL", "GENERATION", "BUDGET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -168,24 +203,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gen_path = Path(tmp) / "generation.json"
         make_generation(args.tokens, args.response, gen_path)
-        print(f"{'method':26s} {'seconds':>8s} {'peak MiB':>9s} {'Δ MiB':>7s}  status", flush=True)
+        print(f"{'method':26s} {'wall s':>8s} {'CPU s':>8s} {'peak MiB':>9s} {'Δ MiB':>7s}  status", flush=True)
         for label in METHODS:
             if args.only and not any(o in label for o in args.only):
                 continue
             cmd = [sys.executable, __file__, "--child", label, str(gen_path), str(args.timeout)]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout + 300, check=False)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20 * args.timeout, check=False)
             except subprocess.TimeoutExpired:
-                print(f"{label:26s} {'>' + str(args.timeout):>8s} {'':>9s} {'':>7s}  timed out", flush=True)
+                print(f"{label:26s} {'>' + str(20 * args.timeout):>8s} {'':>8s} {'':>9s} {'':>7s}  timed out (wall)", flush=True)
                 continue
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode or not lines:
                 why = "killed (out of memory?)" if proc.returncode < 0 else (proc.stderr.strip().splitlines() or ["?"])[-1][:100]
-                print(f"{label:26s} {'':>8s} {'':>9s} {'':>7s}  failed, exit {proc.returncode}: {why}", flush=True)
+                print(f"{label:26s} {'':>8s} {'':>8s} {'':>9s} {'':>7s}  failed, exit {proc.returncode}: {why}", flush=True)
                 continue
             r = json.loads(lines[-1])
-            secs = f"{r['seconds']:8.1f}" if r["status"] != "timed out" else f"{'>' + str(args.timeout):>8s}"
-            print(f"{label:26s} {secs} {r['peak_mib']:9.0f} {r['peak_mib'] - r['base_mib']:7.0f}  {r['status']}", flush=True)
+            late = ">" if r["status"] == "timed out" else ""
+            secs, cpu = f"{late}{r['seconds']:.1f}", f"{late}{r['cpu']:.1f}"
+            print(f"{label:26s} {secs:>8s} {cpu:>8s} {r['peak_mib']:9.0f} {r['peak_mib'] - r['base_mib']:7.0f}  {r['status']}", flush=True)
 
 
 if __name__ == "__main__":
