@@ -323,6 +323,7 @@ def plugins(as_json: bool) -> None:
     from reportgen.plugins import get_registry
 
     reg = _guard(False, get_registry)
+    _guard(False, reg.methods.load_deferred)  # list every method, inseq's too
     infos = reg.plugins()
     if as_json:
         click.echo(

@@ -53,7 +53,8 @@ def reportgen_register_attribution_methods(register: Callable[[Any], None]) -> N
     """Register attribution methods (``reportgen.plugin_api.AttributionMethod``).
 
     :param register: call ``register(method)``; ``method.name`` is what a spec's
-        ``methods[].method`` names.
+        ``methods[].method`` names. ``register(DeferredMethods(...))`` adds a family of methods
+        listed on first use (``reportgen.plugin_api.DeferredMethods``).
     """
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -177,6 +177,23 @@ class AttributionMethod:
         """Drop anything held for ``model`` (called when the runner frees the model)."""
 
 
+@dataclass(frozen=True)
+class DeferredMethods:
+    """Attribution methods whose names are known only after importing a heavy library.
+
+    Register it with ``reportgen_register_attribution_methods`` like a method. ``prefix`` begins
+    every name it stands for (e.g. ``"inseq."``); ``load()`` returns the methods (it may import
+    torch). The host calls ``load`` once, the first time it looks up a name with the prefix or
+    lists every method (validating a spec that names such a method, a run, ``reportgen
+    plugins``), never to render a report or for a spec that names none: ``describe(name)`` gives
+    a method's one-line description without loading.
+    """
+
+    prefix: str
+    load: Callable[[], Iterable[AttributionMethod]]
+    describe: Callable[[str], str]
+
+
 class Aggregation:
     """A dimensional aggregation (seed 001 eq. 9): reduces ``n × t × d…`` to ``n × t``.
 
@@ -311,8 +328,8 @@ class RenderContext:
     ``figures``: every visualization's figures for ``run``. ``env``: the one Jinja
     environment (autoescape, StrictUndefined, plugins' filters, the user's template folder).
     ``detectors``: each installed detector's name → the methods it reads, so a report can
-    say what was checked (and when nothing could be). ``methods``: each installed method's
-    name → its one-line description.
+    say what was checked (and when nothing could be). ``methods``: each installed method the
+    run names → its one-line description.
     """
 
     run: RunResult

@@ -12,6 +12,7 @@ import contextlib
 import importlib.metadata
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from reportgen.errors import PluginError
 from reportgen.plugin_api import (
     Aggregation,
     AttributionMethod,
+    DeferredMethods,
     Detector,
     Evaluator,
     ModelLoader,
@@ -101,6 +103,61 @@ KINDS = {
 }
 
 
+class MethodTable(Mapping[str, AttributionMethod]):
+    """The attribution methods by name. A plugin's :class:`~reportgen.plugin_api.DeferredMethods`
+    is loaded the first time a name with its prefix is looked up or the whole table is listed;
+    ``loaded`` holds the methods known so far, ``describe`` answers without loading."""
+
+    def __init__(self, add: Callable[[str, str, Any, str], None]) -> None:
+        self.loaded: dict[str, AttributionMethod] = {}
+        self._deferred: list[tuple[DeferredMethods, str]] = []
+        self._add = add
+
+    def defer(self, family: DeferredMethods, plugin: str) -> None:
+        if not family.prefix:
+            raise PluginError(f"plugin {plugin!r} registered deferred methods without a prefix")
+        self._deferred.append((family, plugin))
+
+    def pending(self) -> list[tuple[str, str]]:
+        """(prefix, plugin) of each family not loaded yet."""
+        return [(family.prefix, plugin) for family, plugin in self._deferred]
+
+    def load_deferred(self, name: str | None = None) -> None:
+        """Load the families whose prefix begins ``name`` (None: every family)."""
+        for family, plugin in list(self._deferred):
+            if name is not None and not name.startswith(family.prefix):
+                continue
+            self._deferred.remove((family, plugin))
+            try:
+                methods = list(family.load())
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is a plugin error (exit 3), not a crash
+                raise PluginError(f"plugin {plugin!r} failed to list its methods {family.prefix}*: {type(exc).__name__}: {exc}") from None
+            for method in methods:
+                if not method.name.startswith(family.prefix):
+                    raise PluginError(f"plugin {plugin!r} listed method {method.name!r} outside its prefix {family.prefix!r}")
+                self._add("methods", method.name, method, plugin)
+
+    def describe(self, name: str) -> str | None:
+        """A method's description without loading anything (None: no plugin offers the name)."""
+        if name in self.loaded:
+            return self.loaded[name].description
+        family = next((f for f, _p in self._deferred if name.startswith(f.prefix)), None)
+        return family.describe(name) if family is not None else None
+
+    def __getitem__(self, name: str) -> AttributionMethod:
+        if name not in self.loaded:
+            self.load_deferred(name)
+        return self.loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self.load_deferred()
+        return iter(self.loaded)
+
+    def __len__(self) -> int:
+        self.load_deferred()
+        return len(self.loaded)
+
+
 class Registry:
     """Name → implementation tables, filled by calling each registration hook through pluggy.
 
@@ -112,7 +169,7 @@ class Registry:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
         self.model_loaders: dict[str, ModelLoader] = {}
-        self.methods: dict[str, AttributionMethod] = {}
+        self.methods = MethodTable(self._add)
         self.aggregations: dict[str, Aggregation] = {}
         self.detectors: dict[str, Detector] = {}
         self.evaluators: dict[str, Evaluator] = {}
@@ -125,7 +182,10 @@ class Registry:
                 others = [p for p in plugins if p is not impl.plugin]
 
                 def register(obj: Any, _kind: str = kind, _attr: str = attr, _plugin: str = impl.plugin_name) -> None:
-                    self._add(_kind, getattr(obj, _attr), obj, _plugin)
+                    if _kind == "methods" and isinstance(obj, DeferredMethods):
+                        self.methods.defer(obj, _plugin)
+                    else:
+                        self._add(_kind, getattr(obj, _attr), obj, _plugin)
 
                 pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
 
@@ -145,7 +205,7 @@ class Registry:
         return sorted(k for k, a in self.aggregations.items() if a.kind == "dimension")
 
     def _add(self, kind: str, name: str, obj: Any, plugin: str) -> None:
-        table: dict[str, Any] = getattr(self, kind)
+        table: dict[str, Any] = self.methods.loaded if kind == "methods" else getattr(self, kind)
         if not name:
             raise PluginError(f"plugin {plugin!r} registered a {kind[:-1]} without a name")
         if name in table:
@@ -160,6 +220,7 @@ class Registry:
         self.owner[(kind, name)] = plugin
 
     def plugins(self) -> list[PluginInfo]:
+        """Each plugin and what it registered; deferred methods not loaded yet show as ``<prefix>* (not loaded)``."""
         out: list[PluginInfo] = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda x: x[0]):
             dist, version = self.pm.dists.get(name, (None, None))
@@ -173,6 +234,9 @@ class Registry:
             for (kind, item), owner in sorted(self.owner.items()):
                 if owner == name:
                     info.registered.setdefault(kind, []).append(item)
+            for prefix, owner in self.methods.pending():
+                if owner == name:
+                    info.registered.setdefault("methods", []).append(f"{prefix}* (not loaded)")
             out.append(info)
         return out
 

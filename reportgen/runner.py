@@ -219,7 +219,7 @@ class ModelSlot:
     def close(self) -> None:
         if self.loaded is None:
             return
-        for method in [*self.registry.methods.values(), *self.registry.evaluators.values()]:
+        for method in [*self.registry.methods.loaded.values(), *self.registry.evaluators.values()]:
             release = getattr(method, "release", None)
             if release is not None:
                 release(self.loaded)
@@ -502,6 +502,12 @@ def collect_figures(registry: Registry, run: RunResult) -> list[FigureSpec]:
     return figs
 
 
+def method_descriptions(registry: Registry, run: RunResult) -> dict[str, str]:
+    """Each installed method the run names → its description (loads no deferred methods)."""
+    names = sorted({ms.method for ms in run.spec.methods} | {r.method for r in run.results})
+    return {name: desc for name in names if (desc := registry.methods.describe(name)) is not None}
+
+
 def render_context(registry: Registry, run: RunResult) -> RenderContext:
     """What every renderer of ``run`` receives: figures, the one Jinja environment, detectors."""
     return RenderContext(
@@ -509,7 +515,7 @@ def render_context(registry: Registry, run: RunResult) -> RenderContext:
         figures=tuple(collect_figures(registry, run)),
         env=make_jinja_env(registry.pm),
         detectors=registry.detector_reads(),
-        methods={name: m.description for name, m in sorted(registry.methods.items())},
+        methods=method_descriptions(registry, run),
     )
 
 

@@ -756,10 +756,10 @@ def _check_plugins(spec: AuditSpec, registry: Any, where: Any, check_formats: bo
         for msg in messages:
             problems.append(f"{where(('models', i, 'source'))}: models[{i}].source: {msg}")
     context = options_context(registry)
-    methods = sorted(registry.methods)
     for i, ms in enumerate(spec.methods):
-        meth = registry.methods.get(ms.method)
+        meth = registry.methods.get(ms.method)  # loads deferred methods only for a name with their prefix
         if meth is None:
+            methods = sorted(registry.methods)
             problems.append(
                 f"{where(('methods', i, 'method'))}: methods[{i}].method: unknown method {ms.method!r}{_suggest(ms.method, methods)}"
             )

@@ -155,7 +155,7 @@ class InseqMethod(AttributionMethod):
     def __init__(self, inseq_name: str) -> None:
         self.inseq_name = inseq_name
         self.name = f"inseq.{inseq_name}"  # type: ignore[misc]
-        self.description = _DESCRIPTIONS.get(inseq_name, f"inseq method {inseq_name!r}")  # type: ignore[misc]
+        self.description = describe(self.name)  # type: ignore[misc]
         self.options_model = _options_model(inseq_name)  # type: ignore[misc]
         self._wrapped: dict[int, Any] = {}
 
@@ -261,7 +261,14 @@ def _inseq_version() -> str:
     return importlib.metadata.version("inseq")
 
 
+def describe(name: str) -> str:
+    """The description of method ``inseq.<method>``, known without importing inseq."""
+    method = name.removeprefix("inseq.")
+    return _DESCRIPTIONS.get(method, f"inseq method {method!r}")
+
+
 def available_methods() -> list[str]:
+    """What the installed inseq offers (imports inseq, hence torch and transformers)."""
     try:
         import inseq
     except ImportError:  # pragma: no cover - inseq is a core dependency
