@@ -21,13 +21,19 @@ def diff(old: Path, new: Path, output: Path, formats: tuple[str, ...], granulari
     difference A[OLD] − A[NEW] (per word when the runs tokenised differently, aligned by a word
     diff when the responses differ), the findings that appeared, disappeared or changed severity,
     and what only one run has. Writes diff.html and diff.json into OUTPUT, and with -f pdf
-    diff.pdf (PDF/A-3b, diff.json and both results.json attached)."""
+    diff.pdf (PDF/A-3b, diff.json and both results.json attached) by the installed ``pdf``
+    renderer plugin; without one, -f pdf is a usage error (exit 2)."""
     from reportgen.cli import _guard
     from reportgen.diff import check_formats, diff_runs, write_diff
     from reportgen.results import load_run
 
     def go() -> dict[str, str]:
         fmts = check_formats([f.strip() for value in formats for f in value.split(",") if f.strip()])
+        if "pdf" in fmts:  # before any work: a usage error (exit 2) when no installed renderer writes PDF
+            from reportgen.diff_pdf import pdf_writer
+            from reportgen.plugins import get_registry
+
+            pdf_writer(get_registry())
         d = diff_runs(load_run(old), load_run(new), str(old), str(new), granularity)  # type: ignore[arg-type]
         return write_diff(d, output, fmts)
 

@@ -1,11 +1,13 @@
 """``reportgen diff -f pdf``: the run comparison as an archival PDF/A-3b (``diff.pdf``).
 
 The same sections as ``diff.html`` (``templates/partials/diff_body.html``) in a print template
-(``templates/pdf/diff.html``, the PDF report's print styles), the Δ heatmaps drawn as static
-vector figures by the PDF report's drawer, and written by the PDF report's PDF/A-3b writer
-(:mod:`reportgen_plugins.renderers.pdf`). Attached: ``diff.json`` (relationship Data) and both
-runs' ``results.json`` (Source) as the files given, or as this reportgen writes the runs when
-the comparison was not read from files; the cover prints each attachment's SHA-256.
+(``templates/pdf/diff.html``, the PDF report's print styles), written by the registry's ``pdf``
+renderer through its optional capability ``Renderer.write_print_document`` (the built-in one
+draws the Δ heatmaps as static vector figures and writes PDF/A-3b). Without such a renderer
+(e.g. ``REPORTGEN_BLOCK_PLUGINS=renderers``) ``-f pdf`` is a usage error (exit 2). Attached:
+``diff.json`` (relationship Data) and both runs' ``results.json`` (Source) as the files given,
+or as this reportgen writes the runs when the comparison was not read from files; the cover
+prints each attachment's SHA-256.
 """
 
 from __future__ import annotations
@@ -18,22 +20,32 @@ from markupsafe import Markup
 
 from reportgen import __version__
 from reportgen.diff import RunDiff, diff_sections
+from reportgen.errors import SpecError
+from reportgen.plugin_api import Attachment, Renderer
+from reportgen.plugins import Registry, get_registry
 from reportgen.render import make_jinja_env, read_asset
+from reportgen.report import FigureDrawer
 from reportgen.results import dumps
 
 
 @dataclass(frozen=True)
-class Attached:
+class Attached(Attachment):
     """One file attached to the PDF, as the cover lists it."""
-
-    name: str
-    data: bytes
-    description: str
-    relationship: str
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+
+def pdf_writer(registry: Registry) -> Renderer:
+    """The registry's ``pdf`` renderer, if it writes print documents; otherwise a usage error."""
+    renderer = registry.renderers.get("pdf")
+    if renderer is None or not getattr(renderer, "writes_print_documents", False):
+        why = "the 'pdf' renderer cannot write print documents"
+        if renderer is None:
+            why = "no 'pdf' renderer is installed, or its plugin is blocked"
+        raise SpecError(f"-f pdf: no installed renderer can write diff.pdf ({why}); use -f html or -f json")
+    return renderer
 
 
 def _results_bytes(d: RunDiff, side: str) -> bytes:
@@ -53,15 +65,14 @@ def attachments(d: RunDiff, diff_text: str) -> list[Attached]:
     ]
 
 
-def write_diff_pdf(d: RunDiff, out_path: Path, diff_text: str) -> None:
-    """Write ``diff.pdf``: print HTML with static figures, PDF/A-3b, :func:`attachments` attached."""
-    from reportgen_plugins.renderers.pdf import KaleidoExporter, SvgDrawer, write_print_html
-
-    exporter = KaleidoExporter()
-    drawer = SvgDrawer(exporter)
+def write_diff_pdf(d: RunDiff, out_path: Path, diff_text: str, writer: Renderer | None = None) -> None:
+    """Write ``diff.pdf`` with ``writer`` (default: :func:`pdf_writer` of the installed plugins),
+    :func:`attachments` attached."""
+    renderer = writer or pdf_writer(get_registry())
     files = attachments(d, diff_text)
-    try:
-        html = (
+
+    def build_html(drawer: FigureDrawer) -> str:
+        return (
             make_jinja_env()
             .get_template("pdf/diff.html")
             .render(
@@ -73,8 +84,5 @@ def write_diff_pdf(d: RunDiff, out_path: Path, diff_text: str) -> None:
                 version=__version__,
             )
         )
-    finally:
-        exporter.close()
-    write_print_html(
-        html, str(out_path), [(f.name, f.data, f.description, f.relationship) for f in files], d.new.completed_at or d.new.created_at
-    )
+
+    renderer.write_print_document(build_html, str(out_path), files, d.new.completed_at or d.new.created_at)

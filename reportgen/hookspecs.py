@@ -105,7 +105,9 @@ def reportgen_register_renderers(register: Callable[[Any], None]) -> None:
     """Register report renderers (``reportgen.plugin_api.Renderer``).
 
     :param register: call ``register(renderer)``; ``renderer.format`` is what a spec's
-        ``report.formats`` names (``html``, ``json``, ``pdf``).
+        ``report.formats`` names (``html``, ``json``, ``pdf``). A renderer with
+        ``writes_print_documents`` also writes other print documents (``reportgen diff -f pdf``
+        uses the ``pdf`` one's ``write_print_document``).
     """
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
         Generation,
         RunResult,
     )
+    from reportgen.report import FigureDrawer
 
 
 class Options(BaseModel):
@@ -339,11 +340,38 @@ class RenderContext:
     methods: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file embedded in a print document: ``relationship`` is its PDF/A-3 AFRelationship
+    (``Data``, ``Source``, …)."""
+
+    name: str
+    data: bytes
+    description: str
+    relationship: str
+
+
 class Renderer:
+    """Writes a run's report in one ``format``.
+
+    Optional capability: a renderer with ``writes_print_documents = True`` also writes other
+    documents in its format from print HTML (``write_print_document``); ``reportgen diff -f
+    pdf`` asks the registry's ``pdf`` renderer for it.
+    """
+
     format: ClassVar[str] = ""
     extension: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    writes_print_documents: ClassVar[bool] = False
 
     def render(self, ctx: RenderContext, out_path: str) -> None:
         """Write the report to ``out_path`` (the host makes the write atomic)."""
+        raise NotImplementedError
+
+    def write_print_document(
+        self, build_html: Callable[[FigureDrawer], str], out_path: str, attachments: Sequence[Attachment], when: str
+    ) -> None:
+        """Write the print HTML ``build_html(drawer)`` returns (no scripts, ``data:`` URLs only;
+        ``drawer`` draws its figures the way this renderer's reports do) to ``out_path`` with
+        ``attachments`` embedded, dated ``when`` (ISO 8601)."""
         raise NotImplementedError

@@ -355,3 +355,39 @@ def test_cli_diff_pdf_attaches_both_results_files(runs: tuple[Path, Path, Path],
     assert json.loads(data)["only_new"]["prompts"] == ["p2"]
     text = _pdf_text(reader)
     assert "Only in NEW (prompts): p2" in text and "inseq.saliency: A[OLD] − A[NEW]" in text
+
+
+def test_cli_diff_pdf_without_a_pdf_renderer_is_a_usage_error(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    old, new, _ = runs
+    out = tmp_path / "cmp"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "REPORTGEN_BLOCK_PLUGINS": "renderers"}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_MODELS, "diff", str(old), str(new), "-o", str(out), "-f", "json,pdf"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (
+        "error: -f pdf: no installed renderer can write diff.pdf (no 'pdf' renderer is installed, or its plugin is blocked); "
+        "use -f html or -f json"
+    )
+    assert not out.exists()  # refused before anything is written
+
+
+def test_diff_pdf_needs_a_renderer_that_writes_print_documents() -> None:
+    from reportgen.diff_pdf import pdf_writer
+    from reportgen.errors import SpecError
+    from reportgen.plugin_api import Renderer
+    from reportgen.plugins import get_registry
+
+    reg = get_registry()
+    assert pdf_writer(reg) is reg.renderers["pdf"]
+
+    class ReportOnly(Renderer):
+        format = "pdf"
+
+    reg.renderers["pdf"] = ReportOnly()
+    with pytest.raises(SpecError, match="the 'pdf' renderer cannot write print documents"):
+        pdf_writer(reg)

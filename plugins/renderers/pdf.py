@@ -36,16 +36,16 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from markupsafe import Markup
 
 from reportgen import __version__
 from reportgen.manifest import MANIFEST_NAME
-from reportgen.plugin_api import RenderContext, Renderer
+from reportgen.plugin_api import Attachment, RenderContext, Renderer
 from reportgen.render import read_asset
-from reportgen.report import FigureBlock, build_context
+from reportgen.report import FigureBlock, FigureDrawer, build_context
 from reportgen.report.provenance import run_reference
 from reportgen.results import dumps
 from reportgen.statement import STATEMENT_NAME, statement_bytes, statement_for
@@ -433,7 +433,7 @@ def write_print_html(html: str, out_path: str, files: list[tuple[str, bytes, str
     """Lay out print HTML (no scripts, ``data:`` URLs only) and write it as PDF/A-3b with ``files``
     — (name, bytes, description, AFRelationship) — attached; ``when`` (ISO 8601) dates them and the
     re-saved fonts, and the document ID comes from the attached bytes. Returns the page count.
-    ``reportgen diff -f pdf`` writes its PDF with it."""
+    :meth:`PdfRenderer.write_print_document` writes with it."""
     import weasyprint
 
     stamp = _datetime(when)
@@ -453,6 +453,7 @@ class PdfRenderer(Renderer):
     format: ClassVar[str] = "pdf"
     extension: ClassVar[str] = "pdf"
     description: ClassVar[str] = "Archival PDF/A-3b report (vector figures, results.json attached, no JavaScript)."
+    writes_print_documents: ClassVar[bool] = True
 
     def __init__(self, kaleido: bool | None = None) -> None:
         self.kaleido = kaleido
@@ -460,3 +461,14 @@ class PdfRenderer(Renderer):
 
     def render(self, ctx: RenderContext, out_path: str) -> None:
         self.last_stats = render_pdf(ctx, out_path, kaleido=self.kaleido)
+
+    def write_print_document(
+        self, build_html: Callable[[FigureDrawer], str], out_path: str, attachments: Sequence[Attachment], when: str
+    ) -> None:
+        """PDF/A-3b from print HTML, its figures drawn as in the report (``reportgen diff -f pdf``)."""
+        exporter = KaleidoExporter(self.kaleido)
+        try:
+            html = build_html(SvgDrawer(exporter))
+        finally:
+            exporter.close()
+        write_print_html(html, out_path, [(a.name, a.data, a.description, a.relationship) for a in attachments], when)
