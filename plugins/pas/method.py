@@ -21,8 +21,8 @@ position on a CPU for a 49k vocabulary, seconds on a GPU.
 ``fast`` (default): certified truncation (methods.md §1.5(c)). u(v) = P(v|x_{<k})·P(x_{k+1}|x_{<k},v)
 (for k = n−1, or outside the one-step pool, u(v) = P(v|x_{<k})) bounds exp ℓ_den(v) ≥ exp ℓ_num(v).
 The one-step factor costs a one-token forward per candidate, so it is computed for a pool of the
-top candidates by prior (``bound_pool``); with ``adaptive`` the pool keeps doubling after S is
-evaluated for as long as that can narrow the interval enough to show a clearly negative AS
+top candidates by prior (``bound_pool``); with ``adaptive`` it starts empty and, once S is evaluated,
+grows (256, 512, …) for as long as that can narrow the interval enough to show a clearly negative AS
 (``estimators.pool_growth_pays``).
 The original token, its ``neighbours`` nearest input-embedding neighbours and then the top
 candidates by u form the evaluation order; the set S is evaluated exactly, growing in batches until the den and num tail
@@ -115,7 +115,7 @@ MAX_DRAWS_PER_SAMPLE = 64
 FIRST_BLOCK = 8
 #: Fast mode: an estimate is reported only when its interval is at most this share of the certified one.
 HONEST_FRACTION = 0.5
-#: Fast mode, ``bound_pool: adaptive``: the first pool (then doubling up to ``bound_pool_max``).
+#: Fast mode, ``bound_pool: adaptive``: the first pool where one pays (then doubling up to ``bound_pool_max``).
 FIRST_POOL = 256
 MATRIX_LABEL = "Δ log posterior of the prompt token per response token (nats)"
 #: The scores every scored position gets (from :func:`position_stats`), in results.json order.
@@ -151,11 +151,11 @@ class PASOptions(Options):
     """Fast mode: for how many top-prior candidates the one-step bound P(v|x_<k)·P(x_k+1|x_<k,v) is
     computed (the rest use P(v|x_<k)). ``all`` = the whole vocabulary (one batched one-token step,
     as methods.md §1.5c); ``auto`` = ``all`` on a GPU, 0 on a CPU (where a one-token step over 49k
-    candidates takes minutes); ``adaptive`` = start with the top 256 and, once the top set is
-    evaluated, keep doubling the pool (up to ``bound_pool_max``) while that narrows the certified
-    interval and its upper end could fall below −``bound_target`` (``estimators.pool_growth_pays``):
-    the one-step bounds are spent where they can show that the response makes a token clearly less
-    likely, not on every token."""
+    candidates takes minutes); ``adaptive`` = none while the top set is chosen and evaluated, then the
+    top 256, 512, … (up to ``bound_pool_max``) for as long as that narrows the certified interval and
+    its upper end could fall below −``bound_target`` (``estimators.pool_growth_pays``): the one-step
+    bounds are spent where they can show that the response makes a token clearly less likely, not on
+    every token."""
     bound_pool_max: int = Field(4096, ge=1)
     """Fast mode, ``bound_pool: adaptive``: the largest pool."""
     bound_target: float = Field(0.5, ge=0)
@@ -323,7 +323,7 @@ class ProbabilisticMethod(AttributionMethod):
         while n_pool < pool_max and pool_growth_pays(
             as_top, d_s, _lse(logu[rest[bounded[rest]]]), _lse(logu[rest[~bounded[rest]]]), opts.tolerance, opts.bound_target
         ):
-            grown = min(2 * n_pool, pool_max)
+            grown = min(max(FIRST_POOL, 2 * n_pool), pool_max)
             new = by_prior[n_pool:grown]
             _add_bounds(scorer, k, vocab, logu, bounded, new[~np.isin(new, s_idx)], opts.batch_size, timings)
             n_pool = grown
@@ -635,7 +635,7 @@ class ProbabilisticMethod(AttributionMethod):
 def _pool_sizes(pool: int | str, pool_max: int, device: str, vocab: int) -> tuple[int, int]:
     """The first and the largest one-step bound pool of ``bound_pool`` (see :class:`PASOptions`)."""
     if pool == "adaptive":
-        return min(FIRST_POOL, pool_max, vocab), min(pool_max, vocab)
+        return 0, min(pool_max, vocab)
     if pool == "auto":
         pool = "all" if device == "cuda" else 0
     n = vocab if pool == "all" else min(int(pool), vocab)
