@@ -521,7 +521,9 @@ class BlendView:
             "out": [list(col) for col in zip(*(x.output_s for x in self.methods), strict=True)],
             "mean": {
                 "colour": list(m.rgb),
-                "parts": [{"m": list(q.methods), "in": [list(v) for v in q.input_sums], "out": [list(v) for v in q.output_sums]} for q in m.parts],
+                "parts": [
+                    {"m": list(q.methods), "in": [list(v) for v in q.input_sums], "out": [list(v) for v in q.output_sums]} for q in m.parts
+                ],
             },
         }
 
