@@ -73,6 +73,7 @@ def test_quickstart_results(quickstart: Path) -> None:
     gen = data["generations"][0]
     user = "".join(t for t, s in zip(gen["input_tokens"], gen["input_special"], strict=True) if not s)
     assert user.strip() == "What is the capital of France?"
+    assert [g["prompt_id"] for g in data["generations"]] == ["capital", "translate", "biggest"]
 
 
 def _section(html: str, start: str) -> str:
@@ -99,6 +100,29 @@ def test_quickstart_has_the_faithfulness_scorecard(quickstart: Path) -> None:
     card = _section(html, 'class="section evaluation"')
     assert "Which attributions can you trust?" in card and "Scorecard" in card
     assert str(escape(rec["headline"])) in card  # as Jinja escapes it
+
+
+def test_quickstart_shows_a_real_anomaly(quickstart: Path) -> None:
+    """The third prompt, found by find_anomaly.py at the detectors' default thresholds: the model answers
+    "The largest French city ..." and, given that answer, prefers " largest" to the prompt's " biggest".
+    The finding is established (the certified AS interval lies below the threshold: no 'uncertain' note)
+    and the HTML and the PDF anomaly sections show it."""
+    data = json.loads((quickstart / "results.json").read_text("utf-8"))
+    findings = [f for f in data["findings"] if f["prompt_id"] == "biggest"]
+    real = [f for f in findings if f["severity"] != "info"]
+    assert [(f["detector"], f["token"]) for f in real] == [("preferred_replacement", " biggest")], findings
+    (f,) = real
+    assert f["severity"] in ("medium", "high") and "uncertain" not in f["message"]
+    assert f["evidence"]["preferred"][0]["token"] == " largest"
+    (pas,) = [r for r in data["results"] if r["method"] == "probabilistic" and r["prompt"] == "biggest"]
+    (k,) = f["positions"]
+    lo, hi = pas["intervals"]["attribution_score"][k]
+    assert lo <= pas["scores"]["attribution_score"][k] <= hi < f["evidence"]["threshold"]
+    anomalies = _section((quickstart / "report.html").read_text("utf-8"), 'id="anomalies"')
+    assert f"sev-border-{f['severity']}" in anomalies and str(escape(f["message"])) in anomalies
+    pypdf = pytest.importorskip("pypdf")
+    text = " ".join((page.extract_text() or "") for page in pypdf.PdfReader(str(quickstart / "report.pdf")).pages)
+    assert "Anomalies" in text and f["title"] in text and "largest" in text
 
 
 def test_quickstart_html_is_self_contained(quickstart: Path) -> None:

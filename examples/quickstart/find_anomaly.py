@@ -8,13 +8,44 @@ over a modest list of candidate prompts (typos and odd words, in the spirit of s
 itself, and prints each prompt's response and the findings, most severe first. This is how the
 quickstart's anomaly prompt was chosen: nothing here lowers a threshold.
 
-Each SmolLM2 PAS run costs tens of seconds on a quiet 2-core CPU (minutes on a loaded one);
-results are cached under ``.reportgen-cache/`` in the output folder, so a rerun with the same
-``--out`` only computes new prompts. On a CPU, fast mode's AS intervals are wide (its one-step
-bound is off there, ``bound_pool: auto``), so the detectors that threshold AS (noise_token,
-preferred_replacement, kl_outlier) mostly report "uncertain" info notes; a finding of medium
-severity or worse needs an interval that clears the threshold, or response_broadened (entropies
-carry no interval).
+Each SmolLM2 PAS run costs about a minute per prompt on a quiet 2-core CPU (several on a loaded
+one); results are cached under ``.reportgen-cache/`` in the output folder, so a rerun with the same
+``--out`` only computes new prompts. The detectors that threshold AS (noise_token,
+preferred_replacement, kl_outlier) decide only where the AS interval clears the threshold. With the
+one-step bound off (``bound_pool: auto`` on a CPU) the certified intervals were tens of nats wide and
+every AS detector said "uncertain" (info); the quickstart therefore runs PAS with
+``bound_pool: adaptive``, which computes one-step bounds for more candidates only where the upper end
+of the interval could fall below −0.5 nats. Lower ends stay near log P(y|x) (−3 to −8 nats here), so
+noise_token and kl_outlier (|AS| ≤ 0.1) stay "uncertain" on a CPU.
+
+Search record (SmolLM2-135M-Instruct, greedy, 12 new tokens, default thresholds; the candidate list
+below was run with an earlier growth rule that bounded more tokens; the final rule gives " biggest" in
+the French prompt the same certified interval [−6.22, −0.80]):
+
+* typos and odd words, all info only: "What is the capitol of France?", "What is the capital of
+  Frnace?", "What is the capital of Frence", "Summarise this pasage", "Name the capital of Itlay",
+  "What is the capital of French?". A typo splits into word pieces (" cap" + "itol"), and no single
+  piece has a one-token replacement that spells the right word, so the model does not prefer to
+  replace any piece; "French" in place of "France" gets a positive AS (+1.4: it still points at
+  France, and the answer is "The capital of France is Paris.").
+* a word the answer rephrases: "Which ocean is the biggest?" → "The largest ocean …": " biggest"
+  AS −0.43, interval [−3.88, −0.41], info; "Which Italian city is the biggest?" → "The largest
+  Italian city is Rome, Italy.": **high** preferred_replacement on " biggest" (AS −0.92, posterior
+  " largest" 0.94 against " biggest" 0.06); "Which French city is the biggest?" → "The largest French
+  city is Paris, France.": **high** preferred_replacement on " biggest" (AS −1.04, certified
+  interval [−6.2, −0.8]), the quickstart's third prompt.
+* tried position by position beforehand (the same method, called directly): "Which is the biggest
+  town in France?", "What is the biggest planet?", "What is the tallest mountain in the world?",
+  "Which is the biggest city in Italy?", "Which city in Italy is the biggest?", "What is Italy's
+  biggest city?", "What Italian city is the biggest?", "Which Italian city is biggest?", "Which
+  European/Spanish city is the biggest?", "Which country/planet/animal/desert/lake/US state is the
+  biggest?": the point AS of the adjective lies between −0.75 and +5.1, and no interval cleared
+  −0.5; where the answer keeps the prompt's word (" biggest", " tallest") AS is clearly positive.
+  "What is the capital of Italian?" gets the answer "Il Capitale, il Repubbiano, il" (AS +5.0).
+
+On " biggest" in the French prompt a fixed pool of 256 gave the interval [−7.2, 0.21], 1,024
+[−6.9, −0.29], 4,096 [−6.1, −0.81]: only the last decides, and costs 53 s of one-step bounds at
+that position on a loaded CPU, which is why the pool grows only where it can decide.
 """
 
 from __future__ import annotations
@@ -37,6 +68,10 @@ CANDIDATES = (
     "What is the capital of Frence",
     "Summarise this pasage",
     "Name the capital of Itlay",
+    "What is the capital of French?",
+    "Which ocean is the biggest?",
+    "Which Italian city is the biggest?",
+    "Which French city is the biggest?",
 )
 
 
