@@ -190,6 +190,9 @@ def test_noise_token_straddling_interval_is_reported_as_uncertain() -> None:
     assert f.evidence["interval"] == [0.05, 0.25]
     assert f.evidence["interval_kind"] == "certified"
     assert "uncertain: the interval [0.05, 0.25] straddles the threshold" in f.message
+    # undecided: the message never asserts what the interval leaves open
+    assert f.title == "Possibly a noise token (undecided)"
+    assert "whether the response depends on it is undecided" in f.message and "does not depend" not in f.message
 
 
 def test_template_tokens_are_skipped_unless_scored() -> None:
@@ -269,11 +272,14 @@ def test_preferred_replacement_straddling() -> None:
     assert f.severity == "info"
     assert f.evidence["interval"] == [-0.7, -0.4]
     assert "uncertain: the interval [-0.7, -0.4] straddles the threshold" in f.message
+    assert f.title == "Possibly prefers another token (undecided)"
+    assert "is undecided" in f.message and "so the response is less likely" not in f.message
     # an interval wholly below the threshold is certain
     ivs["attribution_score"][k] = [-0.9, -0.6]
     set_score(sc, "attribution_score", k, -0.7)
     (f,) = PreferredReplacement().detect(make_result(sc, ivs, passage_details(k)), GEN, PreferredReplacementOptions())
     assert f.severity == "high" and "uncertain" not in f.message
+    assert f.title == "Model prefers another token" and "undecided" not in f.message
 
 
 # ------------------------------------------------------------------ response_broadened
@@ -373,6 +379,8 @@ def test_kl_outlier_straddling() -> None:
     (f,) = KLOutlier().detect(make_result(sc, ivs), GEN, KLOutlierOptions())
     assert f.severity == "info" and f.evidence["threshold"] == -0.1
     assert "uncertain: the interval [-0.2, -0.05] straddles the threshold" in f.message
+    assert f.title == "Possibly a KL outlier (undecided)"
+    assert "whether its attribution is near zero is undecided" in f.message and "although" not in f.message
 
 
 # ------------------------------------------------------------------ unstable_token
@@ -584,3 +592,18 @@ def test_parsed_payloads_go_with_their_results() -> None:
     del result
     gc.collect()
     assert key not in payload_module._PARSED
+
+
+def test_an_undecided_preferred_replacement_with_a_positive_estimate_claims_no_preference() -> None:
+    """A point AS far above the threshold whose wide interval still reaches below it (fast mode
+    on a CPU): reported as undecided, never as 'the model prefers …'."""
+    sc = base_scores()
+    k = POS["age"]
+    set_score(sc, "attribution_score", k, 4.7)
+    set_score(sc, "log_posterior_original", k, math.log(0.2))
+    ivs: dict[str, Any] = {"attribution_score": [None] * N}
+    ivs["attribution_score"][k] = [-6.0, 5.0]
+    (f,) = PreferredReplacement().detect(make_result(sc, ivs, passage_details(k)), GEN, PreferredReplacementOptions())
+    assert f.severity == "info" and f.title == "Possibly prefers another token (undecided)"
+    assert f.message.startswith("Whether, given its own response, the model prefers another token over")
+    assert "AS = 4.7 nats, an estimate" in f.message and "less likely" not in f.message

@@ -112,7 +112,11 @@ class NoiseToken(Detector):
             msg = (
                 f"The model has no firm expectation for {quote(s.tokens[k])} "
                 f"(H_p = {fmt(h)} nats{f', {rel:.0%} of the maximum' if rel is not None else ''}) "
-                f"and the response does not depend on it (AS = {fmt(a)} nats)"
+                + (
+                    f"and the response does not depend on it (AS = {fmt(a)} nats)"
+                    if straddled is None
+                    else f"; whether the response depends on it is undecided (AS = {fmt(a)} nats, an estimate)"
+                )
             )
             if straddled is not None:
                 sev, msg = mark_uncertain(ev, msg, *straddled)
@@ -121,7 +125,7 @@ class NoiseToken(Detector):
                     self.name,
                     sev,
                     k,
-                    title="Noise token",
+                    title="Noise token" if straddled is None else "Possibly a noise token (undecided)",
                     message=msg + ".",
                     suggestion="Check whether the token is needed; if the word matters, phrase it so the "
                     "model can anticipate it, or try a better-trained model.",
@@ -209,10 +213,18 @@ class PreferredReplacement(Detector):
                     f"(AS = {fmt(a)} nats), although no recorded candidate outranks it"
                 )
                 sugg = "Look at the candidate list for this token and consider rephrasing around it."
+            title = "Model prefers another token"
             if uncertain:
                 assert iv is not None
+                msg = (
+                    f"Whether, given its own response, the model prefers another token over {tok} "
+                    f"is undecided (AS = {fmt(a)} nats, an estimate)"
+                )
+                if better:
+                    msg += f"; recorded candidates it ranks above {tok}: {cands_text(better)}"
                 sev, msg = mark_uncertain(ev, msg, iv, thr)
-            out.append(s.finding(self.name, sev, k, title="Model prefers another token", message=msg + ".", suggestion=sugg, evidence=ev))
+                title = "Possibly prefers another token (undecided)"
+            out.append(s.finding(self.name, sev, k, title=title, message=msg + ".", suggestion=sugg, evidence=ev))
         return cap_findings(self.name, out, o.max_findings, lambda f: -f.evidence["attribution_score"])
 
 
@@ -342,8 +354,12 @@ class KLOutlier(Detector):
             }
             msg = (
                 f"Adding the response changes the model's candidates for {quote(s.tokens[k])} a lot "
-                f"({label} = {fmt(v)} nats, robust z = {fmt(z)}) although its attribution is near zero "
-                f"(AS = {fmt(a)} nats)"
+                f"({label} = {fmt(v)} nats, robust z = {fmt(z)}) "
+                + (
+                    f"although its attribution is near zero (AS = {fmt(a)} nats)"
+                    if straddled is None
+                    else f"; whether its attribution is near zero is undecided (AS = {fmt(a)} nats, an estimate)"
+                )
             )
             if post:
                 msg += f"; with the response it considers {cands_text(post)}"
@@ -354,7 +370,7 @@ class KLOutlier(Detector):
                     self.name,
                     sev,
                     k,
-                    title="KL outlier at near-zero attribution",
+                    title="KL outlier at near-zero attribution" if straddled is None else "Possibly a KL outlier (undecided)",
                     message=msg + ".",
                     suggestion="Read the response against the candidates: the model may have "
                     "preferred a slight rephrasing here; try the top candidate in the prompt.",
