@@ -190,17 +190,21 @@ main()
 """
 
 
+def diff_without_model_packages(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``reportgen diff ARGS`` in a fresh interpreter in which importing torch or transformers fails."""
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_MODELS, "diff", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        timeout=300,
+    )
+
+
 def test_cli_diff_end_to_end_without_model_packages(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old, new, _ = runs
     out = tmp_path / "cmp"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_MODELS, "diff", str(old), str(new), "-o", str(out), "-f", "html,json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = diff_without_model_packages(str(old), str(new), "-o", str(out), "-f", "html,json")
     assert proc.returncode == 0, proc.stderr
     assert "blocked" not in proc.stderr
     data = json.loads((out / "diff.json").read_text("utf-8"))
@@ -338,14 +342,7 @@ def test_cli_diff_pdf_attaches_both_results_files(runs: tuple[Path, Path, Path],
 
     old, new, _ = runs
     out = tmp_path / "cmp"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_MODELS, "diff", str(old), str(new), "-o", str(out), "--format", "pdf"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = diff_without_model_packages(str(old), str(new), "-o", str(out), "--format", "pdf")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"pdf: {out / 'diff.pdf'}" and not (out / "diff.html").exists()
     reader = pypdf.PdfReader(out / "diff.pdf")
@@ -360,14 +357,7 @@ def test_cli_diff_pdf_attaches_both_results_files(runs: tuple[Path, Path, Path],
 def test_cli_diff_pdf_without_a_pdf_renderer_is_a_usage_error(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old, new, _ = runs
     out = tmp_path / "cmp"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "REPORTGEN_BLOCK_PLUGINS": "renderers"}
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_MODELS, "diff", str(old), str(new), "-o", str(out), "-f", "json,pdf"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = diff_without_model_packages(str(old), str(new), "-o", str(out), "-f", "json,pdf", REPORTGEN_BLOCK_PLUGINS="renderers")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == (
         "error: -f pdf: no installed renderer can write diff.pdf (no 'pdf' renderer is installed, or its plugin is blocked); "
