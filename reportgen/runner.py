@@ -690,7 +690,7 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
                 work = executor.collect(i_model)
                 generations += work.generations
                 results += work.results
-                timings.update(work.timings)
+                mine_t = dict(work.timings)  # this model's timings, listed after its load
                 outcomes.update(work.outcomes)
                 if work.key is not None:
                     model.adopt_key(work.key)
@@ -701,7 +701,7 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
                         registry, model, name, spec, mine, [r for r in results if r.model_id == mspec.id], cache, options.progress
                     )
                     outcomes[f"evaluation-{how}"] += 1
-                    timings[f"evaluate:{mspec.id}:{name}"] = time.perf_counter() - t0
+                    mine_t[f"evaluate:{mspec.id}:{name}"] = time.perf_counter() - t0
                     evaluations.append(ev)
                     options.progress.advance(f"{mspec.id} · evaluation · {name}")
                 loads = [s for s in (work.load_seconds, model.load_seconds) if s is not None]
@@ -710,6 +710,7 @@ def audit(spec_path: str | Path, options: RunOptions | None = None, registry: Re
                     loaded_ids.add(mspec.id)
                 else:
                     options.progress.log(f"{mspec.id}: every job reused from the cache; the model was not loaded")
+                timings.update(mine_t)
                 model_info[mspec.id] = work.info if work.info is not None and model.loaded is None else model.info(cache)
             finally:
                 was_loaded = model.loaded is not None

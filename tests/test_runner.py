@@ -109,6 +109,9 @@ def test_run_writes_results_and_isolates_failures(tmp_path: Path, registry: Regi
     assert by[("p1", "inseq.input_x_gradient")]["output"]["tokens"] == sal["output"]["tokens"]
     prov = data["provenance"]
     assert prov["seed"] == 0 and len(prov["spec_sha256"]) == 64 and "torch" in prov["packages"]
+    # Timings read in the order things happened: the model's load, then its generations and methods.
+    steps = list(data["timings"])
+    assert steps[0].startswith("load:") and steps[1].startswith("generate:") and steps[-1] == "total"
     # Loading it back rebuilds the same run.
     back = load_run(written["json"])
     assert [r.method for r in back.results] == [r.method for r in run.results]
