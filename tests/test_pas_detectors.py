@@ -193,6 +193,7 @@ def test_noise_token_straddling_interval_is_reported_as_uncertain() -> None:
     # undecided: the message never asserts what the interval leaves open
     assert f.title == "Possibly a noise token (undecided)"
     assert "whether the response depends on it is undecided" in f.message and "does not depend" not in f.message
+    assert " ;" not in f.message and "nats) ;" not in f.message
 
 
 def test_template_tokens_are_skipped_unless_scored() -> None:
@@ -381,6 +382,7 @@ def test_kl_outlier_straddling() -> None:
     assert "uncertain: the interval [-0.2, -0.05] straddles the threshold" in f.message
     assert f.title == "Possibly a KL outlier (undecided)"
     assert "whether its attribution is near zero is undecided" in f.message and "although" not in f.message
+    assert " ;" not in f.message
 
 
 # ------------------------------------------------------------------ unstable_token

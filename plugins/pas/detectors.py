@@ -111,9 +111,9 @@ class NoiseToken(Detector):
                 ev["entropy_fraction_of_max"] = rel
             msg = (
                 f"The model has no firm expectation for {quote(s.tokens[k])} "
-                f"(H_p = {fmt(h)} nats{f', {rel:.0%} of the maximum' if rel is not None else ''}) "
+                f"(H_p = {fmt(h)} nats{f', {rel:.0%} of the maximum' if rel is not None else ''})"
                 + (
-                    f"and the response does not depend on it (AS = {fmt(a)} nats)"
+                    f" and the response does not depend on it (AS = {fmt(a)} nats)"
                     if straddled is None
                     else f"; whether the response depends on it is undecided (AS = {fmt(a)} nats, an estimate)"
                 )
@@ -354,9 +354,9 @@ class KLOutlier(Detector):
             }
             msg = (
                 f"Adding the response changes the model's candidates for {quote(s.tokens[k])} a lot "
-                f"({label} = {fmt(v)} nats, robust z = {fmt(z)}) "
+                f"({label} = {fmt(v)} nats, robust z = {fmt(z)})"
                 + (
-                    f"although its attribution is near zero (AS = {fmt(a)} nats)"
+                    f" although its attribution is near zero (AS = {fmt(a)} nats)"
                     if straddled is None
                     else f"; whether its attribution is near zero is undecided (AS = {fmt(a)} nats, an estimate)"
                 )
