@@ -131,23 +131,24 @@ def test_reports_describe_inseq_methods_without_loading_them() -> None:
     assert reg.methods.pending() == [("inseq.", "inseq")]
 
 
-def test_validate_without_inseq_methods_does_not_import_inseq(tmp_path: Path) -> None:
-    spec = write_spec(
+def one_method_spec(tmp_path: Path, method: str) -> Path:
+    """A spec on the embedded model naming only ``method`` (its ``method:`` is on line 9)."""
+    return write_spec(
         tmp_path,
         "title: t\nmodels:\n  - id: m\n    source: embedded:smollm2-135m-instruct\n"
-        "prompts:\n  - id: p\n    text: hi\nmethods:\n  - method: jacobian.semantic\n",
+        f"prompts:\n  - id: p\n    text: hi\nmethods:\n  - method: {method}\n",
     )
+
+
+def test_validate_without_inseq_methods_does_not_import_inseq(tmp_path: Path) -> None:
+    spec = one_method_spec(tmp_path, "jacobian.semantic")
     proc, heavy = cli_imports("validate", str(spec))
     assert proc.returncode == 0, proc.stderr
     assert "inseq" not in heavy
 
 
 def test_validate_still_rejects_an_unknown_inseq_method_with_its_line(tmp_path: Path) -> None:
-    spec = write_spec(
-        tmp_path,
-        "title: t\nmodels:\n  - id: m\n    source: embedded:smollm2-135m-instruct\n"
-        "prompts:\n  - id: p\n    text: hi\nmethods:\n  - method: inseq.foo\n",
-    )
+    spec = one_method_spec(tmp_path, "inseq.foo")
     proc, heavy = cli_imports("validate", str(spec))
     assert proc.returncode == 2 and f"{spec}:9:" in proc.stderr and "unknown method 'inseq.foo'" in proc.stderr
     assert "inseq" in heavy  # validating an inseq.* name lists inseq's methods
