@@ -141,9 +141,11 @@
     });
   }
 
+  // a token on its own in a line of text: its spaces shown as ␣ (a leading space would collapse),
+  // the line break after ⏎ dropped, as in the report's tables and axis labels
   function tokenText(view, side, i) {
     var sp = view && view.querySelector('.tokens[data-side="' + side + '"] .tok[data-i="' + i + '"]');
-    return sp ? sp.textContent : "";
+    return sp ? sp.textContent.replace(/\n/g, "").replace(/ /g, "\u2423") : "";
   }
 
   function setupExactHover(div, meta) {

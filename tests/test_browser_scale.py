@@ -236,7 +236,7 @@ def test_downsampled_heatmap_hover_shows_exact_cell(browser: str, tmp_path_facto
             value = float(text.split("A = ")[1].split(" ")[0])
             exact = a[gi, gj] if n * t > 100_000 else float(f"{a[gi, gj]:.6g}")  # the hover data keeps 6 digits
             assert value == exact, (gi, gj, text)
-            assert f"input {gi}:  w{gi}" in text and f"output {gj}:  o{gj}" in text
+            assert f"input {gi}: ␣w{gi} ·" in text and f"output {gj}: ␣o{gj} ·" in text  # the leading space shown
             cdp.eval(f"document.querySelector('{label}').removeAttribute('data-cell')")
         assert problems(cdp) == []
     finally:
