@@ -20,7 +20,7 @@ sampling noise, not precision. Run (``OMP_NUM_THREADS=1`` on a shared, oversubsc
 two threads per process there, every parallel region waits for the other thread's timeslice, and
 saliency took 405 s instead of 16 s)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16] [--only LABEL ...]
 """
 
 from __future__ import annotations
@@ -72,12 +72,15 @@ def importance(r: AttributionResult, gen: Generation) -> np.ndarray:
 
 
 def run(
-    loaded: LoadedModel, gen: Generation, ref: dict[str, tuple[np.ndarray, float]] | None = None
+    loaded: LoadedModel,
+    gen: Generation,
+    cases: list[tuple[str, Any, dict[str, Any]]],
+    ref: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Every case on ``gen``; with ``ref`` (the float32 run), print each one's error row as soon as it is done."""
     out: dict[str, tuple[np.ndarray, float]] = {}
     dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
-    for label, make, opts in CASES:
+    for label, make, opts in cases:
         m = make()
         ctx = AttributionContext(model=loaded, generation=gen, options=m.options_model(**opts), seed=0, cache=Cache(None))
         t0 = time.perf_counter()
@@ -98,7 +101,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"])
+    ap.add_argument("--only", nargs="*", default=[], help="substrings of the method labels to run (default: all)")
     args = ap.parse_args()
+    cases = [c for c in CASES if not args.only or any(o in c[0] for o in args.only)]
     ref_model = load("float32")
     prompt = SimpleNamespace(id="capital", text="What is the capital of France?", messages=None)
     settings = SimpleNamespace(
@@ -106,12 +111,12 @@ def main() -> None:
     )
     gen = generate(ref_model, prompt, settings, seed=0)
     print(f"prompt tokens n={gen.n} (user {len(gen.user_positions)}), response t={gen.t}: {gen.response_text!r}", flush=True)
-    ref = run(ref_model, gen)
+    ref = run(ref_model, gen, cases)
     del ref_model
     print(f"{'method':34s} {'dtype':9s} {'max |Δ|':>10s} {'rel':>8s} {'Spearman':>9s} {'s (fp32)':>9s} {'s':>7s}")
     for dtype in args.dtypes:
         try:
-            run(load(dtype), gen, ref)
+            run(load(dtype), gen, cases, ref)
         except RuntimeError as exc:  # a CPU kernel missing for this dtype
             print(f"{dtype}: not run on this CPU ({str(exc).splitlines()[0]})")
 
