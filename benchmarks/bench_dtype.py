@@ -20,7 +20,7 @@ sampling noise, not precision. Run (``OMP_NUM_THREADS=1`` on a shared, oversubsc
 two threads per process there, every parallel region waits for the other thread's timeslice, and
 saliency took 405 s instead of 16 s)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16] [--only LABEL ...]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dtype.py [--tokens 8] [--dtypes bfloat16 float16] [--only LABEL ...] [--device cuda]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from device_args import add_device_argument, checked_device, describe
 from scipy.stats import spearmanr
 
 from reportgen.cache import Cache
@@ -56,11 +57,11 @@ CASES: list[tuple[str, Any, dict[str, Any]]] = [  # cheapest first: each row is 
 ]
 
 
-def load(dtype: str) -> LoadedModel:
+def load(dtype: str, device: str) -> LoadedModel:
     spec = SimpleNamespace(
         id="smollm2", source="embedded:smollm2-135m-instruct", dtype=dtype, attn_implementation="sdpa", chat_template="auto"
     )
-    return EmbeddedLoader().load(spec, base_dir=".", device="cpu")
+    return EmbeddedLoader().load(spec, base_dir=".", device=device)
 
 
 def importance(r: AttributionResult, gen: Generation) -> np.ndarray:
@@ -102,9 +103,12 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"])
     ap.add_argument("--only", nargs="*", default=[], help="substrings of the method labels to run (default: all)")
+    add_device_argument(ap)
     args = ap.parse_args()
+    device = checked_device(args.device, ap.prog)
+    print(describe(device), flush=True)
     cases = [c for c in CASES if not args.only or any(o in c[0] for o in args.only)]
-    ref_model = load("float32")
+    ref_model = load("float32", str(device))
     prompt = SimpleNamespace(id="capital", text="What is the capital of France?", messages=None)
     settings = SimpleNamespace(
         max_new_tokens=args.tokens, do_sample=False, temperature=1.0, top_p=1.0, model_dump=lambda: {"max_new_tokens": args.tokens}
@@ -116,9 +120,9 @@ def main() -> None:
     print(f"{'method':34s} {'dtype':9s} {'max |Δ|':>10s} {'rel':>8s} {'Spearman':>9s} {'s (fp32)':>9s} {'s':>7s}")
     for dtype in args.dtypes:
         try:
-            run(load(dtype), gen, cases, ref)
-        except RuntimeError as exc:  # a CPU kernel missing for this dtype
-            print(f"{dtype}: not run on this CPU ({str(exc).splitlines()[0]})")
+            run(load(dtype, str(device)), gen, cases, ref)
+        except RuntimeError as exc:  # a kernel missing for this dtype on this device
+            print(f"{dtype}: not run on {device} ({str(exc).splitlines()[0]})")
 
 
 if __name__ == "__main__":

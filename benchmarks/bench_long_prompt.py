@@ -25,6 +25,9 @@ Settings (``METHODS``), chosen for what a long prompt costs:
 Run (``OMP_NUM_THREADS=1`` on a shared machine, see bench_dtype.py)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_prompt.py [--tokens 1000] [--response 50] [--timeout CPU_S] [--only NAME ...]
+
+``--device cuda`` (or ``cuda:N``) runs the generation and every method on that GPU; the memory
+columns stay the process's resident host memory (GPU memory is not measured).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from device_args import add_device_argument, checked_device
 
 PARAGRAPHS = [
     "The Harbour Street library opened in 1911 in a former customs warehouse. Its first librarian, Agnes Morrow, "
@@ -105,19 +110,19 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def load() -> Any:
+def load(device: str) -> Any:
     from reportgen_plugins.models.loaders import EmbeddedLoader
 
     spec = SimpleNamespace(
         id="smollm2", source="embedded:smollm2-135m-instruct", dtype="float32", attn_implementation="sdpa", chat_template="auto"
     )
-    return EmbeddedLoader().load(spec, base_dir=".", device="cpu")
+    return EmbeddedLoader().load(spec, base_dir=".", device=device)
 
 
-def make_generation(tokens: int, response: int, path: Path) -> None:
+def make_generation(tokens: int, response: int, path: Path, device: str) -> None:
     from reportgen.generate import generate
 
-    loaded = load()
+    loaded = load(device)
     context = []
     for p in PARAGRAPHS * 4:
         text = "Context:\n" + "\n\n".join([*context, p]) + "\n\n" + QUESTION
@@ -133,7 +138,7 @@ def make_generation(tokens: int, response: int, path: Path) -> None:
     print(f"prompt n={gen.n} tokens ({len(context)} paragraphs), response t={gen.t}: {gen.response_text[:80]!r}…", flush=True)
 
 
-def child(label: str, gen_path: str, budget: float) -> None:
+def child(label: str, gen_path: str, budget: float, device: str) -> None:
     """Runs in the subprocess: load, run one method, print one JSON line (after ``budget`` CPU seconds of
     the method at the latest: then with the peak memory so far and ``timed out``)."""
     import os
@@ -149,7 +154,7 @@ def child(label: str, gen_path: str, budget: float) -> None:
 
     name, opts = METHODS[label]
     gen = Generation.from_json(json.loads(Path(gen_path).read_text(encoding="utf-8")))
-    loaded = load()
+    loaded = load(device)
     make = {
         "jacobian.semantic": SemanticScope,
         "jacobian.temperature": TemperatureScope,
@@ -196,18 +201,20 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=[], help="substrings of the method labels to run")
     ap.add_argument("--timeout", type=int, default=1800, help="CPU seconds per method (model load not counted)")
     ap.add_argument("--child", nargs=3, metavar=("LABEL", "GENERATION", "BUDGET"), help=argparse.SUPPRESS)
+    add_device_argument(ap)
     args = ap.parse_args()
+    device = str(checked_device(args.device, ap.prog))
     if args.child:
-        child(args.child[0], args.child[1], float(args.child[2]))
+        child(args.child[0], args.child[1], float(args.child[2]), device)
         return
     with tempfile.TemporaryDirectory() as tmp:
         gen_path = Path(tmp) / "generation.json"
-        make_generation(args.tokens, args.response, gen_path)
+        make_generation(args.tokens, args.response, gen_path, device)
         print(f"{'method':26s} {'wall s':>8s} {'CPU s':>8s} {'peak MiB':>9s} {'Δ MiB':>7s}  status", flush=True)
         for label in METHODS:
             if args.only and not any(o in label for o in args.only):
                 continue
-            cmd = [sys.executable, __file__, "--child", label, str(gen_path), str(args.timeout)]
+            cmd = [sys.executable, __file__, "--child", label, str(gen_path), str(args.timeout), "--device", device]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20 * args.timeout, check=False)
             except subprocess.TimeoutExpired:
