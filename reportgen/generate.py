@@ -17,11 +17,9 @@ import functools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from reportgen.cache import content_key
 from reportgen.conversation import chat_roles, message_turns
@@ -29,10 +27,30 @@ from reportgen.data import Generation, TokenText
 from reportgen.errors import SamplerError, SpecError
 from reportgen.plugin_api import LoadedModel, Sampler
 
+if TYPE_CHECKING:
+    import torch
+
 #: Version of the token display forms (:func:`display_pieces`, the token fields of a Generation).
 #: It is part of every cached generation's key: raise it when they change, so no old display is reused.
 #: 3: tokens carry their chat role and conversation turn. 4: a system prompt the chat template writes is ``system``.
 TOKEN_DISPLAY_VERSION = 4
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def no_grad(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` under ``torch.no_grad()``, with torch imported when ``fn`` is called, not when the
+    module defining ``fn`` is: commands that load no model never import torch."""
+
+    @functools.wraps(fn)
+    def without_grad(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return without_grad
 
 
 def _messages(prompt: Any) -> list[dict[str, str]]:
@@ -345,9 +363,11 @@ def decode_incremental(tokenizer: Any, ids: list[int]) -> list[str]:
     return out
 
 
-@torch.no_grad()
+@no_grad
 def teacher_forced_step_scores(model: Any, input_ids: list[int], output_ids: list[int]) -> dict[str, list[float]]:
     """Probability and entropy (nats) of each output token under forced decoding."""
+    import torch
+
     if not output_ids:
         return {"probability": [], "entropy": []}
     full = torch.tensor([list(input_ids) + list(output_ids)], device=model.device)
@@ -359,7 +379,7 @@ def teacher_forced_step_scores(model: Any, input_ids: list[int], output_ids: lis
     return {"probability": p.double().cpu().tolist(), "entropy": ent.double().cpu().tolist()}
 
 
-@torch.no_grad()
+@no_grad
 def generate(
     loaded: Any,
     prompt: Any,
@@ -368,6 +388,8 @@ def generate(
     seed: int,
 ) -> Generation:
     """Generate one response (greedy by default; sampling with ``seed``)."""
+    import torch
+
     t0 = time.perf_counter()
     tok, model = loaded.tokenizer, loaded.model
     text, spans = render_prompt(tok, prompt, loaded.chat_template)
@@ -431,7 +453,7 @@ class LocalSampler(Sampler):
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "model": self.loaded.id}
 
-    @torch.no_grad()
+    @no_grad
     def sample(
         self,
         prompt: str | list[dict[str, str]],
@@ -441,6 +463,8 @@ class LocalSampler(Sampler):
         max_new_tokens: int,
         temperature: float = 1.0,
     ) -> list[str]:
+        import torch
+
         tok, model = self.loaded.tokenizer, self.loaded.model
         if isinstance(prompt, list):
             if self.loaded.chat_template:
@@ -465,7 +489,7 @@ class LocalSampler(Sampler):
         )
         return [str(tok.decode(row[ids.shape[1] :], skip_special_tokens=True)) for row in out]
 
-    @torch.no_grad()
+    @no_grad
     def sample_ids(
         self,
         input_ids: list[int],
@@ -476,6 +500,8 @@ class LocalSampler(Sampler):
         temperature: float = 1.0,
     ) -> list[str]:
         """Sample ``n`` responses to an exact token-id input (no re-tokenisation)."""
+        import torch
+
         tok, model = self.loaded.tokenizer, self.loaded.model
         ids = torch.tensor([list(input_ids)], device=model.device)
         torch.manual_seed(seed)
@@ -499,6 +525,8 @@ def shared_prefill(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
     times as much; on a 1,000-token prompt the prefill is most of a short response's cost).
     Empty (``generate`` prefills each row itself) for one row, a one-token prompt or a cache
     that cannot be repeated."""
+    import torch
+
     if n < 2 or ids.shape[1] < 2:
         return {}
     with torch.no_grad():

@@ -41,10 +41,12 @@ import itertools
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 Granularity = Literal["token", "word", "sentence"]
 GRANULARITIES: tuple[Granularity, ...] = ("token", "word", "sentence")
@@ -206,6 +208,8 @@ def _segment(text: str, granularity: Granularity) -> list[tuple[int, int]]:
 
 def _run_units(tokens: Sequence[str], offset: int, granularity: Granularity) -> tuple[list[tuple[int, int, str]], sparse.csr_array]:
     """Units of one run of user tokens: (core start, core end, text) each, and the run's token × unit shares."""
+    from scipy import sparse
+
     pieces = [_mark_free(t) for t in tokens]
     text = "".join(p for p, _ in pieces)
     cores = _segment(text, granularity) or [(0, len(text))]  # only white space (or nothing): one unit
@@ -244,6 +248,8 @@ def units(tokens: Sequence[str], special: Sequence[bool], granularity: Granulari
 
     ``token`` granularity gives one unit per token and the identity as shares.
     """
+    from scipy import sparse
+
     n = len(tokens)
     spans = char_spans(tokens)
     text = plain_text(tokens)

@@ -39,18 +39,21 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
 
+if TYPE_CHECKING:
+    import torch
+
+    HiddenFn = Callable[[torch.Tensor], torch.Tensor]
+
 Scope = Literal["semantic", "fisher", "temperature"]
 FisherMode = Literal["low_rank", "full", "hutchinson"]
-HiddenFn = Callable[[torch.Tensor], torch.Tensor]
 
 _VJP_BATCH_DOC = (
     "Cotangents (VJPs) or probe directions (JVPs) evaluated at once. Peak memory ≈ "
@@ -116,6 +119,8 @@ def fisher_matrices(
 
     Returns (F as float64 (m, d, d), p as float64 (m, V)). Equals Wᵀ(diag p − ppᵀ)W.
     """
+    import torch
+
     with torch.no_grad():
         logits = hidden.detach().to(weight.dtype) @ weight.T
         if bias is not None:
@@ -149,6 +154,8 @@ def _batched_vjp_norms(
     ``h`` (1, L, d) must carry the graph of ``embeds`` (1, L, d_e). Cotangent m is v_m placed
     at position ℓ_m; ``batch`` of them go through one vmapped backward (``is_grads_batched``).
     """
+    import torch
+
     M, L = vectors.shape[0], embeds.shape[1]
     out = torch.zeros(M, L, dtype=torch.float64, device="cpu")  # the result: CPU, float64
     mode = "batched"
@@ -190,6 +197,8 @@ def _hutchinson_fisher(
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """s[j, t] ≈ mean_r (J_{ℓ_j,t} z_r)ᵀ F_j (J_{ℓ_j,t} z_r), z_r Rademacher, JVPs exact."""
+    import torch
+
     e0 = problem.embeds.detach()
     _, L, de = e0.shape
     pos = torch.as_tensor(list(problem.positions), device=e0.device)
@@ -230,6 +239,8 @@ def compute_scope(
     progress: Callable[[int, int], None] | None = None,
 ) -> ScopeOutput:
     """Scores of every sequence token for every output (batched over outputs and cotangents)."""
+    import torch
+
     timings: dict[str, float] = {}
     details: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -291,6 +302,8 @@ def compute_scope_loop(
 ) -> np.ndarray:
     """Reference (and benchmark baseline): one forward per output token over its own prefix,
     one plain backward per cotangent. Same scores as :func:`compute_scope` (no Hutchinson)."""
+    import torch
+
     L = problem.embeds.shape[1]
     out = np.zeros((len(problem.positions), L))
     for j, (ell, y) in enumerate(zip(problem.positions, problem.targets, strict=True)):
@@ -326,6 +339,8 @@ def _decoder(model: Any) -> Any:
 
 def problem_from_model(model: Any, ids: Sequence[int], positions: Sequence[int], targets: Sequence[int]) -> ScopeProblem:
     """The map e ↦ final normed hidden state of a transformers causal LM, and its unembedding."""
+    import torch
+
     dec = _decoder(model)
     emb = model.get_input_embeddings()
     head = model.get_output_embeddings()

@@ -75,18 +75,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from pydantic import ConfigDict, Field, model_validator
 
 from reportgen.cache import content_key
 from reportgen.data import AttributionResult, Generation
+from reportgen.generate import no_grad
 from reportgen.plugin_api import AttributionContext, AttributionMethod, Options
 from reportgen.prompt_units import PromptUnit, SpanSpec, UnitsKind, check_spans, prompt_units
-from reportgen_plugins.pas.engine import PrefixScorer
 from reportgen_plugins.pas.estimators import (
     FloatArray,
     PositionStats,
@@ -107,6 +106,9 @@ from reportgen_plugins.pas.payload import (
     ResponseSample,
 )
 from reportgen_plugins.pas.units import UnitSupport, exact_unit, sampled_unit
+
+if TYPE_CHECKING:
+    from reportgen_plugins.pas.engine import PrefixScorer
 
 IntArray = npt.NDArray[np.int64]
 #: Fast mode: at most this many tail draws per allowed distinct tail evaluation (repeats are free).
@@ -460,9 +462,11 @@ class ProbabilisticMethod(AttributionMethod):
         return st
 
     # ------------------------------------------------------------------ replacement entropy
-    @torch.no_grad()
+    @no_grad
     def _regenerate(self, ctx: AttributionContext, k: int, cands: list[int], max_new: int) -> list[tuple[int, ...]]:
         """Greedy responses with x_k replaced by each candidate (cached per candidate)."""
+        import torch
+
         loaded, gen = ctx.model, ctx.generation
         model = loaded.model
         tag = [loaded.id, loaded.source, loaded.info.get("sha256"), "greedy", max_new]
@@ -536,6 +540,8 @@ class ProbabilisticMethod(AttributionMethod):
 
     # ------------------------------------------------------------------ main
     def attribute(self, ctx: AttributionContext) -> AttributionResult:
+        from reportgen_plugins.pas.engine import PrefixScorer
+
         t_start = time.perf_counter()
         opts: PASOptions = ctx.options if isinstance(ctx.options, PASOptions) else PASOptions(**(ctx.options or {}))
         gen = ctx.generation

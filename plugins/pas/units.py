@@ -21,13 +21,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from reportgen_plugins.pas.engine import PrefixScorer
 from reportgen_plugins.pas.estimators import FloatArray
+
+if TYPE_CHECKING:
+    from reportgen_plugins.pas.engine import PrefixScorer
 
 #: Exact mode enumerates the fillers of a multi-token unit only up to this many (V^L).
 MAX_ENUMERATION = 1 << 16
