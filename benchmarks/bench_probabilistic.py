@@ -186,7 +186,11 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     dev = args.device
-    print(f"torch {torch.__version__}, {describe(dev, args.dtype)}; timings: {args.warmup} warm-up, best of {args.repeat}")
+    print(f"torch {torch.__version__}, {describe(dev, args.dtype)}")
+    print(
+        f"timings: tables 1 and 4 the best of {args.repeat} after {args.warmup} untimed run(s); tables 2, 3 and 5 one run"
+        + (" (5 after one untimed batch)" if args.warmup else "")
+    )
     (tok, model), s = timed(lambda: load(dev, args.dtype), dev)
     print(f"load SmolLM2-135M-Instruct: {s:.1f} s")
     loaded = LoadedModel(id="smollm2", source="embedded:smollm2-135m-instruct", model=model, tokenizer=tok, device=str(dev))
