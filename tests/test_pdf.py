@@ -273,22 +273,56 @@ def test_nice_ticks_cover_range() -> None:
     assert nice_ticks(-3, 3, 4) == pytest.approx([-2, 0, 2]) or nice_ticks(-3, 3, 4) == pytest.approx([-3, -1.5, 0, 1.5, 3])
 
 
+_RUN = re.compile(r"M([-\d.]+),([-\d.]+)h([\d.]+)v([\d.]+)h-[\d.]+z")
+
+
+def heatmap_cells(svg: str, n: int, t: int) -> dict[tuple[int, int], str]:
+    """Each (row, column) cell's fill, read back from the drawing's ``path.cells`` runs; asserts
+    every cell is painted exactly once."""
+    runs = [
+        (float(a), float(b), float(w), float(h), p.get("fill", ""))
+        for p in ET.fromstring(svg).iter(SVG + "path")
+        if p.get("class") == "cells"
+        for a, b, w, h in _RUN.findall(p.get("d", ""))
+    ]
+    x0, y0 = min(r[0] for r in runs), min(r[1] for r in runs)
+    cw, ch = (max(r[0] + r[2] for r in runs) - x0) / t, (max(r[1] + r[3] for r in runs) - y0) / n
+    cells: dict[tuple[int, int], str] = {}
+    for x, y, w, h, fill in runs:
+        assert h == pytest.approx(ch, abs=0.011)
+        i, j = round((y - y0) / ch), round((x - x0) / cw)
+        for jj in range(j, j + round(w / cw)):
+            assert (i, jj) not in cells, "a cell painted twice"
+            cells[i, jj] = fill
+    assert sorted(cells) == [(i, j) for i in range(n) for j in range(t)]
+    return cells
+
+
 def test_heatmap_cells_and_colours_match_oracle() -> None:
     rng = np.random.default_rng(1)
     z = rng.normal(size=(4, 3))
     z[1, 2] = np.nan
+    z[3] = 0.5  # a row of one colour: one run
     scale = [[0.0, "#0000ff"], [1.0, "#ff0000"]]
     svg = heatmap_svg(z, [f"r{i}" for i in range(4)], [esc("<b>x</b>"), "y", "z"], scale=scale, zmin=-3, zmax=3, title="t")
     root = ET.fromstring(svg)
-    grid = [r for r in root.iter(SVG + "rect") if r.get("class") == "cell"]
-    assert len(grid) == 4 * 3
-    for k, r in enumerate(grid):
-        i, j = divmod(k, 3)
+    cells = heatmap_cells(svg, 4, 3)
+    for (i, j), fill in cells.items():
         want = "url(#nan)" if not np.isfinite(z[i, j]) else colour_at(scale, (z[i, j] + 3) / 6)
-        assert r.get("fill") == want
+        assert fill == want
+    # one path per colour (the NaN cells' hatching one more), one pattern, the uniform row one run
+    paths = [p for p in root.iter(SVG + "path") if p.get("class") == "cells"]
+    assert len(paths) == len(set(cells.values())) and len({p.get("fill") for p in paths}) == len(paths)
+    assert len(list(root.iter(SVG + "pattern"))) == 1
+    assert sum(d.count("M") for p in paths if (d := p.get("d", "")) and p.get("fill") == cells[3, 0]) == 1
     labels = [t.text for t in root.iter(SVG + "text")]
     assert "<b>x</b>" in labels  # Plotly-escaped token label → literal text, XML-escaped in the file
     assert "<b>x</b>" not in svg
+
+
+def test_heatmap_without_undefined_cells_defines_no_pattern() -> None:
+    svg = heatmap_svg(np.eye(3), ["a", "b", "c"], ["x", "y", "z"], scale=[[0, "#ffffff"], [1, "#000000"]])
+    assert "<pattern" not in svg and set(heatmap_cells(svg, 3, 3).values()) == {"#ffffff", "#000000"}
 
 
 def test_plotly_heatmap_uses_reversed_axis_like_plotly() -> None:
@@ -325,9 +359,9 @@ def test_step_scores_and_grouped_bars_drawn() -> None:
 
 
 def test_unsupported_figures_return_none_and_fall_back_to_tables() -> None:
-    sub = make_subplots(rows=1, cols=2)
+    sub = make_subplots(rows=2, cols=1)  # one row of panels is drawn (tests/test_svg_charts.py), two are not
     sub.add_trace(go.Bar(x=["a"], y=[1]), row=1, col=1)
-    sub.add_trace(go.Bar(x=["b"], y=[2]), row=1, col=2)
+    sub.add_trace(go.Bar(x=["b"], y=[2]), row=2, col=1)
     table = go.Figure(go.Table(header={"values": ["token", "p"]}, cells={"values": [[INJECT_SCRIPT, "b"], [0.5, 0.25]]}))
     assert figure_svg(sub) is None and figure_svg(table) is None
     html = str(figure_table(table, "no browser"))
@@ -385,8 +419,12 @@ def test_large_matrix_is_block_averaged_in_the_pdf() -> None:
     found = re.search(r'base64,([^"]+)"', str(mv.heatmap.html))
     assert found is not None
     src = found.group(1)
-    cells = [c for c in ET.fromstring(base64.b64decode(src)).iter(SVG + "rect") if c.get("class") == "cell"]
-    assert 0 < len(cells) <= 2400
+    svg = base64.b64decode(src).decode("utf-8")
+    runs = [_RUN.findall(p.get("d", "")) for p in ET.fromstring(svg).iter(SVG + "path") if p.get("class") == "cells"]
+    rows = len({y for rs in runs for _x, y, _w, _h in rs})
+    edges = {round(float(x) + k * float(w), 1) for rs in runs for x, _y, w, _h in rs for k in (0, 1)}
+    assert 0 < rows * (len(edges) - 1) <= 2400
+    assert len(heatmap_cells(svg, rows, len(edges) - 1)) == rows * (len(edges) - 1)
 
 
 def test_print_html_is_deterministic_and_script_free(run: Any) -> None:

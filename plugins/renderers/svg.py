@@ -1,9 +1,9 @@
 """Static vector (SVG) drawings of report figures for the PDF renderer; no browser needed.
 
 :func:`figure_svg` draws a Plotly figure *from its data* when it is one of the shapes the
-report uses (one heatmap; or bars / lines / markers over one category x axis, optionally with
-a second y axis on the right and error bars) and returns ``None`` for anything else (subplots,
-tables, 3-D ...), which the caller then exports another way or shows as a table.
+report uses (one heatmap here; bars / lines / markers in one row of panels in
+:mod:`reportgen_plugins.renderers.svg_xy`) and returns ``None`` for anything else (several rows
+of subplots, tables, 3-D ...), which the caller then exports another way or shows as a table.
 
 Text in Plotly figures is HTML-escaped (:func:`reportgen.figures.esc`) and may carry Plotly's
 few markup tags; :func:`plain` turns it back into plain text, and every string that enters the
@@ -313,6 +313,49 @@ def _text(
 
 # --------------------------------------------------------------------------- heatmap
 
+#: Hatched fill of undefined (NaN) heatmap cells: defined once per drawing.
+NAN_PATTERN = (
+    '<defs><pattern id="nan" width="4" height="4" patternUnits="userSpaceOnUse">'
+    '<rect width="4" height="4" fill="#f2f4f7"/><path d="M0,4 L4,0" stroke="#9aa5b1" stroke-width="0.6"/></pattern></defs>'
+)
+
+
+def cell_paths(
+    z: np.ndarray, scale: Sequence[Sequence[Any]], lo: float, span: float, left: float, top: float, cw: float, ch: float
+) -> list[str]:
+    """The heatmap's cells as one ``<path class="cells">`` per colour (NaN cells: one hatched path).
+
+    Each path holds one ``M x,y h w v h h -w z`` rectangle per run of same-coloured cells in a
+    row, so a PDF viewer paints a few hundred shapes instead of one per cell (WeasyPrint's paint
+    time grows with the number of SVG elements and with every use of a pattern), with the same
+    colours in the same places.
+    """
+    n, t = z.shape
+    runs: dict[str, list[str]] = {}
+    for i in range(n):
+        fills = [colour_at(scale, 0.5 if span == 0 else (v - lo) / span) if math.isfinite(v) else "url(#nan)" for v in z[i]]
+        j = 0
+        while j < t:
+            k = j + 1
+            while k < t and fills[k] == fills[j]:
+                k += 1
+            w = (k - j) * cw
+            runs.setdefault(fills[j], []).append(f"M{_num(left + j * cw)},{_num(top + i * ch)}h{_num(w)}v{_num(ch)}h{_num(-w)}z")
+            j = k
+    out = [NAN_PATTERN] if "url(#nan)" in runs else []
+    out.extend(f'<path class="cells" fill="{fill}" d="{"".join(d)}"/>' for fill, d in runs.items())
+    return out
+
+
+def colour_bar(scale: Sequence[Sequence[Any]], bx: float, by: float, bh: float, steps: int = 32) -> str:
+    """The colour scale as a 10 px wide bar of ``steps`` bands (top: the maximum). (WeasyPrint 70
+    does not draw SVG gradients on a bounding box, and draws them with stray marks in user space.)"""
+    return "".join(
+        f'<rect x="{_num(bx)}" y="{_num(by + k * bh / steps)}" width="10" height="{_num(bh / steps + 0.3)}"'
+        f' fill="{colour_at(scale, 1 - (k + 0.5) / steps)}"/>'
+        for k in range(steps)
+    )
+
 
 def heatmap_svg(
     z: np.ndarray,
@@ -355,18 +398,7 @@ def heatmap_svg(
     body: list[str] = []
     for k, line in enumerate(titles):
         body.append(_text(left, 15 + 11 * LEADING * k, line, size=11, weight="bold"))
-    body.append(
-        '<defs><pattern id="nan" width="4" height="4" patternUnits="userSpaceOnUse">'
-        '<rect width="4" height="4" fill="#f2f4f7"/><path d="M0,4 L4,0" stroke="#9aa5b1" stroke-width="0.6"/></pattern></defs>'
-    )
-    for i in range(n):
-        for j in range(t):
-            v = z[i, j]
-            fill = colour_at(scale, 0.5 if span == 0 else (v - lo) / span) if math.isfinite(v) else "url(#nan)"
-            body.append(
-                f'<rect class="cell" x="{_num(left + j * cw)}" y="{_num(top + i * ch)}"'
-                f' width="{_num(cw)}" height="{_num(ch)}" fill="{fill}"/>'
-            )
+    body.extend(cell_paths(z, scale, lo, span, left, top, cw, ch))
     body.append(
         f'<rect x="{_num(left)}" y="{_num(top)}" width="{_num(w_plot)}"'
         f' height="{_num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
@@ -382,13 +414,7 @@ def heatmap_svg(
     body.append(_text(10, top + h_plot / 2, y_title, size=9, anchor="middle", fill=INK2, rotate=-90))
     # colour bar
     bx, by, bh = left + w_plot + 14, top, max(60.0, min(h_plot, 220.0))
-    steps = 32
-    for k in range(steps):
-        s = 1 - (k + 0.5) / steps
-        body.append(
-            f'<rect x="{_num(bx)}" y="{_num(by + k * bh / steps)}" width="10"'
-            f' height="{_num(bh / steps + 0.3)}" fill="{colour_at(scale, s)}"/>'
-        )
+    body.append(colour_bar(scale, bx, by, bh))
     body.append(f'<rect x="{_num(bx)}" y="{_num(by)}" width="10" height="{_num(bh)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>')
     for v in ticks:
         py = by + bh * (1 - (0.5 if span == 0 else (v - lo) / span))
@@ -399,205 +425,6 @@ def heatmap_svg(
     for k, line in enumerate(lines):
         body.append(_text(bx, by + bh + 12 + 8 * LEADING * k, line, size=8, fill=INK2))
     return _svg(width, max(height, by + bh + 12 + 8 * LEADING * max(0, len(lines) - 1) + 6), body)
-
-
-# --------------------------------------------------------------------------- bars / lines
-
-
-def _vals(seq: Any) -> list[float | None]:
-    out: list[float | None] = []
-    for v in list(seq) if seq is not None else []:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            out.append(None)
-            continue
-        out.append(f if math.isfinite(f) else None)
-    return out
-
-
-def _errors(trace: Any, n: int) -> list[tuple[float, float]] | None:
-    e = getattr(trace, "error_y", None)
-    if e is None or e.visible is False or e.array is None:
-        return None
-    up = _vals(e.array)
-    down = _vals(e.arrayminus) if e.arrayminus is not None and not e.symmetric else up
-    return [(down[i] or 0.0 if i < len(down) else 0.0, up[i] or 0.0 if i < len(up) else 0.0) for i in range(n)]
-
-
-def xy_svg(fig: Any) -> str | None:
-    """Bars, lines and markers over one category x axis (optional right y axis), else None."""
-    traces = list(fig.data)
-    if not traces or any(tr.type not in ("bar", "scatter") for tr in traces):
-        return None
-    if any((tr.xaxis or "x") != "x" or (tr.yaxis or "y") not in ("y", "y2") for tr in traces):
-        return None
-    if any(getattr(tr, "orientation", None) == "h" for tr in traces if tr.type == "bar"):
-        return None
-    cats: list[str] = []
-    for tr in traces:
-        for c in list(tr.x) if tr.x is not None else list(range(len(tr.y or []))):
-            if str(c) not in cats:
-                cats.append(str(c))
-    if not cats or len(cats) > 400:
-        return None
-    layout = fig.layout
-    title = plain(layout.title.text) if layout.title and layout.title.text else ""
-    ranges: dict[str, list[float]] = {"y": [], "y2": []}
-    for tr in traces:
-        finite = [v for v in _vals(tr.y) if v is not None]
-        err = _errors(tr, len(_vals(tr.y)))
-        ax = tr.yaxis or "y"
-        ranges[ax].extend(finite)
-        if err:
-            with_err = _vals(tr.y)
-            ranges[ax].extend((with_err[i] or 0.0) + err[i][1] for i in range(len(with_err)))
-            ranges[ax].extend((with_err[i] or 0.0) - err[i][0] for i in range(len(with_err)))
-    has_y2 = bool([tr for tr in traces if (tr.yaxis or "y") == "y2"])
-
-    def axis_range(ax: str, spec: Any) -> tuple[float, float]:
-        if spec is not None and spec.range is not None and None not in tuple(spec.range):
-            return float(spec.range[0]), float(spec.range[1])
-        vals = ranges[ax] or [0.0, 1.0]
-        lo, hi = min(vals), max(vals)
-        has_bar = any(tr.type == "bar" and (tr.yaxis or "y") == ax for tr in traces)
-        if has_bar or (spec is not None and spec.rangemode == "tozero"):
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-        if hi == lo:
-            hi = lo + 1.0
-        pad = 0.05 * (hi - lo)
-        return (lo if lo == 0 else lo - pad), (hi if hi == 0 else hi + pad)
-
-    y1 = axis_range("y", layout.yaxis)
-    y2 = axis_range("y2", layout.yaxis2) if has_y2 else (0.0, 1.0)
-    lab = 7.0 if len(cats) > 30 else 8.0
-    labels = [fit(plain(c), lab, LABEL_MAX) for c in cats]
-    label_w = max(text_width(s, lab) for s in labels)
-    tick_w = max(text_width(_fmt(v), 8) for v in nice_ticks(*y1, 5))
-    right = (12 + max(text_width(_fmt(v), 8) for v in nice_ticks(*y2, 5)) + 16) if has_y2 else 14.0
-    width = WIDTH
-    # tick labels end 4 px left of the plot, right of the rotated y title
-    left = max(52.0, 22 + tick_w + 4)
-    flat = label_w < 0.9 * (width - left - right) / len(cats)  # labels fit unrotated
-    if not flat:  # rotated by 60°, the first label reaches cos 60° of its width to the left
-        left = max(left, 0.5 * label_w + 4)
-    w_plot = width - left - right
-    # the legend: one row after another, each as wide as the plot
-    entries = [(fit(plain(tr.name), 8.5, w_plot - 13), tr) for tr in traces if tr.name and tr.showlegend is not False]
-    slots: list[tuple[float, int]] = []  # (x, row) of each entry
-    if len(entries) > 1 or (entries and has_y2):
-        lx, row = left, 0
-        for name, _ in entries:
-            w = 13 + text_width(name, 8.5) + 11
-            if lx > left and lx + w - 11 > left + w_plot:
-                lx, row = left, row + 1
-            slots.append((lx, row))
-            lx += w
-    titles = wrap(title, 11, width - left - 4, bold=True) if title else []
-    top = 6 + 11 * LEADING * len(titles) + (4 if titles else 0) + 14.0 * (slots[-1][1] + 1 if slots else 0)
-    bottom = 16 + (lab + 4 if flat else 0.87 * label_w + 0.5 * lab + 8)
-    h_plot = 170.0
-    height = top + h_plot + bottom
-    cw = w_plot / len(cats)
-    body: list[str] = []
-    for k, line in enumerate(titles):
-        body.append(_text(left, 14 + 11 * LEADING * k, line, size=11, weight="bold"))
-
-    def ypx(v: float, rng: tuple[float, float]) -> float:
-        return top + h_plot * (1 - (v - rng[0]) / (rng[1] - rng[0]))
-
-    for tick in nice_ticks(*y1, 5):
-        if y1[0] - 1e-12 <= tick <= y1[1] + 1e-12:
-            py = ypx(tick, y1)
-            stroke = "#9aa5b1" if tick == 0 else GRID
-            body.append(
-                f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{stroke}" stroke-width="0.6"/>'
-            )
-            body.append(_text(left - 4, py + 3, _fmt(tick), size=8, anchor="end", fill=INK2))
-    if has_y2:
-        for tick in nice_ticks(*y2, 5):
-            if y2[0] - 1e-12 <= tick <= y2[1] + 1e-12:
-                body.append(_text(left + w_plot + 4, ypx(tick, y2) + 3, _fmt(tick), size=8, fill=INK2))
-    body.append(
-        f'<line x1="{_num(left)}" x2="{_num(left + w_plot)}" y1="{_num(top + h_plot)}"'
-        f' y2="{_num(top + h_plot)}" stroke="#cbd2d9" stroke-width="0.8"/>'
-    )
-    bars = [tr for tr in traces if tr.type == "bar"]
-    group = len(bars) if (layout.barmode in (None, "group") and len(bars) > 1) else 1
-    gap = float(layout.bargap) if layout.bargap is not None else 0.2
-    bw = cw * (1 - gap) / group
-    colours: dict[int, str] = {}  # each trace's colour, for its legend entry
-    bar_k = 0
-    for k, tr in enumerate(traces):
-        colour = None
-        if tr.type == "bar" and tr.marker is not None and isinstance(tr.marker.color, str):
-            colour = tr.marker.color
-        if tr.type == "scatter" and tr.line is not None and isinstance(tr.line.color, str):
-            colour = tr.line.color
-        if tr.type == "scatter" and colour is None and tr.marker is not None and isinstance(tr.marker.color, str):
-            colour = tr.marker.color
-        colour = colour or COLORWAY[k % len(COLORWAY)]
-        rng = y2 if (tr.yaxis or "y") == "y2" else y1
-        xs = [str(c) for c in (list(tr.x) if tr.x is not None else range(len(tr.y or [])))]
-        ys = _vals(tr.y)
-        err = _errors(tr, len(ys))
-        pts: list[tuple[float, float]] = []
-        for i, (c, v) in enumerate(zip(xs, ys, strict=True)):
-            ci = cats.index(c)
-            if tr.type == "bar":
-                cx = left + ci * cw + cw * gap / 2 + (bar_k if group > 1 else 0) * bw
-                mid = cx + bw / 2
-                if v is not None:
-                    y0, yv = ypx(max(min(0.0, rng[1]), rng[0]), rng), ypx(v, rng)
-                    op = f' fill-opacity="{_num(float(tr.opacity))}"' if tr.opacity is not None else ""
-                    body.append(
-                        f'<rect x="{_num(cx)}" y="{_num(min(y0, yv))}" width="{_num(bw)}"'
-                        f' height="{_num(abs(y0 - yv))}" fill="{colour}"{op}/>'
-                    )
-            else:
-                mid = left + (ci + 0.5) * cw
-                if v is not None:
-                    pts.append((mid, ypx(v, rng)))
-            if err and v is not None:
-                lo_e, hi_e = ypx(v - err[i][0], rng), ypx(v + err[i][1], rng)
-                body.append(
-                    f'<path d="M{_num(mid)},{_num(lo_e)} V{_num(hi_e)} M{_num(mid - 2.5)},{_num(lo_e)} H{_num(mid + 2.5)} '
-                    f'M{_num(mid - 2.5)},{_num(hi_e)} H{_num(mid + 2.5)}" stroke="{INK}" stroke-width="0.7" fill="none"/>'
-                )
-        if tr.type == "bar":
-            bar_k += 1
-        else:
-            mode = tr.mode or "lines+markers"
-            if "lines" in mode and len(pts) > 1:
-                d = " ".join(("M" if i == 0 else "L") + f"{_num(px)},{_num(py)}" for i, (px, py) in enumerate(pts))
-                body.append(f'<path d="{d}" stroke="{colour}" stroke-width="1.5" fill="none"/>')
-            if "markers" in mode:
-                for px, py in pts:
-                    body.append(f'<circle cx="{_num(px)}" cy="{_num(py)}" r="2.2" fill="{colour}"/>')
-        colours[id(tr)] = colour
-    step = max(1, math.ceil(lab / cw)) if cw < lab else 1
-    for i in range(0, len(cats), step):
-        if flat:
-            body.append(_text(left + (i + 0.5) * cw, top + h_plot + lab + 3, labels[i], size=lab, anchor="middle"))
-        else:
-            px, py = left + (i + 0.5) * cw + lab * 0.35, top + h_plot + 4
-            body.append(_text(px, py, labels[i], size=lab, anchor="end", rotate=-60))
-    ytitle = plain(layout.yaxis.title.text) if layout.yaxis and layout.yaxis.title and layout.yaxis.title.text else ""
-    if ytitle:
-        body.append(_text(11, top + h_plot / 2, ytitle, size=8.5, anchor="middle", fill=INK2, rotate=-90))
-    if has_y2 and layout.yaxis2 and layout.yaxis2.title and layout.yaxis2.title.text:
-        body.append(_text(width - 6, top + h_plot / 2, plain(layout.yaxis2.title.text), size=8.5, anchor="middle", fill=INK2, rotate=90))
-    legend_top = top - 14.0 * (slots[-1][1] + 1 if slots else 0)
-    for (name, tr), (lx, row) in zip(entries if slots else [], slots, strict=True):
-        ly, colour = legend_top + 6 + 14.0 * row, colours[id(tr)]
-        if tr.type == "bar":
-            body.append(f'<rect x="{_num(lx)}" y="{_num(ly - 7)}" width="9" height="9" fill="{colour}"/>')
-        else:
-            body.append(
-                f'<line x1="{_num(lx)}" x2="{_num(lx + 10)}" y1="{_num(ly - 3)}" y2="{_num(ly - 3)}" stroke="{colour}" stroke-width="2"/>'
-            )
-        body.append(_text(lx + 13, ly + 1, name, size=8.5))
-    return _svg(width, height, body)
 
 
 def figure_svg(fig: Any, max_cells: int = 2500) -> str | None:
@@ -635,4 +462,6 @@ def figure_svg(fig: Any, max_cells: int = 2500) -> str | None:
             x_title=plain(lay.xaxis.title.text) if lay.xaxis and lay.xaxis.title and lay.xaxis.title.text else "",
             y_title=plain(lay.yaxis.title.text) if lay.yaxis and lay.yaxis.title and lay.yaxis.title.text else "",
         )
+    from reportgen_plugins.renderers.svg_xy import xy_svg  # it draws with this module's helpers
+
     return xy_svg(fig)
