@@ -11,12 +11,14 @@ the PDF/A-3b rules most often broken.
 
 A PDF carries no JavaScript, so every figure becomes a static vector drawing:
 
-1. the figure shapes the report itself draws (heatmaps, bars, lines, optional right axis,
-   error bars) are drawn as SVG directly from the figure's numbers (:mod:`reportgen_plugins.renderers.svg`:
-   deterministic, no browser, milliseconds per figure);
-2. any other Plotly figure (subplots, tables, ...) is exported to SVG by kaleido 1.x driving the
-   system Chromium (``BROWSER_PATH``; kaleido never downloads a browser here), one browser for the
-   whole report; set ``REPORTGEN_PDF_KALEIDO=0`` to skip this step;
+1. the figure shapes the report itself draws (heatmaps; bars, grouped or not, lines and markers
+   in one row of panels, optional right axis, error bars) are drawn as SVG directly from the
+   figure's numbers (:mod:`reportgen_plugins.renderers.svg`, :mod:`~reportgen_plugins.renderers.svg_xy`:
+   deterministic, no browser, milliseconds per figure); Plotly tables are printed as HTML tables;
+2. any other Plotly figure (several rows of subplots, 3-D, ...) is exported to SVG by kaleido 1.x
+   driving the system Chromium (``BROWSER_PATH``; kaleido never downloads a browser here), one
+   browser for the whole report, started only when such a figure comes; set
+   ``REPORTGEN_PDF_KALEIDO=0`` to skip this step;
 3. if that is not possible, the figure's data are printed as a table with a note saying why.
 
 Heatmaps are reduced to at most :data:`PDF_MAX_HEATMAP_CELLS` cells (block means, labelled) so the
@@ -35,6 +37,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -146,32 +149,41 @@ def svg_img(svg: str, alt: str) -> Markup:
     return Markup('<img class="svgfig" alt="{}" src="data:image/svg+xml;base64,{}">').format(alt, Markup(data))
 
 
+def trace_table(tr: Any, k: int, limit: int | None = FALLBACK_ROWS) -> Markup:
+    """One trace's data as a table (a Plotly table: its header and cells), all text escaped.
+    ``limit``: at most that many rows, a caption naming the trace and what was left out; None:
+    every row, no caption (a Plotly table printed as itself)."""
+    name = plain(getattr(tr, "name", None) or f"trace {k + 1}")
+    if tr.type == "table":
+        head = [plain(h) for h in (tr.header.values or [])] if tr.header else []
+        cols = [list(c) for c in (tr.cells.values or [])] if tr.cells else []
+    else:
+        cols_named = [(a, getattr(tr, a, None)) for a in ("x", "y", "z", "text")]
+        present: list[tuple[str, Any]] = [(a, v) for a, v in cols_named if v is not None and not isinstance(v, str)]
+        head = [a for a, _ in present]
+        cols = [list(v) for _, v in present]
+    rows = list(zip(*cols, strict=False)) if cols else []
+    shown = rows if limit is None else rows[:limit]
+    body = Markup("").join(
+        Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row)) for row in shown
+    )
+    more = f" (first {limit} of {len(rows)} rows)" if len(shown) < len(rows) else ""
+    cap = Markup("<caption>{}{} · {}</caption>").format(name, more, tr.type) if limit is not None else Markup("")
+    return Markup('<table class="data compact fig-data">{}<thead><tr>{}</tr></thead><tbody>{}</tbody></table>').format(
+        cap, Markup("").join(Markup("<th>{}</th>").format(h) for h in head), body
+    )
+
+
 def figure_table(fig: Any, reason: str) -> Markup:
     """A figure that could not be drawn: a note and its data as tables (all text escaped)."""
     parts = [Markup('<p class="note fig-fallback">Figure shown as data: {}.</p>').format(reason)]
-    for k, tr in enumerate(getattr(fig, "data", ()) or ()):
-        name = plain(getattr(tr, "name", None) or f"trace {k + 1}")
-        if tr.type == "table":
-            head = [plain(h) for h in (tr.header.values or [])] if tr.header else []
-            cols = [list(c) for c in (tr.cells.values or [])] if tr.cells else []
-            rows = list(zip(*cols, strict=False)) if cols else []
-        else:
-            cols_named = [(a, getattr(tr, a, None)) for a in ("x", "y", "z", "text")]
-            present: list[tuple[str, Any]] = [(a, v) for a, v in cols_named if v is not None and not isinstance(v, str)]
-            head = [a for a, _ in present]
-            cols = [list(v) for _, v in present]
-            rows = list(zip(*cols, strict=False)) if cols else []
-        body = Markup("").join(
-            Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row))
-            for row in rows[:FALLBACK_ROWS]
-        )
-        more = f" (first {FALLBACK_ROWS} of {len(rows)} rows)" if len(rows) > FALLBACK_ROWS else ""
-        parts.append(
-            Markup(
-                '<table class="data compact fig-data"><caption>{}{} · {}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
-            ).format(name, more, tr.type, Markup("").join(Markup("<th>{}</th>").format(h) for h in head), body)
-        )
+    parts.extend(trace_table(tr, k) for k, tr in enumerate(getattr(fig, "data", ()) or ()))
     return Markup("").join(parts)
+
+
+def is_table(fig: Any) -> bool:
+    """A figure made of Plotly tables only: printed as HTML tables (text wraps, nothing clipped)."""
+    return bool(fig.data) and all(tr.type == "table" for tr in fig.data)
 
 
 def _cell(v: Any) -> str:
@@ -186,7 +198,8 @@ def _cell(v: Any) -> str:
 
 
 class SvgDrawer:
-    """Figures as static vector drawings: SVG from the data, else kaleido, else a data table."""
+    """Figures as static vector drawings: SVG from the data, else kaleido, else a data table.
+    Plotly tables are printed as HTML tables."""
 
     interactive = False
 
@@ -195,6 +208,7 @@ class SvgDrawer:
         self.n_svg = 0
         self.n_kaleido = 0
         self.n_fallback = 0
+        self.n_table = 0
 
     def heatmap_cells(self, spec_limit: int) -> tuple[int, str]:
         if spec_limit <= PDF_MAX_HEATMAP_CELLS:
@@ -207,6 +221,9 @@ class SvgDrawer:
         if not isinstance(fig, go.Figure):
             fig = go.Figure(fig)
         alt = plain(title or (fig.layout.title.text if fig.layout.title else "") or fid)
+        if is_table(fig):
+            self.n_table += 1
+            return FigureBlock(fid, title, caption, Markup("").join(trace_table(tr, k, None) for k, tr in enumerate(fig.data)))
         svg = figure_svg(fig, max_cells=PDF_MAX_HEATMAP_CELLS)
         if svg is not None:
             self.n_svg += 1
@@ -264,6 +281,7 @@ class PdfStats:
     kaleido_figures: int
     fallback_figures: int
     fallback_reason: str | None
+    table_figures: int = 0  # Plotly tables printed as HTML tables
 
 
 #: Name of the attached results in the PDF (and in the appendix that tells how to check it).
@@ -273,6 +291,17 @@ RESULTS_NAME = "results.json"
 def results_bytes(ctx: RenderContext) -> bytes:
     """The exact bytes attached as ``results.json``: the UTF-8 text the json renderer writes."""
     return dumps(ctx.run).encode("utf-8")
+
+
+_TH = re.compile(r"<th(\b[^>]*)>([^<]*)</th>")
+_JOINT = re.compile(r"(?<=[A-Za-z])([_.])(?=[A-Za-z])")
+
+
+def breakable_headers(html: str) -> str:
+    """``html`` with a ``<wbr>`` after each ``_`` or ``.`` between letters in plain-text table
+    headers: identifiers (``entropy_prompt_response``, ``inseq.input_x_gradient``) may then wrap
+    between their words, and the print stylesheet forbids breaks inside a word."""
+    return _TH.sub(lambda m: "<th" + m.group(1) + ">" + _JOINT.sub(r"\1<wbr>", m.group(2)) + "</th>", html)
 
 
 def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer, results: bytes | None = None) -> str:
@@ -297,7 +326,7 @@ def render_html_for_pdf(ctx: RenderContext, drawer: SvgDrawer, results: bytes | 
         results_sha256=hashlib.sha256(results).hexdigest(),
         results_size=len(results),
     )
-    return html
+    return breakable_headers(html)
 
 
 def one_af_entry_per_file(document: Any, pdf: Any) -> None:
@@ -426,7 +455,7 @@ def render_pdf(ctx: RenderContext, out_path: str, *, kaleido: bool | None = None
     attachments = [attachment, *evidence_attachments(ctx, results)]  # manifest and provenance statement
     write_pdfa3b(doc, out_path, attachments, ident, _datetime(run.completed_at or run.created_at))
     reason = exporter.reason if drawer.n_fallback else None
-    return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason)
+    return PdfStats(len(doc.pages), drawer.n_svg, drawer.n_kaleido, drawer.n_fallback, reason, drawer.n_table)
 
 
 def write_print_html(html: str, out_path: str, files: list[tuple[str, bytes, str, str]], when: str) -> int:
@@ -468,7 +497,7 @@ class PdfRenderer(Renderer):
         """PDF/A-3b from print HTML, its figures drawn as in the report (``reportgen diff -f pdf``)."""
         exporter = KaleidoExporter(self.kaleido)
         try:
-            html = build_html(SvgDrawer(exporter))
+            html = breakable_headers(build_html(SvgDrawer(exporter)))
         finally:
             exporter.close()
         write_print_html(html, out_path, [(a.name, a.data, a.description, a.relationship) for a in attachments], when)
