@@ -5,7 +5,8 @@ One forward over [x, y] gives, once per generation, the KV-cache of every prefix
 distribution P(· | x_{<k}) for every k (one row of its logits). For each position k and each
 batch of candidates v, a single teacher-forced forward over [v, x_{>k}, y] on top of that
 prefix cache (expanded to the batch) yields every factor of ℓ_den(v) and ℓ^(j)(v) at once:
-no ``generate`` call, no recomputation of the prefix.
+no ``generate`` call, no recomputation of the prefix. The original candidate (or filler) needs no
+forward of its own: its factors are those of the base forward.
 
 The natural next-token distributions are used (softmax over the whole output layer, EOS
 included). The paper's code renormalised without EOS because it forced ``min_new_tokens``;
@@ -74,6 +75,8 @@ class PrefixScorer:
         tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
         resp = torch.log_softmax(logits[self.n - 1 : self.n - 1 + self.t].double(), dim=-1)
         self.log_p_response = float(resp.gather(1, tgt[:, None]).sum()) if self.t else 0.0
+        # row i: log P(seq_{i+1} | seq_{≤i}) of the original sequence, the factors every original filler needs
+        self._original_lp = _token_logprobs(logits[None, :-1], full[:, 1:])[0]
 
     def log_next(self, i: int) -> torch.Tensor:
         """log P(· | x_{≤i}) over the vocabulary (float64, on the model's device), 0 ≤ i < n−1."""
@@ -122,21 +125,28 @@ class PrefixScorer:
         n_den = self.n - k - L  # prompt factors after the unit
         bs = batch_size or auto_batch_size(self.model, k, L + len(suffix), self.vocab_logits, self.device)
         out = np.empty((m, self.t + 2), dtype=np.float64)
+        # the original filler takes its factors from the base forward (as every row does when it has none: k = n − 1, t = 0)
+        differs = np.any(fillers != np.asarray(self.x[k : k + L]), axis=1) if self.n + self.t - 1 > k else np.zeros(m, dtype=bool)
+        same, todo = np.flatnonzero(~differs), np.flatnonzero(differs)
+        if len(same):
+            out[same] = self._ell(k, fillers[same, 0], self._original_lp[k:].expand(len(same), -1), n_den)
         tgt_row = torch.tensor(suffix, device=self.device, dtype=torch.long)
-        for s in range(0, m, bs):
-            w = torch.as_tensor(fillers[s : s + bs], device=self.device, dtype=torch.long)
-            b = w.shape[0]
-            targets = torch.cat([w[:, 1:], tgt_row[None, :].expand(b, -1)], dim=1)
-            if targets.shape[1]:
-                inp = torch.cat([w, tgt_row[None, :].expand(b, -1)], dim=1)
-                logits = self.model(inp, past_key_values=self._cache(k, b), use_cache=True).logits[:, :-1]
-                tok_lp = _token_logprobs(logits, targets)  # (b, L − 1 + len(suffix))
-            else:
-                tok_lp = torch.zeros((b, 0), dtype=torch.float64, device=self.device)
-            q = self.log_next(k - 1)[w[:, 0]] + tok_lp[:, : L - 1].sum(dim=1)
-            den = q + tok_lp[:, L - 1 : L - 1 + n_den].sum(dim=1)
-            cum = torch.cumsum(tok_lp[:, L - 1 + n_den :], dim=1)
-            out[s : s + b] = torch.cat([q[:, None], den[:, None], den[:, None] + cum], dim=1).cpu().numpy()
+        for s in range(0, len(todo), bs):
+            rows = todo[s : s + bs]
+            w = torch.as_tensor(fillers[rows], device=self.device, dtype=torch.long)
+            inp = torch.cat([w, tgt_row[None, :].expand(len(rows), -1)], dim=1)
+            logits = self.model(inp, past_key_values=self._cache(k, len(rows)), use_cache=True).logits[:, :-1]
+            out[rows] = self._ell(k, fillers[rows, 0], _token_logprobs(logits, inp[:, 1:]), n_den)
+        return out
+
+    def _ell(self, k: int, first: npt.NDArray[np.int64], tok_lp: torch.Tensor, n_den: int) -> FloatArray:
+        """ℓ_q, ℓ_den, ℓ^(1..t) of fillers with first tokens ``first`` from the factors ``tok_lp`` of their other
+        tokens, then of the ``n_den`` prompt tokens after the unit, then of the response."""
+        unit = tok_lp.shape[1] - n_den - self.t  # L − 1
+        q = self.log_next(k - 1)[torch.as_tensor(first, device=self.device)] + tok_lp[:, :unit].sum(dim=1)
+        den = q + tok_lp[:, unit : unit + n_den].sum(dim=1)
+        cum = torch.cumsum(tok_lp[:, unit + n_den :], dim=1)
+        out: FloatArray = torch.cat([q[:, None], den[:, None], den[:, None] + cum], dim=1).cpu().numpy()
         return out
 
     @torch.no_grad()
