@@ -120,6 +120,23 @@ def test_report_grouped_bars_never_start_chromium() -> None:
     assert _drawn_without_chromium(fig).n_svg == 1
 
 
+def test_every_pas_figure_is_drawn_and_the_candidate_bars_match_their_data() -> None:
+    from test_pas_views import make_result, make_run
+
+    from reportgen_plugins.pas.views import PASViews
+
+    figs = {f.id.split("-")[1]: f.figure for f in PASViews().figures(make_run([make_result()]))}
+    assert sorted(figs) == ["as", "candidates", "entropy", "kl", "replacement"]
+    for fig in figs.values():
+        _drawn_without_chromium(fig)
+    cand = figs["candidates"]
+    bars = _bars(_root(cand))
+    values = [v for tr in cand.data for v in tr.y if v is not None]
+    assert len(bars) == len(values)
+    k = bars[0]["h"] / values[0]
+    assert [b["h"] for b in bars] == pytest.approx([k * v for v in values], abs=0.011)
+
+
 def test_stacked_bars_two_rows_log_axes_and_shapes_are_left_to_the_fallback() -> None:
     stacked = go.Figure([go.Bar(x=["a"], y=[1]), go.Bar(x=["a"], y=[2])], layout={"barmode": "stack"})
     rows = make_subplots(rows=2, cols=1)
