@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from reportgen.generate import available_memory_bytes
 from reportgen_plugins.pas.estimators import FloatArray
@@ -99,9 +100,18 @@ class PrefixScorer:
         out: FloatArray = sim.double().cpu().numpy()
         return out
 
-    def _cache(self, k: int, batch: int) -> DynamicCache:
-        data = [(kk[:, :, :k].expand(batch, -1, -1, -1), vv[:, :, :k].expand(batch, -1, -1, -1)) for kk, vv in self._layers]
-        return DynamicCache(data, config=self.model.config)
+    def _cache(self, k: int, batch: int, room: int = 0) -> DynamicCache:
+        """The prefix cache x_{<k} for ``batch`` rows; with ``room``, each full-attention layer is allocated once for
+        ``room`` more tokens and a forward writes its keys in place (a DynamicLayer copies its whole batch × prefix
+        cache at every step: most of a one-token step's time at k ≈ 900)."""
+        cache = DynamicCache(config=self.model.config)
+        for i, (kk, vv) in enumerate(self._layers):
+            kk, vv = kk[:, :, :k].expand(batch, -1, -1, -1), vv[:, :, :k].expand(batch, -1, -1, -1)
+            if room and type(cache.layers[i]) is DynamicLayer:  # sliding-window layers keep their own update
+                cache.layers[i] = _PresizedLayer(kk, vv, room)
+            else:
+                cache.update(kk, vv, i)
+        return cache
 
     def suffix(self, k: int) -> list[int]:
         return self.x[k + 1 :] + self.y
@@ -154,7 +164,7 @@ class PrefixScorer:
         """``m`` fillers of ``length`` tokens drawn left to right from q(w) = P(w | x_{<k}) (ancestral sampling)."""
         out = np.empty((m, length), dtype=np.int64)
         logp = self.log_next(k - 1)[None, :].expand(m, -1)
-        cache = self._cache(k, m)
+        cache = self._cache(k, m, room=length - 1)
         for i in range(length):
             p = torch.softmax(logp.double(), dim=-1).cpu().numpy()
             cdf = np.cumsum(p, axis=1)
@@ -209,3 +219,24 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     picked = lf.gather(-1, targets[..., None])[..., 0].double()
     norm = torch.logsumexp(lf, dim=-1).double()
     return picked - norm
+
+
+class _PresizedLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+    """A full-attention cache layer that starts with ``keys``/``values`` and has room for ``room`` more tokens:
+    :meth:`update` writes them in place and returns views of the filled part (the same tensors a
+    ``DynamicLayer`` would return, without concatenating a copy of the whole layer per step)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        n = self._n = keys.shape[-2]
+        self._k = keys.new_empty((*keys.shape[:2], n + room, keys.shape[-1]))
+        self._v = values.new_empty((*values.shape[:2], n + room, values.shape[-1]))
+        self._k[:, :, :n], self._v[:, :, :n] = keys, values
+        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        n, end = self._n, self._n + key_states.shape[-2]
+        self._k[:, :, n:end], self._v[:, :, n:end] = key_states, value_states
+        self.keys, self.values, self._n = self._k[:, :, :end], self._v[:, :, :end], end
+        return self.keys, self.values
