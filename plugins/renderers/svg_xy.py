@@ -4,7 +4,7 @@
 or separate y axes, subplot titles), each over a category x axis (tick text from ``tickvals`` /
 ``ticktext`` where given) or a linear one (numbers placed by value). Bars may be grouped or
 overlaid, coloured per bar (a list of colours, or numbers through a colorscale), outlined per
-bar, hatched per bar (``marker.pattern.shape``), labelled (``text`` outside the bar) and carry
+bar, hatched per bar (``marker.pattern.shape``), labelled (``text``, drawn outside the bar) and carry
 error bars; lines may be dashed and break at missing values; markers take Plotly's common
 symbols and per-point sizes. A single panel may have a second y axis on the right. Anything
 else (stacked bars, several rows, log axes, shapes, free annotations, ...) returns ``None`` so
@@ -510,7 +510,7 @@ def _panel_traces(p: Panel, order: dict[int, int], layout: Any, ranges: dict[str
             op *= float(tr.opacity) if tr.opacity is not None else 1.0
             slot_k = bars.index(tr) if group > 1 else 0
             texts = _per(tr.text, n, "")
-            outside = tr.textposition in (None, "outside", "auto")
+            labelled = tr.textposition != "none"  # drawn outside the bar whatever the position asked
             hatched: list[str] = []
             for i, (xv, v) in enumerate(zip(xs, ys, strict=False)):
                 cx = p.px(p.x.u(xv)) - p.x.slot * unit * (1 - gap) / 2 + slot_k * bw
@@ -528,7 +528,7 @@ def _panel_traces(p: Panel, order: dict[int, int], layout: Any, ranges: dict[str
                 if hatch[i]:
                     hatched.append(f"M{_num(cx)},{_num(min(y0, yv))}h{_num(bw)}v{_num(abs(y0 - yv))}h{_num(-bw)}z")
                 label = plain(texts[i])
-                if label and outside and tr.textposition != "none":
+                if label and labelled:
                     ty = yv - 3 if v >= 0 else yv + 9
                     body.append(_text(cx + bw / 2, ty, label, size=8, anchor="middle"))
             if hatched:
