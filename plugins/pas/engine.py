@@ -65,7 +65,7 @@ class PrefixScorer:
         self.device = next(model.parameters()).device
         full = torch.tensor([self.x + self.y], device=self.device)
         with torch.no_grad():
-            out = model(full, use_cache=True)
+            out = model(full, past_key_values=DynamicCache(), use_cache=True)  # every layer keeps every position
         logits = out.logits[0]
         # only the prompt rows are kept, as float32 logits (a float64 log-softmax of every row would take
         # (n+t)·V·8 bytes: 400 MB for a 1,000-token prompt); rows are normalised on use (:meth:`log_next`)
