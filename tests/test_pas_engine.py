@@ -148,3 +148,13 @@ def test_the_sampling_cache_writes_full_attention_layers_in_place() -> None:
             sc.model(torch.zeros((4, 1), dtype=torch.long), past_key_values=cache, use_cache=True)
     assert full.keys.shape[-2] == 11 and full.keys.untyped_storage().data_ptr() == storage
     assert cache.get_seq_length() == 11
+
+
+def test_original_factors_across_the_256_row_chunks_of_the_base_forward() -> None:
+    model = tiny_llama(V, seed=5, init=0.5)
+    x = np.random.default_rng(0).integers(0, V, size=300).tolist()
+    sc = PrefixScorer(model, x, [3, 10])
+    for k in (200, 255, 256, 297):
+        fillers = np.array([x[k : k + 3], [1, 2, 3]])
+        want = [full_forward_ell(model, x, [3, 10], k, row) for row in fillers.tolist()]
+        np.testing.assert_allclose(sc.score_fillers(k, fillers), want, atol=2e-5)
