@@ -28,6 +28,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_vali
 
 from reportgen.data import AttributionResult
 from reportgen.plugin_api import AttributionContext, AttributionMethod, LoadedModel, Options
+from reportgen_plugins.inseq.batching import BATCHED, SPLIT_SAMPLES, auto_internal_batch_size
 
 # Options each method forwards to Captum/inseq (name → (type, default, description)); the
 # constraints are in the types, so `reportgen validate` rejects `n_steps: -3` before any model loads.
@@ -41,19 +42,30 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
         "Override the spec's dimensional aggregation: l2, sum, mean or a registered plugin aggregation's name.",
     ),
 }
+_BATCH_DOC = (
+    "Path points per forward (≥ 1). Default: as many as fit the free memory (on a CPU min(4 GiB, 25 % of available "
+    "RAM), on a GPU half its free memory) at this sequence's length, at most n_steps; the value used is recorded."
+)
 _PER_METHOD: dict[str, dict[str, tuple[Any, Any, str]]] = {
     "integrated_gradients": {
         "n_steps": (Steps, 50, "Riemann steps along the path (≥ 1)."),
-        "internal_batch_size": (Batch | None, None, "Batch of path points per forward (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, _BATCH_DOC),
     },
     "layer_integrated_gradients": {
         "n_steps": (Steps, 50, "Riemann steps along the path (≥ 1)."),
-        "internal_batch_size": (Batch | None, None, "Batch of path points per forward (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, _BATCH_DOC),
     },
-    "sequential_integrated_gradients": {"n_steps": (Steps, 50, "Steps per token path (≥ 1).")},
-    "discretized_integrated_gradients": {"n_steps": (Steps, 50, "Interpolation steps (≥ 1).")},
+    "sequential_integrated_gradients": {
+        "n_steps": (Steps, 50, "Steps per token path (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, _BATCH_DOC),
+    },
+    "discretized_integrated_gradients": {
+        "n_steps": (Steps, 50, "Interpolation steps (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, _BATCH_DOC),
+    },
     "gradient_shap": {
         "n_samples": (Samples, 5, "Random baselines per input (≥ 1)."),
+        "internal_batch_size": (Batch | None, None, _BATCH_DOC.replace("Path points", "Samples").replace("n_steps", "n_samples")),
         "stdevs": (Annotated[float, Field(ge=0, allow_inf_nan=False)], 0.0, "Gaussian noise added to each sample (≥ 0)."),
     },
     "saliency": {"abs": (bool, True, "Absolute value of the gradient.")},
@@ -211,25 +223,20 @@ class InseqMethod(AttributionMethod):
         full_ids = list(gen.input_ids) + list(gen.output_ids)
         im.pad_token = _unused_token(tok, set(full_ids))
         kwargs = {k: v for k, v in opts.model_dump().items() if k != "dimension" and v is not None}
+        copies = BATCHED.get(self.inseq_name)
+        if copies and "internal_batch_size" not in kwargs:
+            kwargs["internal_batch_size"] = auto_internal_batch_size(loaded.model, len(full_ids), kwargs[copies])
         logging.getLogger("inseq").setLevel(logging.ERROR)
         src_text = tok.decode(list(gen.input_ids), skip_special_tokens=False)
         full_text = tok.decode(full_ids, skip_special_tokens=False)
         im.tokenizer = _ExactIds(tok, {src_text: list(gen.input_ids), full_text: full_ids})
         t1 = time.perf_counter()
         try:
-            out = im.attribute(src_text, generated_texts=full_text, skip_special_tokens=False, show_progress=False, **kwargs)
+            run = _mean_of_sample_runs if self.inseq_name in SPLIT_SAMPLES else _inseq_attributions
+            arr = run(im, src_text, full_text, full_ids, kwargs)
         finally:
             im.tokenizer = tok
         t2 = time.perf_counter()
-        seq = out.sequence_attributions[0]
-        got = [t.id for t in seq.target]
-        if got != full_ids:
-            raise RuntimeError(
-                "inseq attributed a different token sequence than the stored generation "
-                f"({len(got)} vs {len(full_ids)} tokens); refusing a misaligned matrix"
-            )
-        tgt = seq.target_attributions
-        arr = tgt.detach().float().cpu().numpy() if hasattr(tgt, "detach") else np.asarray(tgt, dtype=np.float64)
         chosen = opts.dimension or _DEFAULT_DIMENSION.get(self.inseq_name)
         how = chosen or str(ctx.generation_settings.get("dimension", "l2"))
         mat = ctx.reduce_dimension(arr, chosen)  # (n + t) × t
@@ -240,13 +247,40 @@ class InseqMethod(AttributionMethod):
         return AttributionResult.for_generation(
             gen,
             self.name,
-            {**opts.model_dump(), "dimension": how},
+            {**opts.model_dump(), **kwargs, "dimension": how},  # the batch actually used
             matrix=matrix,
             matrix_label=f"{self.inseq_name} ({how} over {reduced})",
             signed=bool(np.nanmin(matrix) < 0) if np.isfinite(matrix).any() else False,
             details={"output_matrix": output_matrix, "inseq_version": _inseq_version()},
             timings={"seconds": time.perf_counter() - t0, "inseq_attribute_seconds": t2 - t1},
         )
+
+
+def _inseq_attributions(im: Any, src_text: str, full_text: str, full_ids: list[int], kwargs: dict[str, Any]) -> Any:
+    """inseq's target attributions of the stored sequence, checked to be about exactly its token ids."""
+    options = {k: v for k, v in kwargs.items() if v is not None}
+    out = im.attribute(src_text, generated_texts=full_text, skip_special_tokens=False, show_progress=False, **options)
+    seq = out.sequence_attributions[0]
+    got = [t.id for t in seq.target]
+    if got != full_ids:
+        raise RuntimeError(
+            "inseq attributed a different token sequence than the stored generation "
+            f"({len(got)} vs {len(full_ids)} tokens); refusing a misaligned matrix"
+        )
+    tgt = seq.target_attributions
+    return tgt.detach().float().cpu().numpy() if hasattr(tgt, "detach") else np.asarray(tgt, dtype=np.float64)
+
+
+def _mean_of_sample_runs(im: Any, src_text: str, full_text: str, full_ids: list[int], kwargs: dict[str, Any]) -> Any:
+    """GradientSHAP's ``n_samples`` in runs of ``internal_batch_size`` (Captum's GradientShap puts them all in one
+    forward): the samples are independent draws averaged, so the sample-weighted mean of the runs is the same estimator."""
+    n_samples, batch = kwargs["n_samples"], kwargs["internal_batch_size"]
+    total: Any = 0.0
+    for start in range(0, n_samples, batch):
+        k = min(batch, n_samples - start)
+        part = {**kwargs, "n_samples": k, "internal_batch_size": None}
+        total = total + k * _inseq_attributions(im, src_text, full_text, full_ids, part).astype(np.float64)
+    return total / n_samples
 
 
 def _major(package: str) -> int:
