@@ -26,6 +26,10 @@ Run (``OMP_NUM_THREADS=1`` on a shared machine, see bench_dtype.py)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_prompt.py [--tokens 1000] [--response 50] [--timeout CPU_S] [--only NAME ...]
 
+``--ig-options '{"n_steps": 16}'`` replaces integrated gradients' settings (here: no
+``internal_batch_size``, so the batch the method picks from the free memory; the options it used
+are printed under its row).
+
 ``--device cuda`` (or ``cuda:N``) runs the generation and every method on that GPU; the memory
 columns stay the process's resident host memory (GPU memory is not measured).
 """
@@ -190,7 +194,8 @@ def child(label: str, gen_path: str, budget: float, device: str) -> None:
     )
     res = method.attribute(ctx)
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "base_mib": base, "peak_mib": rss_mib(), "status": res.status}), flush=True)
+    out = {"seconds": seconds, "cpu": cpu, "base_mib": base, "peak_mib": rss_mib(), "status": res.status, "options": res.options}
+    print(json.dumps(out, default=str), flush=True)
     os._exit(0)
 
 
@@ -200,10 +205,18 @@ def main() -> None:
     ap.add_argument("--response", type=int, default=50)
     ap.add_argument("--only", nargs="*", default=[], help="substrings of the method labels to run")
     ap.add_argument("--timeout", type=int, default=1800, help="CPU seconds per method (model load not counted)")
+    ap.add_argument(
+        "--ig-options",
+        type=json.loads,
+        help="inseq.integrated_gradients options as JSON instead of the above, e.g. '{\"n_steps\": 16}' (automatic batch)",
+    )
     ap.add_argument("--child", nargs=3, metavar=("LABEL", "GENERATION", "BUDGET"), help=argparse.SUPPRESS)
     add_device_argument(ap)
     args = ap.parse_args()
     device = str(checked_device(args.device, ap.prog))
+    ig = ["--ig-options", json.dumps(args.ig_options)] if args.ig_options is not None else []
+    if ig:
+        METHODS["inseq.integrated_gradients"] = ("inseq.integrated_gradients", args.ig_options)
     if args.child:
         child(args.child[0], args.child[1], float(args.child[2]), device)
         return
@@ -214,7 +227,7 @@ def main() -> None:
         for label in METHODS:
             if args.only and not any(o in label for o in args.only):
                 continue
-            cmd = [sys.executable, __file__, "--child", label, str(gen_path), str(args.timeout), "--device", device]
+            cmd = [sys.executable, __file__, "--child", label, str(gen_path), str(args.timeout), "--device", device, *ig]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20 * args.timeout, check=False)
             except subprocess.TimeoutExpired:
@@ -229,6 +242,8 @@ def main() -> None:
             late = ">" if r["status"] == "timed out" else ""
             secs, cpu = f"{late}{r['seconds']:.1f}", f"{late}{r['cpu']:.1f}"
             print(f"{label:26s} {secs:>8s} {cpu:>8s} {r['peak_mib']:9.0f} {r['peak_mib'] - r['base_mib']:7.0f}  {r['status']}", flush=True)
+            if ig and label == "inseq.integrated_gradients":
+                print(f"{'':26s} options used: {r.get('options')}", flush=True)
 
 
 if __name__ == "__main__":
