@@ -101,7 +101,8 @@ def _config(**kw: Any) -> LlamaConfig:
 def _measured_row_bytes(cfg: LlamaConfig, seq_len: int) -> int:
     """Oracle: the bytes autograd saves in one row's forward (parameters excluded), plus the logits and their gradient."""
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).eval().requires_grad_(False)
+    model: Any = LlamaForCausalLM(cfg)
+    model.eval().requires_grad_(False)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -113,7 +114,7 @@ def _measured_row_bytes(cfg: LlamaConfig, seq_len: int) -> int:
     emb = torch.randn(1, seq_len, cfg.hidden_size, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         logits = model(inputs_embeds=emb, attention_mask=torch.ones(1, seq_len, dtype=torch.long)).logits
-    return sum(saved.values()) + 2 * logits.numel() * logits.element_size()
+    return sum(saved.values()) + 2 * int(logits.numel()) * int(logits.element_size())
 
 
 @pytest.mark.parametrize(
