@@ -26,7 +26,7 @@ X = [0, 5, 9, 3, 11, 7, 2, 8, 4, 6]  # n = 10: longer than the Gemma model's sli
 def tiny_gpt2() -> Any:
     torch.manual_seed(1)
     cfg = transformers.GPT2Config(vocab_size=V, n_embd=16, n_layer=2, n_head=2, n_positions=64, initializer_range=0.4)
-    return transformers.GPT2LMHeadModel(cfg).eval()  # tie_word_embeddings: the head is the input embedding
+    return transformers.GPT2LMHeadModel(cfg).eval()  # type: ignore[no-untyped-call]  # tied head: the input embedding
 
 
 def tiny_gemma3() -> Any:
@@ -44,7 +44,7 @@ def tiny_gemma3() -> Any:
         max_position_embeddings=64,
         initializer_range=0.4,
     )
-    return transformers.Gemma3ForCausalLM(cfg).eval()
+    return transformers.Gemma3ForCausalLM(cfg).eval()  # type: ignore[no-untyped-call]
 
 
 MODELS = {"llama": lambda: tiny_llama(V, seed=5, init=0.5), "gpt2": tiny_gpt2, "gemma3": tiny_gemma3}
@@ -106,7 +106,12 @@ def test_the_original_filler_takes_no_forward(monkeypatch: pytest.MonkeyPatch) -
     sc = PrefixScorer(model, X, [3, 10])
     rows: list[int] = []
     forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda ids, **kw: rows.append(ids.shape[0]) or forward(ids, **kw))
+
+    def counting(ids: torch.Tensor, **kw: Any) -> Any:
+        rows.append(ids.shape[0])
+        return forward(ids, **kw)
+
+    monkeypatch.setattr(model, "forward", counting)
     fillers = fillers_with_originals(X, 4, 3, seed=0)  # 3 originals, 5 others
     sc.score_fillers(4, fillers, batch_size=2)
     assert sorted(rows) == [1, 2, 2]
@@ -142,11 +147,15 @@ def test_the_sampling_cache_writes_full_attention_layers_in_place() -> None:
     cache = sc._cache(8, 4, room=3)
     sliding, full = cache.layers
     assert type(full).__name__ == "_PresizedLayer" and type(sliding).__name__ == "DynamicSlidingWindowLayer"
-    storage = full.keys.untyped_storage().data_ptr()
+
+    def filled(layer: Any) -> tuple[int, int]:
+        return int(layer.keys.shape[-2]), int(layer.keys.untyped_storage().data_ptr())
+
+    length, storage = filled(full)
     with torch.no_grad():
         for _ in range(3):
             sc.model(torch.zeros((4, 1), dtype=torch.long), past_key_values=cache, use_cache=True)
-    assert full.keys.shape[-2] == 11 and full.keys.untyped_storage().data_ptr() == storage
+    assert length == 8 and filled(full) == (11, storage)
     assert cache.get_seq_length() == 11
 
 
