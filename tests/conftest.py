@@ -49,6 +49,32 @@ def tiny_llama(vocab_size: int, seed: int = 0, attn: str = "eager") -> Any:
     return model
 
 
+def tiny_gemma3(vocab_size: int = 12, seed: int = 2) -> Any:
+    """A tiny randomly initialised Gemma 3 (2 layers, hidden 16): layer 0 attends over a sliding window of
+    3 positions, layer 1 over all of them; a prompt longer than 3 tokens exercises the window."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    cfg = Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=3,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=64,
+        initializer_range=0.4,
+    )
+    model = Gemma3ForCausalLM(cfg).eval()  # type: ignore[no-untyped-call]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 class TinyLoader:
     """Model loader plugin for tests: ``tiny:<seed>`` → tiny random Llama + SmolLM2 tokenizer."""
 

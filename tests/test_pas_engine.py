@@ -17,6 +17,7 @@ import torch
 import transformers
 
 from reportgen_plugins.pas.engine import PrefixScorer
+from tests.conftest import tiny_gemma3
 from tests.test_probabilistic import tiny_llama
 
 V = 12
@@ -27,24 +28,6 @@ def tiny_gpt2() -> Any:
     torch.manual_seed(1)
     cfg = transformers.GPT2Config(vocab_size=V, n_embd=16, n_layer=2, n_head=2, n_positions=64, initializer_range=0.4)
     return transformers.GPT2LMHeadModel(cfg).eval()  # type: ignore[no-untyped-call]  # tied head: the input embedding
-
-
-def tiny_gemma3() -> Any:
-    torch.manual_seed(2)
-    cfg = transformers.Gemma3TextConfig(
-        vocab_size=V,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-        sliding_window=3,
-        layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=64,
-        initializer_range=0.4,
-    )
-    return transformers.Gemma3ForCausalLM(cfg).eval()  # type: ignore[no-untyped-call]
 
 
 MODELS = {"llama": lambda: tiny_llama(V, seed=5, init=0.5), "gpt2": tiny_gpt2, "gemma3": tiny_gemma3}
