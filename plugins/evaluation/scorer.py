@@ -41,6 +41,7 @@ class PrefixBatchScorer:
 
     def __init__(self, model: Any, input_ids: Sequence[int], output_ids: Sequence[int], batch_size: int | None = None) -> None:
         import torch
+        from transformers import DynamicCache
 
         self.model = model
         self.x = [int(i) for i in input_ids]
@@ -50,8 +51,12 @@ class PrefixBatchScorer:
         self.batch_size = batch_size
         self.forwards = 0
         self.batches = 0
+        self._cache_kwarg = _cache_kwarg(model)
+        # a cache built from the config keeps only the last window of a sliding-window layer (Gemma 3, Mistral):
+        # an empty DynamicCache keeps every position in every layer, so a prefix can be sliced by position
+        full = {self._cache_kwarg: DynamicCache(), "use_cache": True}
         with torch.no_grad():
-            out = model(torch.tensor([self.x + self.y], device=self.device), use_cache=True)
+            out = model(torch.tensor([self.x + self.y], device=self.device), **full)
         logits = out.logits[0]
         self._log_next = torch.log_softmax(logits[: self.n].float(), dim=-1)  # row k−1: log P(· | x_{<k})
         tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
@@ -60,7 +65,6 @@ class PrefixBatchScorer:
         cache = out.cache if "cache" in out else out.past_key_values
         self._layers = [(layer.keys, layer.values) for layer in cache.layers]
         self.vocab = int(logits.shape[-1])
-        self._cache_kwarg = _cache_kwarg(model)
 
     def prior_top(self, position: int, exclude: set[int]) -> int | None:
         """The most probable token at ``position`` given x_{<position}, other than those in ``exclude``."""
