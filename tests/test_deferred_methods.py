@@ -4,9 +4,6 @@ validate a spec that names none."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,33 +16,8 @@ from reportgen.plugins import MethodTable, Registry, get_registry
 from reportgen.results import dumps
 from reportgen.runner import method_descriptions
 from tests.conftest import write_spec
+from tests.import_watch import cli_imports
 from tests.report_fixtures import make_run
-
-REPO = Path(__file__).resolve().parents[1]
-
-# Runs the CLI and prints, after it exits, which heavy packages it imported.
-WATCH = """
-import sys
-from reportgen.cli import main
-try:
-    main()
-finally:
-    heavy = sorted(m for m in ("torch", "transformers", "inseq") if m in sys.modules)
-    print("imported:", ",".join(heavy) or "-", file=sys.stderr)
-"""
-
-
-def cli_imports(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", WATCH, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=300,
-    )
-    line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("imported: "), proc.stderr
-    return proc, set(line.removeprefix("imported: ").split(",")) - {"-"}
 
 
 class Fixed(AttributionMethod):

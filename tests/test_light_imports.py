@@ -22,21 +22,8 @@ from click.testing import CliRunner
 from reportgen.cli import main
 from reportgen.results import dumps
 from tests.conftest import write_spec
+from tests.import_watch import HEAVY, REPO, cli_imports
 from tests.report_fixtures import make_run
-
-REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "scipy", "inseq", "spacy")
-
-# Runs the CLI with the given arguments, then prints which heavy packages it imported.
-WATCH = f"""
-import sys
-from reportgen.cli import main
-try:
-    main()
-finally:
-    heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
-    print("imported:", ",".join(heavy) or "-", file=sys.stderr)
-"""
 
 # Every method family but inseq's (listing those imports inseq), with options, evaluation and detectors.
 SPEC = """\
@@ -63,19 +50,6 @@ aggregations:
 report:
   formats: [html, json, pdf]
 """
-
-
-def cli_imports(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", WATCH, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=300,
-    )
-    line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("imported: "), proc.stderr
-    return proc, set(line.removeprefix("imported: ").split(",")) - {"-"}
 
 
 @pytest.fixture(scope="module")
