@@ -10,14 +10,13 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from reportgen.cache import Cache
 from reportgen.generate import generate
-from reportgen.plugin_api import AttributionContext, LoadedModel
+from reportgen.plugin_api import LoadedModel
 from reportgen.spec import GenerationSpec, PromptSpec
 from reportgen_plugins.inseq import batching
 from reportgen_plugins.inseq.batching import auto_internal_batch_size, memory_budget, row_bytes
-from reportgen_plugins.inseq.methods import InseqMethod
 from tests.conftest import tiny_llama
+from tests.test_inseq_methods import run_method
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +29,6 @@ def setup(smollm_tokenizer: Any) -> tuple[LoadedModel, Any]:
 
 def _attribute(name: str, loaded: LoadedModel, gen: Any, **options: Any) -> tuple[Any, list[int]]:
     """The result and the batch size of every forward the model ran."""
-    m = InseqMethod(name)
-    ctx = AttributionContext(
-        model=loaded,
-        generation=gen,
-        options=m.options_model.model_validate(options),
-        seed=0,
-        cache=Cache(None),
-        generation_settings={"dimension": "l2"},
-    )
     rows: list[int] = []
 
     def count(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
@@ -46,7 +36,7 @@ def _attribute(name: str, loaded: LoadedModel, gen: Any, **options: Any) -> tupl
 
     hook = loaded.model.register_forward_pre_hook(count, with_kwargs=True)
     try:
-        return m.attribute(ctx), rows
+        return run_method(name, loaded, gen, **options), rows
     finally:
         hook.remove()
 

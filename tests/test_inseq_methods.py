@@ -32,7 +32,8 @@ def setup(smollm_tokenizer: Any) -> tuple[LoadedModel, Any]:
     return loaded, gen
 
 
-def _run(name: str, loaded: LoadedModel, gen: Any, **options: Any) -> Any:
+def run_method(name: str, loaded: LoadedModel, gen: Any, **options: Any) -> Any:
+    """``inseq.<name>`` on ``gen`` with ``options``: its result, or its unavailable reason."""
     m = InseqMethod(name)
     reason = m.unavailable_reason(loaded)
     if reason:
@@ -57,7 +58,7 @@ def test_every_inseq_method_is_registered() -> None:
 @pytest.mark.parametrize("name", FAST)
 def test_fast_methods_align_with_the_stored_generation(name: str, setup: Any) -> None:
     loaded, gen = setup
-    res = _run(name, loaded, gen, **({"n_steps": 4} if name == "integrated_gradients" else {}))
+    res = run_method(name, loaded, gen, **({"n_steps": 4} if name == "integrated_gradients" else {}))
     assert not isinstance(res, str), res
     assert res.matrix.shape == (gen.n, gen.t)
     assert np.isfinite(res.matrix).all()
@@ -66,7 +67,7 @@ def test_fast_methods_align_with_the_stored_generation(name: str, setup: Any) ->
 
 def test_saliency_equals_an_autograd_oracle(setup: Any) -> None:
     loaded, gen = setup
-    res = _run("saliency", loaded, gen)
+    res = run_method("saliency", loaded, gen)
     model = loaded.model
     full = list(gen.input_ids) + list(gen.output_ids)
     n = gen.n
