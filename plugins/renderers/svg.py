@@ -157,7 +157,8 @@ def visual(text: str) -> str:
     return "".join(out)
 
 
-def _num(v: float) -> str:
+def num(v: float) -> str:
+    """A coordinate or length as SVG text: two decimals at most, no trailing zeros."""
     return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
@@ -228,7 +229,8 @@ def wrap(s: str, size: float, max_w: float, bold: bool = False) -> list[str]:
 # --------------------------------------------------------------------------- colours
 
 
-def _hex(c: str) -> tuple[float, float, float]:
+def rgb(c: str) -> tuple[float, float, float]:
+    """A Plotly colour (``#rrggbb`` or ``rgb(...)``) as its red, green and blue values."""
     c = c.strip()
     if c.startswith("#") and len(c) == 7:
         return int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)
@@ -245,10 +247,10 @@ def colour_at(scale: Sequence[Sequence[Any]], s: float) -> str:
     for (p0, c0), (p1, c1) in itertools.pairwise(scale):
         if s <= float(p1):
             f = 0.0 if float(p1) == float(p0) else (s - float(p0)) / (float(p1) - float(p0))
-            a, b = _hex(c0), _hex(c1)
+            a, b = rgb(c0), rgb(c1)
             r, g, bl = (round(a[k] + f * (b[k] - a[k])) for k in range(3))
             return f"#{r:02x}{g:02x}{bl:02x}"
-    r, g, bl = (round(v) for v in _hex(scale[-1][1]))
+    r, g, bl = (round(v) for v in rgb(scale[-1][1]))
     return f"#{r:02x}{g:02x}{bl:02x}"
 
 
@@ -280,7 +282,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return out
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
+    """A tick or bar value as short text (scientific notation for very large or small magnitudes)."""
     if v == 0:
         return "0"
     if abs(v) >= 1e4 or abs(v) < 1e-3:
@@ -288,14 +291,15 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _svg(width: float, height: float, body: list[str]) -> str:
+def svg_root(width: float, height: float, body: list[str]) -> str:
+    """The ``<svg>`` element of one figure around its drawn ``body``."""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
-        f'viewBox="0 0 {_num(width)} {_num(height)}" font-family="{x(FONT)}" font-size="10" fill="{INK}">' + "".join(body) + "</svg>"
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{num(width)}" height="{num(height)}" '
+        f'viewBox="0 0 {num(width)} {num(height)}" font-family="{x(FONT)}" font-size="10" fill="{INK}">' + "".join(body) + "</svg>"
     )
 
 
-def _text(
+def text_el(
     px: float,
     py: float,
     s: str,
@@ -306,9 +310,10 @@ def _text(
     rotate: float | None = None,
     weight: str = "normal",
 ) -> str:
-    tr = f' transform="rotate({_num(rotate)} {_num(px)} {_num(py)})"' if rotate is not None else ""
+    """A ``<text>`` element at (px, py): ``s`` escaped and in visual order (right-to-left runs reordered)."""
+    tr = f' transform="rotate({num(rotate)} {num(px)} {num(py)})"' if rotate is not None else ""
     w = f' font-weight="{weight}"' if weight != "normal" else ""
-    return f'<text x="{_num(px)}" y="{_num(py)}" font-size="{_num(size)}" text-anchor="{anchor}" fill="{fill}"{w}{tr}>{x(visual(s))}</text>'
+    return f'<text x="{num(px)}" y="{num(py)}" font-size="{num(size)}" text-anchor="{anchor}" fill="{fill}"{w}{tr}>{x(visual(s))}</text>'
 
 
 # --------------------------------------------------------------------------- heatmap
@@ -340,7 +345,7 @@ def cell_paths(
             while k < t and fills[k] == fills[j]:
                 k += 1
             w = (k - j) * cw
-            runs.setdefault(fills[j], []).append(f"M{_num(left + j * cw)},{_num(top + i * ch)}h{_num(w)}v{_num(ch)}h{_num(-w)}z")
+            runs.setdefault(fills[j], []).append(f"M{num(left + j * cw)},{num(top + i * ch)}h{num(w)}v{num(ch)}h{num(-w)}z")
             j = k
     out = [NAN_PATTERN] if "url(#nan)" in runs else []
     out.extend(f'<path class="cells" fill="{fill}" d="{"".join(d)}"/>' for fill, d in runs.items())
@@ -351,7 +356,7 @@ def colour_bar(scale: Sequence[Sequence[Any]], bx: float, by: float, bh: float, 
     """The colour scale as a 10 px wide bar of ``steps`` bands (top: the maximum). (WeasyPrint 70
     does not draw SVG gradients on a bounding box, and draws them with stray marks in user space.)"""
     return "".join(
-        f'<rect x="{_num(bx)}" y="{_num(by + k * bh / steps)}" width="10" height="{_num(bh / steps + 0.3)}"'
+        f'<rect x="{num(bx)}" y="{num(by + k * bh / steps)}" width="10" height="{num(bh / steps + 0.3)}"'
         f' fill="{colour_at(scale, 1 - (k + 0.5) / steps)}"/>'
         for k in range(steps)
     )
@@ -387,7 +392,7 @@ def heatmap_svg(
     bottom = 4 + 0.87 * col_w + 0.5 * lab + 20
     span = hi - lo
     ticks = nice_ticks(lo, hi, 4) if span else [lo]
-    cbar = max(70.0, 23 + max(text_width(_fmt(v), 7.5) for v in ticks))
+    cbar = max(70.0, 23 + max(text_width(fmt(v), 7.5) for v in ticks))
     titles = wrap(plain(title), 11, WIDTH - left - 4, bold=True) if title else []
     top = 8 + 11 * LEADING * len(titles) + (4 if titles else 0)
     cw = min(28.0, (WIDTH - left - cbar - 10) / max(1, t))
@@ -397,34 +402,34 @@ def heatmap_svg(
     height = top + h_plot + bottom
     body: list[str] = []
     for k, line in enumerate(titles):
-        body.append(_text(left, 15 + 11 * LEADING * k, line, size=11, weight="bold"))
+        body.append(text_el(left, 15 + 11 * LEADING * k, line, size=11, weight="bold"))
     body.extend(cell_paths(z, scale, lo, span, left, top, cw, ch))
     body.append(
-        f'<rect x="{_num(left)}" y="{_num(top)}" width="{_num(w_plot)}"'
-        f' height="{_num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
+        f'<rect x="{num(left)}" y="{num(top)}" width="{num(w_plot)}"'
+        f' height="{num(h_plot)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>'
     )
     show_rows = max(1, math.ceil(lab / ch)) if ch < lab else 1
     for i in range(0, n, show_rows):
-        body.append(_text(left - 3, top + (i + 0.5) * ch + lab * 0.35, rl[i], size=lab, anchor="end"))
+        body.append(text_el(left - 3, top + (i + 0.5) * ch + lab * 0.35, rl[i], size=lab, anchor="end"))
     show_cols = max(1, math.ceil(lab / cw)) if cw < lab else 1
     for j in range(0, t, show_cols):
         px, py = left + (j + 0.5) * cw + lab * 0.35, top + h_plot + 4
-        body.append(_text(px, py, cl[j], size=lab, anchor="end", rotate=-60))
-    body.append(_text(left + w_plot / 2, height - 4, x_title, size=9, anchor="middle", fill=INK2))
-    body.append(_text(10, top + h_plot / 2, y_title, size=9, anchor="middle", fill=INK2, rotate=-90))
+        body.append(text_el(px, py, cl[j], size=lab, anchor="end", rotate=-60))
+    body.append(text_el(left + w_plot / 2, height - 4, x_title, size=9, anchor="middle", fill=INK2))
+    body.append(text_el(10, top + h_plot / 2, y_title, size=9, anchor="middle", fill=INK2, rotate=-90))
     # colour bar
     bx, by, bh = left + w_plot + 14, top, max(60.0, min(h_plot, 220.0))
     body.append(colour_bar(scale, bx, by, bh))
-    body.append(f'<rect x="{_num(bx)}" y="{_num(by)}" width="10" height="{_num(bh)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>')
+    body.append(f'<rect x="{num(bx)}" y="{num(by)}" width="10" height="{num(bh)}" fill="none" stroke="#cbd2d9" stroke-width="0.5"/>')
     for v in ticks:
         py = by + bh * (1 - (0.5 if span == 0 else (v - lo) / span))
-        body.append(f'<line x1="{_num(bx + 10)}" x2="{_num(bx + 13)}" y1="{_num(py)}" y2="{_num(py)}" stroke="{INK2}" stroke-width="0.5"/>')
-        body.append(_text(bx + 15, py + 3, _fmt(v), size=7.5, fill=INK2))
+        body.append(f'<line x1="{num(bx + 10)}" x2="{num(bx + 13)}" y1="{num(py)}" y2="{num(py)}" stroke="{INK2}" stroke-width="0.5"/>')
+        body.append(text_el(bx + 15, py + 3, fmt(v), size=7.5, fill=INK2))
     # the colour bar's title, whole, in as many lines as the room right of the plot needs
     lines = wrap(plain(value_label), 8, WIDTH - bx - 4) if value_label else []
     for k, line in enumerate(lines):
-        body.append(_text(bx, by + bh + 12 + 8 * LEADING * k, line, size=8, fill=INK2))
-    return _svg(width, max(height, by + bh + 12 + 8 * LEADING * max(0, len(lines) - 1) + 6), body)
+        body.append(text_el(bx, by + bh + 12 + 8 * LEADING * k, line, size=8, fill=INK2))
+    return svg_root(width, max(height, by + bh + 12 + 8 * LEADING * max(0, len(lines) - 1) + 6), body)
 
 
 def figure_svg(fig: Any, max_cells: int = 2500) -> str | None:

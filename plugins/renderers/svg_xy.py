@@ -27,15 +27,15 @@ from reportgen_plugins.renderers.svg import (
     LABEL_MAX,
     LEADING,
     WIDTH,
-    _fmt,
-    _hex,
-    _num,
-    _svg,
-    _text,
     colour_at,
     fit,
+    fmt,
     nice_ticks,
+    num,
     plain,
+    rgb,
+    svg_root,
+    text_el,
     text_width,
     wrap,
 )
@@ -79,10 +79,10 @@ def paint(c: Any) -> tuple[str, float] | None:
         alpha = float(parts[3]) if len(parts) > 3 else 1.0
         if alpha <= 0:
             return None
-        r, g, b = (round(v) for v in _hex(s))
+        r, g, b = (round(v) for v in rgb(s))
         return f"#{r:02x}{g:02x}{b:02x}", alpha
     if s.startswith("rgb("):
-        r, g, b = (round(v) for v in _hex(s))
+        r, g, b = (round(v) for v in rgb(s))
         return f"#{r:02x}{g:02x}{b:02x}", 1.0
     return s, 1.0
 
@@ -90,7 +90,7 @@ def paint(c: Any) -> tuple[str, float] | None:
 def _paint_attr(p: tuple[str, float] | None, what: str = "fill") -> str:
     if p is None:
         return f' {what}="none"'
-    return f' {what}="{p[0]}"' + (f' {what}-opacity="{_num(p[1])}"' if p[1] < 1 else "")
+    return f' {what}="{p[0]}"' + (f' {what}-opacity="{num(p[1])}"' if p[1] < 1 else "")
 
 
 def per_point(spec: Any, n: int, default: str, marker: Any = None) -> list[tuple[str, float] | None]:
@@ -126,18 +126,18 @@ def _per(spec: Any, n: int, default: Any) -> list[Any]:
 
 
 def _line(x1: float, x2: float, y1: float, y2: float, stroke: str, width: float, extra: str = "") -> str:
-    return f'<line x1="{_num(x1)}" x2="{_num(x2)}" y1="{_num(y1)}" y2="{_num(y2)}" stroke="{stroke}" stroke-width="{_num(width)}"{extra}/>'
+    return f'<line x1="{num(x1)}" x2="{num(x2)}" y1="{num(y1)}" y2="{num(y2)}" stroke="{stroke}" stroke-width="{num(width)}"{extra}/>'
 
 
 def _poly(pts: Sequence[tuple[float, float]]) -> str:
-    return "M" + "L".join(f"{_num(a)},{_num(b)}" for a, b in pts) + "z"
+    return "M" + "L".join(f"{num(a)},{num(b)}" for a, b in pts) + "z"
 
 
 def marker_path(symbol: str, cx: float, cy: float, r: float) -> str:
     """Path data of one marker: circle, square, diamond, triangle-up/down, cross, x or star."""
     base = symbol.replace("-open", "").replace("-dot", "")
     if base == "square":
-        return f"M{_num(cx - r)},{_num(cy - r)}h{_num(2 * r)}v{_num(2 * r)}h{_num(-2 * r)}z"
+        return f"M{num(cx - r)},{num(cy - r)}h{num(2 * r)}v{num(2 * r)}h{num(-2 * r)}z"
     if base == "diamond":
         k = r * 1.3
         return _poly([(cx, cy - k), (cx + k, cy), (cx, cy + k), (cx - k, cy)])
@@ -151,11 +151,11 @@ def marker_path(symbol: str, cx: float, cy: float, r: float) -> str:
     if base in ("cross", "x"):
         k = r * 0.35
         arm = (
-            f"M{_num(cx - k)},{_num(cy - r)}h{_num(2 * k)}v{_num(r - k)}h{_num(r - k)}v{_num(2 * k)}h{_num(k - r)}"
-            f"v{_num(r - k)}h{_num(-2 * k)}v{_num(k - r)}h{_num(k - r)}v{_num(-2 * k)}h{_num(r - k)}z"
+            f"M{num(cx - k)},{num(cy - r)}h{num(2 * k)}v{num(r - k)}h{num(r - k)}v{num(2 * k)}h{num(k - r)}"
+            f"v{num(r - k)}h{num(-2 * k)}v{num(k - r)}h{num(k - r)}v{num(-2 * k)}h{num(r - k)}z"
         )
         return arm  # "x": the caller rotates it by 45°
-    return f"M{_num(cx - r)},{_num(cy)}a{_num(r)},{_num(r)} 0 1,0 {_num(2 * r)},0a{_num(r)},{_num(r)} 0 1,0 {_num(-2 * r)},0z"
+    return f"M{num(cx - r)},{num(cy)}a{num(r)},{num(r)} 0 1,0 {num(2 * r)},0a{num(r)},{num(r)} 0 1,0 {num(-2 * r)},0z"
 
 
 # --------------------------------------------------------------------------- axes
@@ -212,7 +212,7 @@ def x_axis(traces: Sequence[Any], spec: Any) -> XAxis | None:
     if tickmap:
         ticks = [(float(v), tickmap[str(v)]) for v in spec.tickvals if _is_number(v) and lo <= float(v) <= hi]
     else:
-        ticks = [(v, _fmt(v)) for v in nice_ticks(lo, hi, 6) if lo - 1e-12 <= v <= hi + 1e-12]
+        ticks = [(v, fmt(v)) for v in nice_ticks(lo, hi, 6) if lo - 1e-12 <= v <= hi + 1e-12]
     return XAxis(None, lo, hi, slot, ticks)
 
 
@@ -363,7 +363,7 @@ def xy_svg(fig: Any) -> str | None:
     def shows_labels(y: str) -> bool:
         return layout[_axis_key(y, "y")].showticklabels is not False
 
-    tick_w = {y: max((text_width(_fmt(v), 8) for v in yticks(y)), default=0.0) for y in ranges}
+    tick_w = {y: max((text_width(fmt(v), 8) for v in yticks(y)), default=0.0) for y in ranges}
     y_titles = {y: _title(layout[_axis_key(y, "y")]) for y in ranges}
     first = ps[0]
     left = max(52.0, 22 + tick_w[first.y] + 4)
@@ -424,11 +424,11 @@ def xy_svg(fig: Any) -> str | None:
     if any(tr.type == "bar" and tr.marker is not None and tr.marker.pattern is not None and tr.marker.pattern.shape for tr in traces):
         body.append(HATCH)
     for k, line in enumerate(titles):
-        body.append(_text(left, 14 + 11 * LEADING * k, line, size=11, weight="bold"))
+        body.append(text_el(left, 14 + 11 * LEADING * k, line, size=11, weight="bold"))
     for cx, lines in above:
         for k, line in enumerate(lines):
             y = top - above_h + 9 + 9 * LEADING * k
-            body.append(_text(cx, y, line, size=9, anchor="middle"))
+            body.append(text_el(cx, y, line, size=9, anchor="middle"))
 
     def ypx(v: float, y: str) -> float:
         return _ypx(v, ranges[y], top)
@@ -439,10 +439,10 @@ def xy_svg(fig: Any) -> str | None:
             stroke = "#9aa5b1" if tick == 0 else GRID
             body.append(_line(p.x0, p.x0 + p.w, py, py, stroke, 0.6))
             if shows_labels(p.y):
-                body.append(_text(p.x0 - 4, py + 3, _fmt(tick), size=8, anchor="end", fill=INK2))
+                body.append(text_el(p.x0 - 4, py + 3, fmt(tick), size=8, anchor="end", fill=INK2))
         if p.y2:
             for tick in yticks(p.y2):
-                body.append(_text(p.x0 + p.w + 4, ypx(tick, p.y2) + 3, _fmt(tick), size=8, fill=INK2))
+                body.append(text_el(p.x0 + p.w + 4, ypx(tick, p.y2) + 3, fmt(tick), size=8, fill=INK2))
         base = top + PLOT_H
         body.append(_line(p.x0, p.x0 + p.w, base, base, "#cbd2d9", 0.8))
         body.extend(_panel_traces(p, order, layout, ranges, top))
@@ -451,31 +451,31 @@ def xy_svg(fig: Any) -> str | None:
         for i in range(0, len(p.x.ticks), step):
             px = p.px(p.x.ticks[i][0])
             if flat[id(p)]:
-                body.append(_text(px, base + lab + 3, labels[i], size=lab, anchor="middle"))
+                body.append(text_el(px, base + lab + 3, labels[i], size=lab, anchor="middle"))
             else:
-                body.append(_text(px + lab * 0.35, base + 4, labels[i], size=lab, anchor="end", rotate=-60))
+                body.append(text_el(px + lab * 0.35, base + 4, labels[i], size=lab, anchor="end", rotate=-60))
         if p.x_title:
-            body.append(_text(p.x0 + p.w / 2, height - 4, p.x_title, size=8.5, anchor="middle", fill=INK2))
+            body.append(text_el(p.x0 + p.w / 2, height - 4, p.x_title, size=8.5, anchor="middle", fill=INK2))
         if y_titles[p.y] and (p is first or shows_labels(p.y)):
             tx = p.x0 - tick_w[p.y] - 12 if p is not first else 11
-            body.append(_text(tx, top + PLOT_H / 2, y_titles[p.y], size=8.5, anchor="middle", fill=INK2, rotate=-90))
+            body.append(text_el(tx, top + PLOT_H / 2, y_titles[p.y], size=8.5, anchor="middle", fill=INK2, rotate=-90))
         if p.y2 and y_titles[p.y2]:
-            body.append(_text(width - 6, top + PLOT_H / 2, y_titles[p.y2], size=8.5, anchor="middle", fill=INK2, rotate=90))
+            body.append(text_el(width - 6, top + PLOT_H / 2, y_titles[p.y2], size=8.5, anchor="middle", fill=INK2, rotate=90))
     legend_top = top - above_h - legend_h
     for (name, tr), (lx, row) in zip(entries if slots else [], slots, strict=True):
         ly = legend_top + 6 + 14.0 * row
         colour = _colour(tr, order[id(tr)])
         dim = ' opacity="0.45"' if tr.visible == "legendonly" else ""
         if tr.type == "bar":
-            body.append(f'<rect x="{_num(lx)}" y="{_num(ly - 7)}" width="9" height="9" fill="{colour}"{dim}/>')
+            body.append(f'<rect x="{num(lx)}" y="{num(ly - 7)}" width="9" height="9" fill="{colour}"{dim}/>')
         elif "lines" in (tr.mode or "lines+markers"):
             body.append(_line(lx, lx + 10, ly - 3, ly - 3, colour, 2, dim))
         else:
             sym = str(tr.marker.symbol or "circle") if tr.marker is not None else "circle"
             fill = "none" if "open" in sym else colour
             body.append(f'<path d="{marker_path(sym, lx + 5, ly - 3, 3.5)}" fill="{fill}" stroke="{colour}"{dim}/>')
-        body.append(_text(lx + 13, ly + 1, name, size=8.5))
-    return _svg(width, height, body)
+        body.append(text_el(lx + 13, ly + 1, name, size=8.5))
+    return svg_root(width, height, body)
 
 
 def _ypx(v: float, rng: tuple[float, float], top: float) -> float:
@@ -518,19 +518,19 @@ def _panel_traces(p: Panel, order: dict[int, int], layout: Any, ranges: dict[str
                 if v is None:
                     continue
                 y0, yv = _ypx(max(min(0.0, rng[1]), rng[0]), rng, top), _ypx(v, rng, top)
-                r = f'x="{_num(cx)}" y="{_num(min(y0, yv))}" width="{_num(bw)}" height="{_num(abs(y0 - yv))}"'
+                r = f'x="{num(cx)}" y="{num(min(y0, yv))}" width="{num(bw)}" height="{num(abs(y0 - yv))}"'
                 f = fills[i]
-                opa = f' fill-opacity="{_num(op * f[1])}"' if f is not None and op * f[1] < 1 else ""
+                opa = f' fill-opacity="{num(op * f[1])}"' if f is not None and op * f[1] < 1 else ""
                 stroke = ""
                 if strokes[i] is not None and float(lw[i]) > 0:
-                    stroke = _paint_attr(strokes[i], "stroke") + f' stroke-width="{_num(float(lw[i]) * 0.6)}"'
+                    stroke = _paint_attr(strokes[i], "stroke") + f' stroke-width="{num(float(lw[i]) * 0.6)}"'
                 body.append(f'<rect class="bar" {r} fill="{f[0] if f else "none"}"{opa}{stroke}/>')
                 if hatch[i]:
-                    hatched.append(f"M{_num(cx)},{_num(min(y0, yv))}h{_num(bw)}v{_num(abs(y0 - yv))}h{_num(-bw)}z")
+                    hatched.append(f"M{num(cx)},{num(min(y0, yv))}h{num(bw)}v{num(abs(y0 - yv))}h{num(-bw)}z")
                 label = plain(texts[i])
                 if label and labelled:
                     ty = yv - 3 if v >= 0 else yv + 9
-                    body.append(_text(cx + bw / 2, ty, label, size=8, anchor="middle"))
+                    body.append(text_el(cx + bw / 2, ty, label, size=8, anchor="middle"))
             if hatched:
                 body.append(f'<path d="{"".join(hatched)}" fill="url(#hatch)"/>')
         else:
@@ -547,13 +547,13 @@ def _panel_traces(p: Panel, order: dict[int, int], layout: Any, ranges: dict[str
                     if pt is None:
                         pen = bool(tr.connectgaps) and pen
                         continue
-                    d.append(("L" if pen else "M") + f"{_num(pt[0])},{_num(pt[1])}")
+                    d.append(("L" if pen else "M") + f"{num(pt[0])},{num(pt[1])}")
                     pen = True
                 lw_line = float(tr.line.width) if tr.line is not None and tr.line.width is not None else 1.5
                 dash = DASHES.get(str(tr.line.dash)) if tr.line is not None and tr.line.dash else None
                 dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
                 if len(d) > 1:
-                    body.append(f'<path d="{"".join(d)}" stroke="{colour}" stroke-width="{_num(lw_line)}" fill="none"{dash_attr}/>')
+                    body.append(f'<path d="{"".join(d)}" stroke="{colour}" stroke-width="{num(lw_line)}" fill="none"{dash_attr}/>')
             if "markers" in mode:
                 sym = str(m.symbol) if m is not None and isinstance(m.symbol, str) else "circle"
                 sizes = _per(m.size if m is not None else None, n, 6.0)
@@ -567,12 +567,12 @@ def _panel_traces(p: Panel, order: dict[int, int], layout: Any, ranges: dict[str
                         continue
                     f = fills[i]
                     shape = marker_path(sym, pt[0], pt[1], float(sizes[i]) / 2)
-                    rot = f' transform="rotate(45 {_num(pt[0])} {_num(pt[1])})"' if sym.replace("-open", "") == "x" else ""
+                    rot = f' transform="rotate(45 {num(pt[0])} {num(pt[1])})"' if sym.replace("-open", "") == "x" else ""
                     if "open" in sym:
                         body.append(f'<path d="{shape}" fill="none"{_paint_attr(f, "stroke")} stroke-width="1.2"{rot}/>')
                         continue
-                    a = f' fill-opacity="{_num(op)}"' if op < 1 else ""
-                    s = _paint_attr(edge, "stroke") + f' stroke-width="{_num(ew)}"' if edge and ew > 0 else ""
+                    a = f' fill-opacity="{num(op)}"' if op < 1 else ""
+                    s = _paint_attr(edge, "stroke") + f' stroke-width="{num(ew)}"' if edge and ew > 0 else ""
                     body.append(f'<path d="{shape}"{_paint_attr(f)}{a}{s}{rot}/>')
         if err:
             e = tr.error_y
@@ -584,7 +584,7 @@ def _panel_traces(p: Panel, order: dict[int, int], layout: Any, ranges: dict[str
                     continue
                 lo_e, hi_e = _ypx(v - err[i][0], rng, top), _ypx(v + err[i][1], rng, top)
                 body.append(
-                    f'<path d="M{_num(centre)},{_num(lo_e)} V{_num(hi_e)} M{_num(centre - cap)},{_num(lo_e)} H{_num(centre + cap)} '
-                    f'M{_num(centre - cap)},{_num(hi_e)} H{_num(centre + cap)}" stroke="{ecol}" stroke-width="0.7" fill="none"/>'
+                    f'<path d="M{num(centre)},{num(lo_e)} V{num(hi_e)} M{num(centre - cap)},{num(lo_e)} H{num(centre + cap)} '
+                    f'M{num(centre - cap)},{num(hi_e)} H{num(centre + cap)}" stroke="{ecol}" stroke-width="0.7" fill="none"/>'
                 )
     return body
