@@ -125,4 +125,5 @@ def test_the_local_executor_is_in_the_provenance_of_every_report(tmp_path: Path,
     assert statement["predicate"]["buildDefinition"]["internalParameters"]["executor"] == {"kind": "local"}
     row = '<tr><th scope="row">executor.kind</th><td><code>local</code></td></tr>'
     assert row in Path(written["html"]).read_text("utf-8")
-    assert row in render_html_for_pdf(render_context(run), SvgDrawer(KaleidoExporter(False)))
+    printed = render_html_for_pdf(render_context(run), SvgDrawer(KaleidoExporter(False)))
+    assert row in printed.replace("<wbr>", "")  # the PDF lets an identifier header wrap after its dots
