@@ -519,6 +519,30 @@ class LocalSampler(Sampler):
         return [str(tok.decode(row[ids.shape[1] :], skip_special_tokens=True)) for row in out]
 
 
+def cache_keyword(model: Any) -> str:
+    """The name under which ``model``'s forward takes and returns a KV cache: ``cache`` (transformers
+    ≥ 5.2x, where ``past_key_values`` is deprecated) or ``past_key_values``."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned, under either of its names (:func:`cache_keyword`)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]  # transformers 5.x renamed it
+
+
+def token_logprobs(logits: Any, targets: Any) -> Any:
+    """log softmax(logits)[target] in float64 without materialising a second (b, L, V) tensor."""
+    lf = logits.float()
+    picked = lf.gather(-1, targets[..., None])[..., 0].double()
+    return picked - lf.logsumexp(-1).double()
+
+
 def shared_prefill(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
     """``generate`` keywords that give ``n`` copies of the prompt ``ids`` (1, L) one prefill: the KV
     cache of ``ids[:, :-1]`` computed once and repeated for the rows (n identical prefills cost n
@@ -531,7 +555,7 @@ def shared_prefill(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
         return {}
     with torch.no_grad():
         out = model(ids[:, :-1], use_cache=True)
-    name = "cache" if "cache" in out else "past_key_values"  # transformers 5.x renamed it
+    name = "cache" if "cache" in out else "past_key_values"  # the name generate takes it back under
     cache = out[name]
     if not hasattr(cache, "batch_repeat_interleave"):
         return {}

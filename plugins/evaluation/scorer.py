@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from reportgen.generate import available_memory_bytes
+from reportgen.generate import available_memory_bytes, cache_keyword, returned_cache, token_logprobs
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -51,7 +51,7 @@ class PrefixBatchScorer:
         self.batch_size = batch_size
         self.forwards = 0
         self.batches = 0
-        self._cache_kwarg = _cache_kwarg(model)
+        self._cache_kwarg = cache_keyword(model)
         # a cache built from the config keeps only the last window of a sliding-window layer (Gemma 3, Mistral):
         # an empty DynamicCache keeps every position in every layer, so a prefix can be sliced by position
         full = {self._cache_kwarg: DynamicCache(), "use_cache": True}
@@ -60,9 +60,9 @@ class PrefixBatchScorer:
         logits = out.logits[0]
         self._log_next = torch.log_softmax(logits[: self.n].float(), dim=-1)  # row k−1: log P(· | x_{<k})
         tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
-        lp = _token_logprobs(logits[self.n - 1 : self.n - 1 + self.t][None], tgt[None])[0]
+        lp = token_logprobs(logits[self.n - 1 : self.n - 1 + self.t][None], tgt[None])[0]
         self.base: FloatArray = lp.cpu().numpy().astype(np.float64)
-        cache = out.cache if "cache" in out else out.past_key_values
+        cache = returned_cache(out)
         self._layers = [(layer.keys, layer.values) for layer in cache.layers]
         self.vocab = int(logits.shape[-1])
 
@@ -131,7 +131,7 @@ class PrefixBatchScorer:
             offset = width - logits.shape[1]
             idx = torch.tensor([[st - offset + j for j in range(self.t)] for st in starts], device=self.device)
             picked = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))
-            lp = _token_logprobs(picked, tgt[None].expand(len(chunk), -1))
+            lp = token_logprobs(picked, tgt[None].expand(len(chunk), -1))
             out[chunk] = lp.cpu().numpy()
             self.forwards += len(chunk)
             self.batches += 1
@@ -147,19 +147,8 @@ class PrefixBatchScorer:
             seq = [int(i) for i in s]
             with torch.no_grad():
                 logits = self.model(torch.tensor([seq + self.y], device=self.device)).logits[0]
-            out[r] = _token_logprobs(logits[len(seq) - 1 : len(seq) - 1 + self.t][None], tgt[None])[0].cpu().numpy()
+            out[r] = token_logprobs(logits[len(seq) - 1 : len(seq) - 1 + self.t][None], tgt[None])[0].cpu().numpy()
         return out
-
-
-def _cache_kwarg(model: Any) -> str:
-    """The forward's name for a KV cache: ``cache`` (transformers ≥ 5.2x) or ``past_key_values``."""
-    import inspect
-
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def _forward_logits(model: Any, ids: Any, kwargs: dict[str, Any], keep: int) -> Any:
@@ -176,13 +165,6 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
         if a[i] != b[i]:
             return i
     return n
-
-
-def _token_logprobs(logits: Any, targets: Any) -> Any:
-    """log softmax(logits)[target] in float64 without a second (b, L, V) tensor."""
-    lf = logits.float()
-    picked = lf.gather(-1, targets[..., None])[..., 0].double()
-    return picked - lf.logsumexp(-1).double()
 
 
 class CallbackScorer:

@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from reportgen.generate import available_memory_bytes
+from reportgen.generate import available_memory_bytes, cache_keyword, returned_cache, token_logprobs
 from reportgen_plugins.pas.estimators import FloatArray
 
 Ids = Sequence[int] | npt.NDArray[np.int64]
@@ -64,14 +64,15 @@ class PrefixScorer:
         self.n, self.t = len(self.x), len(self.y)
         self.device = next(model.parameters()).device
         full = torch.tensor([self.x + self.y], device=self.device)
+        self._kw = cache_keyword(model)
         with torch.no_grad():
-            out = model(full, past_key_values=DynamicCache(), use_cache=True)  # every layer keeps every position
+            out = model(full, **{self._kw: DynamicCache()}, use_cache=True)  # every layer keeps every position
         logits = out.logits[0]
         # only the prompt rows are kept, as float32 logits (a float64 log-softmax of every row would take
         # (n+t)·V·8 bytes: 400 MB for a 1,000-token prompt); rows are normalised on use (:meth:`log_next`)
         self._prompt_logits = logits[: self.n - 1].to(torch.float32, copy=True)  # row i: logits of P(· | x_{≤i})
         self.vocab_logits = int(logits.shape[-1])
-        cache = out.past_key_values
+        cache = returned_cache(out)
         self._layers = [(layer.keys, layer.values) for layer in cache.layers]
         tgt = torch.tensor(self.y, device=self.device, dtype=torch.long)
         resp = torch.log_softmax(logits[self.n - 1 : self.n - 1 + self.t].double(), dim=-1)
@@ -80,7 +81,7 @@ class PrefixScorer:
         # (256 rows at a time: a logsumexp temporary of every row would double the logits' memory)
         pred, nxt = logits[None, :-1], full[:, 1:]
         chunks = range(0, max(nxt.shape[1], 1), 256)
-        self._original_lp = torch.cat([_token_logprobs(pred[:, i : i + 256], nxt[:, i : i + 256])[0] for i in chunks])
+        self._original_lp = torch.cat([token_logprobs(pred[:, i : i + 256], nxt[:, i : i + 256])[0] for i in chunks])
 
     def log_next(self, i: int) -> torch.Tensor:
         """log P(· | x_{≤i}) over the vocabulary (float64, on the model's device), 0 ≤ i < n−1."""
@@ -148,8 +149,8 @@ class PrefixScorer:
             rows = todo[s : s + bs]
             w = torch.as_tensor(fillers[rows], device=self.device, dtype=torch.long)
             inp = torch.cat([w, tgt_row[None, :].expand(len(rows), -1)], dim=1)
-            logits = self.model(inp, past_key_values=self._cache(k, len(rows)), use_cache=True).logits[:, :-1]
-            out[rows] = self._ell(k, fillers[rows, 0], _token_logprobs(logits, inp[:, 1:]), n_den)
+            logits = self.model(inp, **{self._kw: self._cache(k, len(rows))}, use_cache=True).logits[:, :-1]
+            out[rows] = self._ell(k, fillers[rows, 0], token_logprobs(logits, inp[:, 1:]), n_den)
         return out
 
     def _ell(self, k: int, first: npt.NDArray[np.int64], tok_lp: torch.Tensor, n_den: int) -> FloatArray:
@@ -175,8 +176,8 @@ class PrefixScorer:
             out[:, i] = np.minimum((cdf < u).sum(axis=1), p.shape[1] - 1)
             if i + 1 < length:
                 step = torch.as_tensor(out[:, i : i + 1], device=self.device)
-                res = self.model(step, past_key_values=cache, use_cache=True)
-                cache = res.past_key_values
+                res = self.model(step, **{self._kw: cache}, use_cache=True)
+                cache = returned_cache(res)
                 logp = torch.log_softmax(res.logits[:, -1].double(), dim=-1)
         return out
 
@@ -190,7 +191,7 @@ class PrefixScorer:
         for s in range(0, len(ids), bs):
             chunk = ids[s : s + bs]
             inp = torch.tensor(chunk, device=self.device, dtype=torch.long)[:, None]
-            logits = self.model(inp, past_key_values=self._cache(k, len(chunk)), use_cache=True).logits[:, 0]
+            logits = self.model(inp, **{self._kw: self._cache(k, len(chunk))}, use_cache=True).logits[:, 0]
             lp = torch.log_softmax(logits.double(), dim=-1)[:, target]
             out[s : s + len(chunk)] = lp.cpu().numpy()
         return out
@@ -208,20 +209,12 @@ class PrefixScorer:
                 seqs.append(xv + self.y)
             inp = torch.tensor(seqs, device=self.device)
             logits = self.model(inp).logits[:, :-1]
-            lp = _token_logprobs(logits, inp[:, 1:])  # lp[:, i-1] = log P(seq_i | seq_{<i})
+            lp = token_logprobs(logits, inp[:, 1:])  # lp[:, i-1] = log P(seq_i | seq_{<i})
             den = lp[:, k - 1 : self.n - 1].sum(dim=1)
             resp = lp[:, self.n - 1 :]
             cum = torch.cat([den[:, None], den[:, None] + torch.cumsum(resp, dim=1)], dim=1)
             rows.append(cum.cpu().numpy())
         return np.concatenate(rows, axis=0) if rows else np.empty((0, self.t + 1))
-
-
-def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[target] in float64 without materialising a second (b, L, V) tensor."""
-    lf = logits.float()
-    picked = lf.gather(-1, targets[..., None])[..., 0].double()
-    norm = torch.logsumexp(lf, dim=-1).double()
-    return picked - norm
 
 
 class _PresizedLayer(DynamicLayer):  # type: ignore[no-untyped-call]
