@@ -210,6 +210,14 @@ def test_downsampled_heatmap_hover_shows_exact_cell(browser: str, tmp_path_facto
         nbr, nbc = -(-n // fr), -(-t // fc)
         cdp.eval(f"document.getElementById('{fid}').addEventListener('mousemove', e => {{ window.__at = [e.clientX, e.clientY]; }})")
         label = f"#fig-{fid} .exact-hover"
+        # figures near the viewport draw lazily and may shift the page: wait until the plot area holds still
+        still, previous = 0, None
+        for _ in range(100):
+            box = cdp.eval(BOX.format(fid=fid))
+            still, previous = (still + 1 if box == previous else 0), box
+            if still == 3:
+                break
+            time.sleep(0.1)
         for i, j in [(0, 0), (n // 3, t // 2 + 1), (n - 1, t - 1), (fr + 1, fc - 1)]:
             box = cdp.eval(BOX.format(fid=fid))
             # aim at cell (i, j): blocks are drawn equally wide, the cells of a block share it equally
